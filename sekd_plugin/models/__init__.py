@@ -1,0 +1,3 @@
+from .sekd import SEKDNet
+
+__all__ = ["SEKDNet"]

@@ -1,0 +1,52 @@
+"""Non-maximum suppression and keypoint selection on dense score maps."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def nms_mask(scores: torch.Tensor, radius: int) -> torch.Tensor:
+    """Local maxima of a score map in a ``(2r+1) x (2r+1)`` window.
+
+    A pixel survives iff it equals the window maximum (plateaus all survive, as in the
+    official SEKD code); padding acts as ``-inf``.
+
+    Args:
+        scores: ``B x 1 x H x W``.
+        radius: NMS radius r >= 0.
+    Returns:
+        bool mask ``B x 1 x H x W``.
+    """
+    if radius <= 0:
+        return torch.ones_like(scores, dtype=torch.bool)
+    pooled = F.max_pool2d(scores, kernel_size=2 * radius + 1, stride=1, padding=radius)
+    return scores == pooled
+
+
+def select_keypoints(
+    scores: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: float,
+    max_keypoints: int = -1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels where ``mask`` holds and ``score > threshold``, strongest first.
+
+    Args:
+        scores: ``H x W`` score map.
+        mask: ``H x W`` bool (e.g. NMS maxima inside the valid region).
+        threshold: strict lower bound on the score.
+        max_keypoints: keep the strongest k; ``-1`` keeps all.
+    Returns:
+        ``(rows_cols N x 2 long (y, x), scores N)``, sorted by descending score
+        (ties broken by raster order, deterministically).
+    """
+    keep = mask & (scores > threshold)
+    idx = torch.nonzero(keep.flatten(), as_tuple=True)[0]
+    vals = scores.flatten()[idx]
+    order = torch.sort(vals, descending=True, stable=True)[1]
+    if max_keypoints is not None and max_keypoints >= 0:
+        order = order[:max_keypoints]
+    idx, vals = idx[order], vals[order]
+    w = scores.shape[-1]
+    return torch.stack([idx // w, idx % w], dim=-1), vals
