@@ -1,0 +1,37 @@
+import torch
+
+from sekd_plugin.ops import nms_mask, parabola_offsets, sample_descriptors, select_keypoints
+
+
+def test_nms_and_selection_on_constructed_map():
+    s = torch.zeros(20, 20)
+    s[5, 5], s[5, 7], s[15, 15], s[0, 19] = 0.9, 0.8, 0.7, 0.6
+    mask = nms_mask(s[None, None], 2)[0, 0]
+    rc, v = select_keypoints(s, mask, 0.5)
+    assert rc.tolist() == [[5, 5], [15, 15], [0, 19]]  # (5, 7) is suppressed by (5, 5)
+    assert torch.allclose(v, torch.tensor([0.9, 0.7, 0.6]))
+    rc, _ = select_keypoints(s, mask, 0.5, max_keypoints=1)
+    assert rc.tolist() == [[5, 5]]
+    rc, _ = select_keypoints(s, mask, 0.9)  # strictly greater than the threshold
+    assert len(rc) == 0
+
+
+def test_parabola_offsets_recover_true_peak():
+    y, x = torch.meshgrid(torch.arange(9.0), torch.arange(9.0), indexing="ij")
+    s = 1 - 0.1 * ((y - 4.3) ** 2 + (x - 3.8) ** 2)
+    off = parabola_offsets(s, torch.tensor([[4, 4], [0, 4]]))
+    assert torch.allclose(off[0], torch.tensor([0.3, -0.2]), atol=1e-5)
+    assert off[1].tolist() == [0.0, 0.0]  # border peaks are not refined
+
+
+def test_sampling_modes_on_constructed_map():
+    # coarse map whose value is the coarse column index: a centred read at full-res x
+    # must return (x + 0.5) / 4 - 0.5, the official read x / 4 - 0.5.
+    w = 8
+    dmap = torch.arange(w, dtype=torch.float32).view(1, 1, w).expand(1, 4, w).clone()
+    dmap = torch.cat([dmap, torch.full_like(dmap, 100.0)])  # 2 channels, 2nd constant
+    kp = torch.tensor([[13.5, 6.0]])  # x = 13.5 (centre of coarse cell 3 is x = 13.5)
+    cen = sample_descriptors(dmap, kp, (16, 32), "centered")
+    off = sample_descriptors(dmap, kp, (16, 32), "official")
+    ratio_c, ratio_o = (cen[0] / cen[1]).item() * 100, (off[0] / off[1]).item() * 100
+    assert abs(ratio_c - 3.0) < 1e-4 and abs(ratio_o - 2.875) < 1e-4
