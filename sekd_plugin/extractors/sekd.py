@@ -47,7 +47,7 @@ class SEKD(BaseExtractor):
         "sub_pixel": False,
         "subpixel_score": "peak",  # or "reread" (the release's quirk)
         "sampling": "official",  # or "centered"
-        "channels_last": False,
+        "channels_last": True,  # ~1.6x faster on CPU; prob differs from NCHW by ~2e-7
     }
     required_inputs = ["image"]
     detection_noise = 1.0
