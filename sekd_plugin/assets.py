@@ -1,0 +1,385 @@
+"""External assets (weights, data sets): manifests, resolution, download and verification.
+
+Every third-party file the project can use is described by one TOML manifest in the repository's
+top-level ``third_party/`` folder (name, kind, filename, url, optional size / sha256 /
+git_blob_sha1, licence, attribution, notes). This module is the only place that turns a
+manifest into a local path:
+
+* :func:`resolve` finds a file that is already on disk: an explicit path, then
+  ``$SEKD_PLUGIN_WEIGHTS_DIR/<filename>`` (``$SEKD_PLUGIN_DATA_DIR`` for data sets), then
+  ``cache_dir()/<filename>``. It never downloads.
+* :func:`fetch` downloads (the only function that does), into a temporary file next to the
+  target, verifies it, then moves it into place atomically. A file that fails verification is
+  deleted, never left in the cache.
+* :func:`verify` checks a local file against its manifest: sha256 or git blob SHA-1 where known;
+  where no checksum is published only the file header is checked and the result says
+  ``unverified (no checksum published)``.
+* :func:`extract` unpacks a fetched archive (data sets) safely and atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+MANIFEST_DIR = Path(__file__).resolve().parents[1] / "third_party"
+CACHE_ENV = "SEKD_PLUGIN_CACHE"
+DIR_ENV = {"weights": "SEKD_PLUGIN_WEIGHTS_DIR", "dataset": "SEKD_PLUGIN_DATA_DIR"}
+FETCH_COMMAND = {
+    "weights": "python -m sekd_plugin.weights fetch {name}",
+    "dataset": "python -m sekd_plugin.datasets fetch {name}",
+}
+UNVERIFIED = "unverified (no checksum published)"
+
+# First bytes of a torch.save file: a zip archive (torch >= 1.6) or the legacy pickle that
+# starts with protocol 2 and the long integer magic number 0x1950a86a20f9469cfc6c.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class AssetError(Exception):
+    """Base class of the errors raised here; its message is a complete one-line explanation."""
+
+
+class UnknownAssetError(AssetError, LookupError):
+    """No manifest has this name."""
+
+
+class AssetNotFoundError(AssetError, FileNotFoundError):
+    """The asset is not on disk; the message says where we looked and how to fetch it."""
+
+
+class ChecksumError(AssetError):
+    """A file does not match its manifest (checksum, size or file type)."""
+
+
+class DownloadError(AssetError, OSError):
+    """The download itself failed (network, HTTP status, disk)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Asset:
+    """One external file, as described by ``third_party/<name>.toml``."""
+
+    name: str
+    kind: str  # "weights" | "dataset"
+    filename: str
+    url: str
+    license: str
+    attribution: str
+    size: int | None = None
+    sha256: str | None = None
+    git_blob_sha1: str | None = None
+    notes: str = ""
+    archive: str | None = None  # e.g. "tar.gz" for data sets shipped as archives
+    extract_dir: str | None = None  # folder the archive unpacks to
+    aliases: tuple[str, ...] = ()
+    manifest: Path | None = None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "Asset":
+        """Parse and validate one manifest file."""
+        path = Path(path)
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"manifest"}
+        unknown = sorted(set(data) - fields)
+        missing = sorted({"name", "kind", "filename", "url", "license", "attribution"} - set(data))
+        if unknown or missing:
+            raise AssetError(f"bad manifest {path}: unknown keys {unknown}, missing keys {missing}")
+        if data["kind"] not in DIR_ENV:
+            raise AssetError(f"bad manifest {path}: kind must be one of {sorted(DIR_ENV)}")
+        for key, n in (("sha256", 64), ("git_blob_sha1", 40)):
+            value = data.get(key)
+            if value is not None and (len(value) != n or not all(c in "0123456789abcdef" for c in value)):
+                raise AssetError(f"bad manifest {path}: {key} must be {n} lower-case hex digits")
+        data["aliases"] = tuple(data.get("aliases", ()))
+        return cls(**data, manifest=path)
+
+    @property
+    def has_checksum(self) -> bool:
+        return bool(self.sha256 or self.git_blob_sha1)
+
+    @property
+    def local_name(self) -> str:
+        """What :func:`resolve` looks for: the extracted folder of an archive, else the file."""
+        return self.extract_dir or self.filename
+
+    @property
+    def fetch_command(self) -> str:
+        return FETCH_COMMAND[self.kind].format(name=self.name)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :func:`verify`. ``bool(result)`` is False only for a mismatch."""
+
+    path: Path
+    name: str
+    status: str  # "verified" | "unverified" | "mismatch"
+    method: str  # "sha256" | "git_blob_sha1" | "size" | "header"
+    expected: str | None = None
+    actual: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "mismatch"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def message(self) -> str:
+        if self.status == "verified":
+            return f"{self.path}: verified as {self.name} ({self.method} {self.actual})"
+        if self.status == "unverified":
+            return f"{self.path}: {UNVERIFIED}; {self.actual} (manifest {self.name})"
+        return (f"{self.path}: does not match {self.name}: {self.method} expected {self.expected}, "
+                f"got {self.actual}")
+
+
+def default_permissions(path: str | os.PathLike) -> None:
+    """Give a file/folder made by ``tempfile`` (0600/0700) the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
+# --------------------------------------------------------------------------- manifests
+
+def list_assets(kind: str | None = None) -> list[Asset]:
+    """All manifests in ``third_party/`` (optionally only one kind), sorted by name."""
+    assets = [Asset.from_toml(p) for p in sorted(MANIFEST_DIR.glob("*.toml"))]
+    return [a for a in assets if kind is None or a.kind == kind]
+
+
+def load_manifest(name: str | os.PathLike | Asset) -> Asset:
+    """The manifest called ``name`` (or one of its aliases), or a manifest file path."""
+    if isinstance(name, Asset):
+        return name
+    if str(name).endswith(".toml") and Path(name).is_file():
+        return Asset.from_toml(name)
+    path = MANIFEST_DIR / f"{name}.toml"
+    if path.is_file():
+        return Asset.from_toml(path)
+    assets = list_assets()
+    for asset in assets:
+        if name in asset.aliases:
+            return asset
+    known = ", ".join(a.name for a in assets)
+    raise UnknownAssetError(f"unknown asset {name!r}; known assets: {known}")
+
+
+def cache_dir() -> Path:
+    """``$SEKD_PLUGIN_CACHE`` or ``~/.cache/sekd_plugin`` (not created here)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sekd_plugin").expanduser()
+
+
+# --------------------------------------------------------------------------- resolution
+
+def resolve(name: str | Asset, path: str | os.PathLike | None = None) -> Path:
+    """Local path of an asset; never downloads.
+
+    Order: ``path`` (must exist), ``$SEKD_PLUGIN_WEIGHTS_DIR/<filename>`` (data sets:
+    ``$SEKD_PLUGIN_DATA_DIR``), ``cache_dir()/<filename>``. Data sets shipped as archives
+    resolve to their extracted folder. Raises :class:`AssetNotFoundError` otherwise.
+    """
+    asset = load_manifest(name)
+    if path is not None:
+        p = Path(path).expanduser()
+        if p.exists():
+            return p
+        raise AssetNotFoundError(f"{asset.name}: the given path {p} does not exist "
+                                 f"(to download it instead run: {asset.fetch_command})")
+    env = DIR_ENV[asset.kind]
+    looked = []
+    if os.environ.get(env):
+        looked.append((Path(os.environ[env]).expanduser() / asset.local_name, f"${env}"))
+    looked.append((cache_dir() / asset.local_name, "cache"))
+    for candidate, _ in looked:
+        if candidate.exists():
+            return candidate
+    where = "; ".join(f"{p} ({label})" for p, label in looked)
+    unset = "" if os.environ.get(env) else f"; ${env} is not set"
+    raise AssetNotFoundError(f"{asset.name} not found. Looked in: {where}{unset}. "
+                             f"Download it with: {asset.fetch_command}")
+
+
+# --------------------------------------------------------------------------- verification
+
+def _hash_file(path: Path) -> tuple[str, str]:
+    """(sha256, git blob SHA-1) of a file in one pass; blob id = sha1(b"blob <size>\\0" + data)."""
+    sha256 = hashlib.sha256()
+    sha1 = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha256.update(chunk)
+            sha1.update(chunk)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def _check_header(path: Path, asset: Asset) -> tuple[bool, str]:
+    """Structural check used when no checksum is published: is it the right kind of file?"""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if asset.archive in ("tar.gz", "tgz") or asset.filename.endswith((".tar.gz", ".tgz")):
+        return head.startswith(_GZIP_MAGIC), "gzip header"
+    if asset.filename.endswith((".pth", ".pt", ".ckpt")):
+        return head.startswith(_TORCH_MAGIC), "torch.save header"
+    return True, "file exists"
+
+
+def check_file(path: str | os.PathLike, asset: str | Asset) -> VerifyResult:
+    """Compare a local file with a given manifest (the file name is not used)."""
+    asset, path = load_manifest(asset), Path(path)
+    if not path.is_file():
+        raise AssetNotFoundError(f"{path} does not exist or is not a file")
+    actual_size = path.stat().st_size
+    if asset.size is not None and actual_size != asset.size:
+        return VerifyResult(path, asset.name, "mismatch", "size", f"{asset.size} bytes",
+                            f"{actual_size} bytes")
+    if asset.has_checksum:
+        sha256, blob = _hash_file(path)
+        method, expected, actual = (("sha256", asset.sha256, sha256) if asset.sha256
+                                    else ("git_blob_sha1", asset.git_blob_sha1, blob))
+        status = "verified" if actual == expected else "mismatch"
+        return VerifyResult(path, asset.name, status, method, expected, actual)
+    good, what = _check_header(path, asset)
+    if not good:
+        return VerifyResult(path, asset.name, "mismatch", "header", what, "something else")
+    return VerifyResult(path, asset.name, "unverified", "header", None, f"{what} ok")
+
+
+def verify(path: str | os.PathLike, name: str | Asset | None = None) -> VerifyResult:
+    """Check a local file against its manifest, inferred from the file name if ``name`` is None."""
+    path = Path(path)
+    if name is None:
+        matches = [a for a in list_assets() if path.name == a.filename]
+        if not matches:
+            known = ", ".join(a.filename for a in list_assets())
+            raise UnknownAssetError(f"no manifest for a file called {path.name!r} "
+                                    f"(known files: {known}); pass the asset name explicitly")
+        name = matches[0]
+    return check_file(path, name)
+
+
+# --------------------------------------------------------------------------- download
+
+def _download(url: str, out, desc: str, expected_size: int | None) -> None:
+    """Stream ``url`` into the open binary file ``out`` with a tqdm bar (hidden when not a tty)."""
+    from tqdm.auto import tqdm
+
+    request = urllib.request.Request(url, headers={"User-Agent": "sekd_plugin"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0) or expected_size
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                      disable=None) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        raise DownloadError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(f"download of {url} failed: {reason}") from None
+
+
+def fetch(name: str | Asset, dest_dir: str | os.PathLike | None = None, url: str | None = None,
+          force: bool = False) -> Path:
+    """Download an asset into ``dest_dir`` (default :func:`cache_dir`) and verify it.
+
+    An existing file that verifies is kept (unless ``force``). The download goes to a temporary
+    file in ``dest_dir`` and is moved into place with ``os.replace`` only after verification;
+    on any failure the temporary file is deleted. Raises :class:`ChecksumError` on mismatch,
+    :class:`DownloadError` on network errors. ``url`` overrides the manifest's URL (mirrors,
+    ``file://`` copies, tests).
+    """
+    asset = load_manifest(name)
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else cache_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / asset.filename
+    if target.exists() and not force:
+        result = check_file(target, asset)
+        if result.ok:
+            return target
+        warnings.warn(f"{result.message}; downloading it again", stacklevel=2)
+
+    fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{asset.filename}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _download(url or asset.url, out, asset.filename, asset.size)
+        result = check_file(tmp, asset)
+        if not result.ok:
+            raise ChecksumError(f"downloaded {asset.filename} from {url or asset.url} is corrupt: "
+                                f"{result.method} expected {result.expected}, got {result.actual}; "
+                                "nothing was saved")
+        if result.status == "unverified":
+            warnings.warn(f"{asset.filename}: {UNVERIFIED}; only its {result.actual}", stacklevel=2)
+        default_permissions(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+# --------------------------------------------------------------------------- archives
+
+def _safe_members(tar: tarfile.TarFile, root: Path):
+    """Yield the archive's members, refusing anything that would land outside ``root``."""
+    root = root.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()):
+            raise AssetError(f"refusing to extract {member.name!r}: not a regular file or folder")
+        if os.path.isabs(member.name) or (target != root and root not in target.parents):
+            raise AssetError(f"refusing to extract {member.name!r}: outside the target folder")
+        yield member
+
+
+def extract(name: str | Asset, archive: str | os.PathLike, dest_dir: str | os.PathLike | None = None,
+            force: bool = False) -> Path:
+    """Unpack a fetched tar archive into ``dest_dir/<extract_dir>`` (default: next to it).
+
+    Only regular files and folders inside the target are accepted. Extraction happens in a
+    temporary folder that is renamed into place at the end; an existing target is kept unless
+    ``force``.
+    """
+    asset = load_manifest(name)
+    archive = Path(archive)
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else archive.parent
+    if not asset.extract_dir:
+        raise AssetError(f"{asset.name} is not an archive (no extract_dir in its manifest)")
+    target = dest / asset.extract_dir
+    if target.exists() and not force:
+        return target
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".{asset.extract_dir}.", suffix=".part"))
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = list(_safe_members(tar, tmp))
+            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(tmp, members=members, **kwargs)
+        top = tmp / asset.extract_dir
+        if not top.is_dir():
+            raise AssetError(f"{archive} has no top-level folder {asset.extract_dir}/")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(top, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,75 @@
+"""Command line for data sets: ``python -m sekd_plugin.datasets {fetch,verify,list,where,demo}``.
+
+    python -m sekd_plugin.datasets fetch hpatches [--dest DIR] [--url URL] [--force] [--keep-archive]
+    python -m sekd_plugin.datasets demo [--output DIR] [--seed N]
+
+``fetch`` downloads the archive with :func:`sekd_plugin.assets.fetch` and unpacks it safely into
+``DIR/<folder>`` (default: the cache, ``$SEKD_PLUGIN_CACHE``); ``demo`` builds the offline demo
+set of :mod:`sekd_plugin.datasets.demo`. Errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .. import assets
+from ..weights import add_commands, run
+
+
+def fetch_dataset(name: str, dest_dir=None, url: str | None = None, force: bool = False,
+                  keep_archive: bool = False) -> Path:
+    """Download, verify and unpack a data set; returns the extracted folder."""
+    asset = assets.load_manifest(name)
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else assets.cache_dir()
+    target = dest / asset.local_name
+    if asset.extract_dir and target.exists() and not force:
+        return target
+    archive = assets.fetch(asset, dest_dir=dest, url=url, force=force)
+    if not asset.extract_dir:
+        return archive
+    folder = assets.extract(asset, archive, dest, force=force)
+    if not keep_archive:
+        archive.unlink()
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sekd_plugin.datasets",
+                                     description="Fetch benchmark data sets or build the demo set.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub, "dataset")
+    sub.choices["fetch"].add_argument("--keep-archive", action="store_true",
+                                      help="keep the downloaded archive after unpacking")
+    demo = sub.add_parser("demo", help="build the offline demo images and HPatches-style sequences")
+    demo.add_argument("--output", help="target folder (default: <cache>/demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                path = fetch_dataset(args.name, args.dest, args.url, args.force, args.keep_archive)
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
+            print(path)
+            return 0
+        if args.command == "demo":
+            from .demo import build_demo_hpatches, build_demo_images
+
+            out = Path(args.output) if args.output else assets.cache_dir() / "demo"
+            images = build_demo_images(out / "images")
+            sequences = build_demo_hpatches(out / "hpatches", seed=args.seed)
+            print(f"{len(images)} images in {out / 'images'}")
+            print(f"{len(sequences)} sequences in {out / 'hpatches'}")
+            return 0
+        return run(args, kind="dataset")
+    except (assets.AssetError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
