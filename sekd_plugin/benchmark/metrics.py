@@ -1,0 +1,109 @@
+"""Homography-benchmark metrics (HPatches / Oxford), on plain arrays.
+
+Conventions: keypoints are ``N x 2`` (x, y) pixel coordinates with the centre of the top-left
+pixel at (0, 0); ``H`` maps image-0 pixels to image-1 pixels; ``matches`` is ``M x 2``
+(index in image 0, index in image 1).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+THRESHOLDS = tuple(range(1, 11))  # px, for MMA and homography accuracy
+RANSAC_THRESHOLD = 3.0  # px, cv2.findHomography reprojection threshold
+RANSAC_SEED = 0
+
+
+def warp_points(points: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Apply a homography to ``N x 2`` points."""
+    pts = np.concatenate([points, np.ones((len(points), 1))], axis=1) @ H.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return pts[:, :2] / pts[:, 2:]
+
+
+def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Points inside an image of ``size = (W, H)`` (pixel-centre convention)."""
+    w, h = size
+    x, y = points[:, 0], points[:, 1]
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+
+
+def reprojection_errors(kp0: np.ndarray, kp1: np.ndarray, matches: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """Distance between ``H(kp0[i])`` and ``kp1[j]`` for every match ``(i, j)``."""
+    if len(matches) == 0:
+        return np.zeros(0)
+    return np.linalg.norm(warp_points(kp0[matches[:, 0]], H) - kp1[matches[:, 1]], axis=1)
+
+
+def matching_accuracy(errors: np.ndarray, thresholds=THRESHOLDS) -> np.ndarray:
+    """Fraction of matches with error <= t, for each threshold t (0 when there are no matches)."""
+    if len(errors) == 0:
+        return np.zeros(len(thresholds))
+    return np.array([(errors <= t).mean() for t in thresholds])
+
+
+def image_corners(size: tuple[int, int]) -> np.ndarray:
+    """The four corner pixel centres of an image of ``size = (W, H)``."""
+    w, h = size
+    return np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
+
+
+def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, size0: tuple[int, int]) -> float:
+    """Mean distance between the image-0 corners mapped by the estimate and by the truth."""
+    if H_est is None:
+        return float("inf")
+    corners = image_corners(size0)
+    err = np.linalg.norm(warp_points(corners, H_est) - warp_points(corners, H_gt), axis=1).mean()
+    return float(err) if np.isfinite(err) else float("inf")
+
+
+def estimate_homography(
+    kp0: np.ndarray, kp1: np.ndarray, matches: np.ndarray,
+    threshold: float = RANSAC_THRESHOLD, seed: int = RANSAC_SEED,
+) -> np.ndarray | None:
+    """RANSAC homography (OpenCV, fixed seed) from matched keypoints; None if it fails."""
+    if len(matches) < 4:
+        return None
+    cv2.setRNGSeed(seed)
+    H, _ = cv2.findHomography(
+        kp0[matches[:, 0]].astype(np.float64), kp1[matches[:, 1]].astype(np.float64),
+        cv2.RANSAC, threshold, maxIters=10000, confidence=0.9999,
+    )
+    return H
+
+
+def _covisible(kp0, kp1, H, size0, size1):
+    """Keypoints of each image whose correspondence falls inside the other image."""
+    in0 = _inside(warp_points(kp0, H), size1) if len(kp0) else np.zeros(0, bool)
+    in1 = _inside(warp_points(kp1, np.linalg.inv(H)), size0) if len(kp1) else np.zeros(0, bool)
+    return in0, in1
+
+
+def repeatability(
+    kp0: np.ndarray, kp1: np.ndarray, H: np.ndarray,
+    size0: tuple[int, int], size1: tuple[int, int], threshold: float = 3.0,
+) -> float:
+    """SuperPoint's repeatability: keypoints of the common region with a counterpart within
+    ``threshold`` px in the other image, ``(n0_rep + n1_rep) / (n0 + n1)``."""
+    in0, in1 = _covisible(kp0, kp1, H, size0, size1)
+    w0, k1 = warp_points(kp0[in0], H), kp1[in1]
+    if len(w0) + len(k1) == 0:
+        return 0.0
+    if len(w0) == 0 or len(k1) == 0:
+        return 0.0
+    d = torch.cdist(torch.from_numpy(w0), torch.from_numpy(k1.astype(np.float64))).numpy()
+    n_rep = (d.min(1) <= threshold).sum() + (d.min(0) <= threshold).sum()
+    return float(n_rep / (len(w0) + len(k1)))
+
+
+def matching_score(
+    kp0: np.ndarray, kp1: np.ndarray, errors: np.ndarray, H: np.ndarray,
+    size0: tuple[int, int], size1: tuple[int, int], threshold: float = 3.0,
+) -> float:
+    """Correct matches (error <= ``threshold``) over the smaller number of keypoints in the
+    common region (Mikolajczyk et al.)."""
+    in0, in1 = _covisible(kp0, kp1, H, size0, size1)
+    n = min(in0.sum(), in1.sum())
+    return float((errors <= threshold).sum() / n) if n else 0.0
