@@ -1,0 +1,63 @@
+"""``python -m sekd_plugin.benchmark {hpatches,speed}``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _hpatches(args) -> int:
+    from .hpatches import run
+
+    matcher = {"mutual_check": not args.no_mutual, "ratio_threshold": args.ratio,
+               "distance_threshold": args.distance}
+    types = dict(t.split("=", 1) for t in args.type) if args.type else None
+    run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
+        matcher, args.overwrite, args.device, args.plot_matches, types)
+    return 0
+
+
+def _speed(args) -> int:
+    from .speed import run
+
+    run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sekd_plugin.benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    hp = sub.add_parser("hpatches", help="HPatches-style homography benchmark (default: embedded demo data)")
+    hp.add_argument("--dataset", action="append", help="HPatches- or Oxford-layout folder (repeatable)")
+    hp.add_argument("--output", default="outputs/hpatches", help="output folder (default: outputs/hpatches)")
+    hp.add_argument("--methods", help="comma-separated extractor confs (default: sekd,sift,superpoint,d2net)")
+    hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])
+    hp.add_argument("--ratio", type=float, help="Lowe ratio threshold (default: none)")
+    hp.add_argument("--distance", type=float, help="descriptor distance threshold (default: none)")
+    hp.add_argument("--no-mutual", action="store_true", help="disable the mutual check")
+    hp.add_argument("--type", action="append", help="sequence type override NAME=i|v (Oxford names)")
+    hp.add_argument("--overwrite", action="store_true", help="re-extract cached features")
+    hp.add_argument("--device", choices=["cpu", "cuda"])
+    hp.add_argument("--plot-matches", action="store_true", help="draw match images per pair")
+    hp.set_defaults(func=_hpatches)
+    sp = sub.add_parser("speed", help="ms per 640x480 image for each extractor")
+    sp.add_argument("--methods", help="comma-separated confs (default: sekd,sift,...)")
+    sp.add_argument("--runs", type=int, default=5)
+    sp.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    sp.add_argument("--device", choices=["cpu", "cuda"])
+    sp.set_defaults(func=_speed)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: cached features are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""HPatches-style homography benchmark: extract -> match -> metrics, per method.
+
+    python -m sekd_plugin.benchmark hpatches [--dataset PATH ...] [--methods sekd,sift,...]
+
+Features are cached per method and protocol in hloc .h5 files under
+``<output>/features/<protocol>/<method>.h5`` (an interrupted run resumes; ``overwrite``
+redoes them). Per-pair metrics are recomputed every run (they take seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..datasets.hpatches import Sequence, load_dataset
+from ..extractors.base import get_extractor
+from ..extractors.confs import get_conf
+from ..io.h5 import read_features
+from ..matchers import match_nearest_neighbor
+from . import metrics as M
+from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("sekd", "sift", "superpoint", "d2net")
+MATCHER_DEFAULTS = {"mutual_check": True, "ratio_threshold": None, "distance_threshold": None}
+
+
+def method_conf(method: str, protocol: str) -> dict[str, Any]:
+    """The extraction conf of ``method`` under ``protocol``: same images for everyone
+    (no further resizing), the protocol's keypoint cap and fixed options."""
+    conf = get_conf(method)
+    p = PROTOCOLS[protocol]
+    conf["preprocessing"] = {**conf.get("preprocessing", {}), "resize_max": None, "resize_force": False}
+    model = conf["model"]
+    defaults = get_extractor(model["name"]).default_conf
+    if "max_keypoints" in defaults:
+        model["max_keypoints"] = p["max_keypoints"]
+    model.update(p["model_overrides"].get(model["name"], {}))
+    return conf
+
+
+def missing_weights(method: str, conf: dict[str, Any]) -> str | None:
+    """Why ``method`` cannot run (its weights are absent), or None."""
+    from ..assets import AssetNotFoundError, resolve
+
+    model = conf["model"]
+    defaults = get_extractor(model["name"]).default_conf
+    checkpoint = model.get("checkpoint", defaults.get("checkpoint"))
+    if checkpoint is None:
+        return None
+    try:
+        resolve(checkpoint, model.get("weights", defaults.get("weights")))
+    except AssetNotFoundError as e:
+        return f"{method} skipped: weights not found ({e}) (see third_party/{checkpoint}.toml)"
+    return None
+
+
+def extract_method(method, conf, image_root, names, feature_path, overwrite, device) -> dict[str, float]:
+    """Extract (or reuse) features; returns per-image extraction times in ms (cached in a json)."""
+    from ..extract_features import extract
+
+    timing_path = feature_path.with_suffix(".timing.json")
+    timings = json.loads(timing_path.read_text()) if timing_path.exists() and not overwrite else {}
+    result = extract(conf, image_root, image_list=names, feature_path=feature_path,
+                     overwrite=overwrite, device=device, as_half=False)
+    new = getattr(result, "timings", {}) or {}
+    if new:
+        timings.update(new)
+        tmp = timing_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(timings, indent=1))
+        tmp.replace(timing_path)
+    if result.failed:
+        logger.warning("%s: %d images failed: %s", method, len(result.failed), ", ".join(result.failed))
+    return timings
+
+
+def evaluate_pair(f0, f1, H, matcher_conf) -> dict[str, Any]:
+    """All metrics of one image pair (1, k)."""
+    kp0, kp1 = f0["keypoints"].astype(np.float64), f1["keypoints"].astype(np.float64)
+    size0, size1 = tuple(int(v) for v in f0["image_size"]), tuple(int(v) for v in f1["image_size"])
+    d0, d1 = torch.from_numpy(f0["descriptors"]), torch.from_numpy(f1["descriptors"])
+    if d0.dtype != torch.uint8:
+        d0, d1 = d0.float(), d1.float()
+    m0, _ = match_nearest_neighbor(d0, d1, **matcher_conf)
+    valid = m0 >= 0
+    matches = torch.stack([torch.nonzero(valid)[:, 0], m0[valid]], 1).numpy()
+    err = M.reprojection_errors(kp0, kp1, matches, H)
+    H_est = M.estimate_homography(kp0, kp1, matches)
+    return {
+        "mma": M.matching_accuracy(err).tolist(),
+        "corner_error": M.corner_error(H_est, H, size0),
+        "repeatability": M.repeatability(kp0, kp1, H, size0, size1, 3.0),
+        "matching_score": M.matching_score(kp0, kp1, err, H, size0, size1, 3.0),
+        "num_keypoints": [len(kp0), len(kp1)],
+        "num_matches": int(len(matches)),
+        "_matches": matches, "_errors": err,
+    }
+
+
+def aggregate(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean metrics over pairs: MMA@t (mean per-pair precision), H@t (fraction of pairs with
+    corner error <= t), rep@3, matching score, #kp per image, #matches per pair."""
+    if not pairs:
+        return {"num_pairs": 0}
+    mma = np.mean([p["mma"] for p in pairs], axis=0)
+    cerr = np.array([p["corner_error"] for p in pairs])
+    return {
+        "num_pairs": len(pairs),
+        "mma": dict(zip(M.THRESHOLDS, mma.tolist())),
+        "homography_accuracy": {t: float((cerr <= t).mean()) for t in M.THRESHOLDS},
+        "repeatability@3": float(np.mean([p["repeatability"] for p in pairs])),
+        "matching_score@3": float(np.mean([p["matching_score"] for p in pairs])),
+        "num_keypoints": float(np.mean([p["num_keypoints"] for p in pairs])),
+        "num_matches": float(np.mean([p["num_matches"] for p in pairs])),
+    }
+
+
+def run(
+    datasets: list[str | Path] | None,
+    output: str | Path,
+    methods: list[str] | None = None,
+    protocol: str = "sekd",
+    matcher: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    plot_matches: bool = False,
+    types: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark; writes results.json, results.md and plots into ``output``."""
+    from . import report
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol '{protocol}'; choose from {sorted(PROTOCOLS)}")
+    methods = list(methods or DEFAULT_METHODS)
+    matcher_conf = {**MATCHER_DEFAULTS, **(matcher or {})}
+
+    demo = not datasets
+    if demo:
+        from ..datasets.demo import build_demo_hpatches
+
+        demo_root = output / "demo_hpatches"
+        build_demo_hpatches(demo_root)
+        datasets = [demo_root]
+        print(f"No --dataset given: running on the embedded demo (HPatches-layout sequences built from "
+              f"scikit-image's photos in {demo_root}). For the real benchmark: "
+              f"python -m sekd_plugin.datasets fetch hpatches, then --dataset <that folder>.")
+    sequences: list[Sequence] = [s for d in datasets for s in load_dataset(d, types)]
+    image_root = output / "images" / protocol
+    prepared: list[PreparedSequence] = prepare(sequences, protocol, image_root)
+    names = [n for s in prepared for n in s.names]
+
+    results: dict[str, Any] = {
+        "protocol": protocol, "protocol_settings": describe(protocol), "matcher": matcher_conf,
+        "ransac": {"method": "cv2.findHomography RANSAC", "threshold_px": M.RANSAC_THRESHOLD,
+                   "seed": M.RANSAC_SEED, "max_iters": 10000, "confidence": 0.9999},
+        "datasets": [str(d) for d in datasets], "demo": demo,
+        "sequences": {s.key: s.kind for s in prepared},
+        "versions": {"sekd_plugin": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        "methods": {}, "skipped": {},
+    }
+    match_records = {}
+    for method in methods:
+        conf = method_conf(method, protocol)
+        reason = missing_weights(method, conf)
+        if reason:
+            print(reason)
+            results["skipped"][method] = reason
+            continue
+        feature_path = output / "features" / protocol / f"{method}.h5"
+        t0 = time.perf_counter()
+        timings = extract_method(method, conf, image_root, names, feature_path, overwrite, device)
+        logger.info("%s: features ready in %.1f s", method, time.perf_counter() - t0)
+        per_pair, records = {}, {}
+        for seq in tqdm(prepared, desc=f"match {method}", unit="seq"):
+            try:
+                f1 = read_features(feature_path, seq.names[0])
+            except KeyError:
+                logger.warning("%s: no features for %s; sequence skipped", method, seq.names[0])
+                continue
+            for k in range(1, 6):
+                try:
+                    fk = read_features(feature_path, seq.names[k])
+                except KeyError:
+                    continue
+                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_conf)
+                records[(seq.key, k + 1)] = (f1["keypoints"], fk["keypoints"], r.pop("_matches"), r.pop("_errors"))
+                per_pair[f"{seq.key}/1-{k + 1}"] = {"kind": seq.kind, **r}
+        pairs = list(per_pair.values())
+        ms = [timings[n] for n in names if n in timings]
+        results["methods"][method] = {
+            "conf": conf,
+            "ms_per_image": float(np.median(ms)) if ms else None,
+            "i": aggregate([p for p in pairs if p["kind"] == "i"]),
+            "v": aggregate([p for p in pairs if p["kind"] == "v"]),
+            "all": aggregate(pairs),
+            "per_sequence": {s.key: aggregate([per_pair[f"{s.key}/1-{k}"] for k in range(2, 7)
+                                               if f"{s.key}/1-{k}" in per_pair]) for s in prepared},
+            "pairs": per_pair,
+        }
+        match_records[method] = records
+
+    report.write_all(results, output)
+    if plot_matches:
+        report.plot_matches(results, prepared, match_records, image_root, output / "matches")
+    return results

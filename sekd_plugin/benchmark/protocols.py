@@ -1,0 +1,113 @@
+"""Evaluation protocols: which images every method sees and how many keypoints it keeps.
+
+* ``sekd`` (the SEKD paper's): each image resized so its long side is 640 px (INTER_AREA),
+  cropped at the bottom/right to multiples of 16, homographies rescaled exactly
+  (pixel-centre convention, per-axis scale); top 500 keypoints by score; SEKD with the
+  thresholds of the authors' HPatches export (confidence 0.4, NMS radius 4).
+* ``d2net`` (D2-Net's): full resolution, the 8 high-resolution sequences D2-Net excludes
+  are skipped when present, all keypoints up to a cap of 5,000.
+
+Every method sees the same prepared image files; they are written once per protocol under
+``<output>/images/<protocol>/`` (full-resolution images are linked, not copied).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..datasets.hpatches import D2NET_EXCLUDED, Sequence
+from ..io.images import read_image
+
+PROTOCOLS = {
+    "sekd": {
+        "long_side": 640,
+        "multiple": 16,
+        "max_keypoints": 500,
+        "exclude": (),
+        # per-extractor options the protocol fixes (the authors' export settings)
+        "model_overrides": {"sekd": {"confidence_threshold": 0.4, "nms_radius": 4}},
+    },
+    "d2net": {
+        "long_side": None,
+        "multiple": 1,
+        "max_keypoints": 5000,
+        "exclude": D2NET_EXCLUDED,
+        "model_overrides": {},
+    },
+}
+
+
+@dataclass
+class PreparedSequence:
+    key: str  # "<dataset>/<sequence>"
+    kind: str  # "i" or "v"
+    names: list[str]  # image names relative to the protocol image folder, image 1 first
+    sizes: list[tuple[int, int]]  # (W, H) of each prepared image
+    homographies: list[np.ndarray]  # H_1_k in prepared-image pixels, k = 2..6
+
+
+def pixel_scale_matrix(sx: float, sy: float) -> np.ndarray:
+    """Map pixel-centre coordinates through a resize by (sx, sy): ``x' = (x + 0.5) s - 0.5``."""
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+
+
+def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int) -> tuple[tuple[int, int], np.ndarray]:
+    """Write the protocol's version of ``src`` to ``dst``; return its (W, H) and the matrix
+    mapping original pixels to prepared pixels."""
+    if long_side is None and multiple == 1:
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.symlink(src.resolve(), dst)
+            except OSError:
+                dst.write_bytes(src.read_bytes())
+        h, w = read_image(dst).shape[:2]
+        return (w, h), np.eye(3)
+    image = read_image(src)
+    h, w = image.shape[:2]
+    scale = long_side / max(w, h) if long_side else 1.0
+    nw, nh = round(w * scale), round(h * scale)
+    cw, ch = nw // multiple * multiple, nh // multiple * multiple
+    A = pixel_scale_matrix(nw / w, nh / h)
+    if not dst.exists():
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
+        cropped = np.ascontiguousarray(resized[:ch, :cw])
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".tmp.png")
+        bgr = cv2.cvtColor(cropped, cv2.COLOR_RGB2BGR) if cropped.ndim == 3 else cropped
+        if not cv2.imwrite(str(tmp), bgr):
+            raise OSError(f"cannot write {tmp}")
+        os.replace(tmp, dst)
+    return (cw, ch), A
+
+
+def prepare(sequences: list[Sequence], protocol: str, image_root: Path) -> list[PreparedSequence]:
+    """Prepared images + homographies of every sequence the protocol keeps (cached on disk)."""
+    p = PROTOCOLS[protocol]
+    out = []
+    for seq in sequences:
+        if seq.name in p["exclude"]:
+            continue
+        names, sizes, mats = [], [], []
+        for i, src in enumerate(seq.images, start=1):
+            ext = src.suffix.lower() if p["long_side"] is None and p["multiple"] == 1 else ".png"
+            name = f"{seq.key}/{i}{ext}"
+            size, A = _prepare_image(src, image_root / name, p["long_side"], p["multiple"])
+            names.append(name)
+            sizes.append(size)
+            mats.append(A)
+        hs = [mats[k] @ H @ np.linalg.inv(mats[0]) for k, H in zip(range(1, 6), seq.homographies)]
+        out.append(PreparedSequence(seq.key, seq.kind, names, sizes, hs))
+    return out
+
+
+def describe(protocol: str) -> dict:
+    """The protocol's settings, JSON-serialisable, for results.json."""
+    return json.loads(json.dumps(PROTOCOLS[protocol], default=list))

@@ -1,0 +1,107 @@
+"""Named extraction configurations, in hloc's shape.
+
+Each entry is ``{"output": <h5 file stem>, "model": {"name": <extractor>, ...options},
+"preprocessing": {"grayscale", "resize_max", "resize_force", ...}}``; see
+``sekd_plugin.io.images.DEFAULT_PREPROCESSING`` for the preprocessing keys. Unset model
+options take the extractor's ``default_conf``.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+from .base import ConfigError
+
+confs: dict[str, dict[str, Any]] = {
+    # SEKD with the extractor's defaults, single scale, images up to 1600 px.
+    "sekd": {
+        "output": "feats-sekd-n500-r1600",
+        "model": {"name": "sekd"},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    # Same, with multi-scale detection.
+    "sekd-ms": {
+        "output": "feats-sekd-ms-n500-r1600",
+        "model": {"name": "sekd", "multi_scale": True},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    # The SEKD paper's evaluation setting (HPatches-sized images).
+    "sekd-paper": {
+        "output": "feats-sekd-paper-n500-r640",
+        "model": {
+            "name": "sekd",
+            "confidence_threshold": 0.4,
+            "nms_radius": 4,
+            "max_keypoints": 500,
+        },
+        "preprocessing": {"grayscale": True, "resize_max": 640, "resize_force": False},
+    },
+    # COLMAP DoG + RootSIFT, every keypoint (hloc's "sift" setting).
+    "sift": {
+        "output": "feats-rootsift-r1600",
+        "model": {"name": "sift", "rootsift": True},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    # RootSIFT with a keypoint budget comparable to the learned detectors.
+    "sift-n4096": {
+        "output": "feats-rootsift-n4096-r1600",
+        "model": {"name": "sift", "rootsift": True, "max_keypoints": 4096},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    # SuperPoint baselines (MagicLeap weights, see sekd_plugin.extractors.superpoint.WEIGHTS_NOTE).
+    # hloc's superpoint_aachen: NMS 3, 4096 keypoints, images up to 1024 px.
+    "superpoint": {
+        "output": "feats-superpoint-n4096-r1024",
+        "model": {"name": "superpoint", "nms_radius": 3, "max_keypoints": 4096},
+        "preprocessing": {"grayscale": True, "resize_max": 1024, "resize_force": False},
+    },
+    # hloc's superpoint_max: every image resized to 1600 px (also upsampled).
+    "superpoint_max": {
+        "output": "feats-superpoint-n4096-rmax1600",
+        "model": {"name": "superpoint", "nms_radius": 3, "max_keypoints": 4096},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": True},
+    },
+    # MagicLeap demo_superpoint.py settings: NMS 4, threshold 0.015, 4 px border, no cap.
+    "superpoint-demo": {
+        "output": "feats-superpoint-demo-r1024",
+        "model": {"name": "superpoint", "nms_radius": 4, "keypoint_threshold": 0.015,
+                  "remove_borders": 4, "max_keypoints": -1},
+        "preprocessing": {"grayscale": True, "resize_max": 1024, "resize_force": False},
+    },
+    # D2-Net (d2_tf weights), single scale, as hloc's d2net-ss.
+    "d2net-ss": {
+        "output": "feats-d2net-ss",
+        "model": {"name": "d2net", "multiscale": False},
+        "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
+    },
+    # D2-Net multi-scale (0.5, 1, 2).
+    "d2net-ms": {
+        "output": "feats-d2net-ms",
+        "model": {"name": "d2net", "multiscale": True},
+        "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
+    },
+    # OpenCV binary features (uint8 descriptors, Hamming distance), 2000 strongest.
+    "orb": {
+        "output": "feats-orb-n2000-r1600",
+        "model": {"name": "orb", "max_keypoints": 2000},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    "akaze": {
+        "output": "feats-akaze-n2000-r1600",
+        "model": {"name": "akaze", "max_keypoints": 2000},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    "brisk": {
+        "output": "feats-brisk-n2000-r1600",
+        "model": {"name": "brisk", "max_keypoints": 2000},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+}
+
+
+def get_conf(name: str) -> dict[str, Any]:
+    """A deep copy of ``confs[name]``; an unknown name raises ConfigError listing the valid ones."""
+    if name not in confs:
+        raise ConfigError(f"unknown extraction conf '{name}'; available: {sorted(confs)}")
+    return deepcopy(confs[name])

@@ -1,0 +1,287 @@
+"""hloc's feature and match .h5 files, written so that an interruption loses at most
+the image (or pair) being written.
+
+Layout (identical to hloc, see HLOC_CONTRACT.md):
+
+* features: one group per image name (``/`` in a name makes nested groups) holding
+  ``keypoints`` N x 2, ``scores`` N, ``descriptors`` D x N, ``image_size`` (W, H) and any
+  other array the extractor returned; ``keypoints`` may carry an ``uncertainty`` attribute.
+* matches: one group per pair, ``names_to_pair(name0, name1)`` (a nested group
+  ``name0_flat/name1_flat``), holding ``matches0`` (N0, index into image 1 or -1) and
+  ``matching_scores0`` (N0, float16).
+
+Completeness guarantee
+----------------------
+Every group is written in its own open -> write -> flush -> close cycle, and the attribute
+``complete = 1`` is set on the group as the **last** write. Readers (``list_names``,
+``read_features``, ``get_matches``...) treat a group without it as missing, and writers
+delete such a group before writing it again. A Python-level interruption (an exception,
+Ctrl-C, SIGTERM turned into an exception) therefore leaves every earlier group intact and
+the current one marked incomplete. HDF5 has no journal: a hard kill (SIGKILL, power loss)
+while the file is being closed can still damage it; the window is one image's write.
+
+Files written by this module carry a root attribute ``sekd_plugin_format`` ("features" or
+"matches"). Files written by hloc itself have no such attribute; they are read with hloc's
+rule (a group holding datasets is an entry) and, when appended to, adopted: their entries
+are marked complete and the root attribute is added. A file that is not HDF5, or an HDF5
+file of another kind, raises :class:`H5FileError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+FORMAT_ATTR = "sekd_plugin_format"
+COMPLETE_ATTR = "complete"
+# A dataset that identifies a group as an entry of each kind in files without FORMAT_ATTR.
+_KIND_DATASETS = {
+    "features": ("keypoints", "descriptors", "global_descriptor"),
+    "matches": ("matches0",),
+}
+
+
+class H5FileError(ValueError):
+    """An .h5 file is not HDF5, is of another kind, or is missing an entry."""
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _entries(fd: h5py.File, complete_only: bool) -> list[str]:
+    """Names of the groups holding datasets (optionally only the complete ones)."""
+    names = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Group) and any(isinstance(v, h5py.Dataset) for v in obj.values()):
+            if not complete_only or obj.attrs.get(COMPLETE_ATTR, 0) == 1:
+                names.append(name)
+
+    fd.visititems(visit)
+    return sorted(names)
+
+
+def _is_complete(fd: h5py.File, key: str) -> bool:
+    if key not in fd or not isinstance(fd[key], h5py.Group):
+        return False
+    if FORMAT_ATTR not in fd.attrs:  # written by hloc: an entry is complete when present
+        return any(isinstance(v, h5py.Dataset) for v in fd[key].values())
+    return fd[key].attrs.get(COMPLETE_ATTR, 0) == 1
+
+
+def _check_entries(fd: h5py.File, path: Path, kind: str, entries: list[str]) -> None:
+    """Raise if an entry of an unmarked file lacks the datasets of ``kind``."""
+    markers = _KIND_DATASETS[kind]
+    for name in entries:
+        if not any(m in fd[name] for m in markers):
+            raise H5FileError(
+                f"{path} is an HDF5 file but not an hloc {kind} file "
+                f"(group '{name}' has none of the datasets {list(markers)})"
+            )
+
+
+def _check_kind(fd: h5py.File, path: Path, kind: str, adopt: bool) -> None:
+    found = fd.attrs.get(FORMAT_ATTR)
+    if isinstance(found, bytes):
+        found = found.decode()
+    if found is not None:
+        if found != kind:
+            raise H5FileError(f"{path} is a {found} file, expected a {kind} file")
+        return
+    if not adopt:
+        return
+    # No marker: empty, or written by hloc. Check the entries look right, then adopt them.
+    entries = _entries(fd, complete_only=False)
+    _check_entries(fd, path, kind, entries)
+    for name in entries:
+        fd[name].attrs[COMPLETE_ATTR] = 1
+    fd.attrs[FORMAT_ATTR] = kind
+
+
+@contextmanager
+def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File]:
+    """Open an hloc ``kind`` ("features" or "matches") file with a clear error if it is not one.
+
+    ``mode`` is ``"r"`` or ``"a"`` (created when missing; a 0-byte file counts as missing).
+    """
+    path = Path(path)
+    if mode == "r" and not path.exists():
+        raise H5FileError(f"{kind} file not found: {path}")
+    if mode == "a" and path.exists() and path.is_file() and path.stat().st_size == 0:
+        path.unlink()  # e.g. a run killed while creating it: nothing to lose
+    if path.exists() and not h5py.is_hdf5(path):
+        raise H5FileError(f"{path} is not an HDF5 file (or it is damaged); delete it or choose another output")
+    try:
+        fd = h5py.File(path, mode, libver="latest")
+    except OSError as error:
+        raise H5FileError(f"cannot open {path} as HDF5: {error}") from None
+    try:
+        _check_kind(fd, path, kind, adopt=(mode != "r"))
+        yield fd
+    finally:
+        fd.close()
+
+
+# --------------------------------------------------------------------------- features
+
+
+def write_features(
+    path: str | os.PathLike,
+    name: str,
+    pred: dict[str, np.ndarray],
+    as_half: bool = False,
+    uncertainty: float | None = None,
+) -> None:
+    """Write one image's arrays as group ``name`` of the features file ``path``.
+
+    ``pred`` maps dataset names to numpy arrays (``keypoints`` N x 2, ``scores`` N,
+    ``descriptors`` D x N, ``image_size`` (W, H), ...). With ``as_half`` float32 arrays
+    are stored as float16. ``uncertainty`` becomes the ``keypoints`` attribute of that name.
+    An existing group ``name`` (complete or not) is replaced.
+    """
+    with open_h5(path, "a", "features") as fd:
+        if name in fd:
+            del fd[name]
+        group = fd.create_group(name)
+        try:
+            for key, value in pred.items():
+                value = np.asarray(value)
+                if as_half and value.dtype == np.float32:
+                    value = value.astype(np.float16)
+                group.create_dataset(key, data=value)
+            if uncertainty is not None and "keypoints" in group:
+                group["keypoints"].attrs["uncertainty"] = float(uncertainty)
+            fd.flush()
+            group.attrs[COMPLETE_ATTR] = 1  # last: the group counts only from here on
+            fd.flush()
+        except BaseException:
+            try:  # best effort; an incomplete group is ignored by readers anyway
+                del fd[name]
+            except Exception:
+                pass
+            raise
+
+
+def list_names(path: str | os.PathLike) -> list[str]:
+    """Sorted names of the complete image groups of a features file (nested names with ``/``)."""
+    with open_h5(path, "r", "features") as fd:
+        marked = FORMAT_ATTR in fd.attrs
+        names = _entries(fd, complete_only=marked)
+        if not marked:  # written by hloc (or not a features file at all)
+            _check_entries(fd, path, "features", names)
+        return names
+
+
+def read_features(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
+    """All arrays of image ``name`` as stored (e.g. float16 when written with as_half)."""
+    with open_h5(path, "r", "features") as fd:
+        if not _is_complete(fd, name):
+            raise H5FileError(f"image '{name}' is not in features file {path}")
+        return {key: ds[()] for key, ds in fd[name].items() if isinstance(ds, h5py.Dataset)}
+
+
+def get_keypoints(
+    path: str | os.PathLike, name: str, return_uncertainty: bool = False
+) -> np.ndarray | tuple[np.ndarray, float | None]:
+    """Keypoints N x 2 (x, y) of image ``name`` in original-image pixels, as stored."""
+    with open_h5(path, "r", "features") as fd:
+        if not _is_complete(fd, name):
+            raise H5FileError(f"image '{name}' is not in features file {path}")
+        dataset = fd[name]["keypoints"]
+        keypoints = dataset[()]
+        uncertainty = dataset.attrs.get("uncertainty")
+    if return_uncertainty:
+        return keypoints, (None if uncertainty is None else float(uncertainty))
+    return keypoints
+
+
+# --------------------------------------------------------------------------- matches
+
+
+def names_to_pair(name0: str, name1: str, separator: str = "/") -> str:
+    """hloc's match-group key: the two names with ``/`` -> ``-``, joined by ``separator``."""
+    return separator.join((name0.replace("/", "-"), name1.replace("/", "-")))
+
+
+def names_to_pair_old(name0: str, name1: str) -> str:
+    """hloc's legacy (flat) match-group key, joined with ``_``."""
+    return names_to_pair(name0, name1, separator="_")
+
+
+def _find_pair(fd: h5py.File, name0: str, name1: str) -> tuple[str, bool] | None:
+    """(key, reversed) of the stored pair in any of hloc's four forms, or None."""
+    for key, reverse in (
+        (names_to_pair(name0, name1), False),
+        (names_to_pair(name1, name0), True),
+        (names_to_pair_old(name0, name1), False),
+        (names_to_pair_old(name1, name0), True),
+    ):
+        if _is_complete(fd, key):
+            return key, reverse
+    return None
+
+
+def write_matches(
+    path: str | os.PathLike, name0: str, name1: str, matches0: np.ndarray, scores0: np.ndarray
+) -> None:
+    """Store one pair: ``matches0`` (N0 ints, index into image 1 or -1), ``scores0`` (N0).
+
+    ``matches0`` is stored as int16 like hloc when every index fits, else as int32;
+    scores as float16. An existing group for this pair (in either order) is replaced.
+    """
+    matches0 = np.asarray(matches0).reshape(-1)
+    scores0 = np.asarray(scores0).reshape(-1)
+    if matches0.shape != scores0.shape:
+        raise ValueError(f"matches0 {matches0.shape} and scores0 {scores0.shape} differ in length")
+    dtype = np.int16 if matches0.size == 0 or matches0.max() < np.iinfo(np.int16).max else np.int32
+    key = names_to_pair(name0, name1)
+    with open_h5(path, "a", "matches") as fd:
+        for old in (key, names_to_pair(name1, name0), names_to_pair_old(name0, name1), names_to_pair_old(name1, name0)):
+            if old in fd:
+                del fd[old]
+        group = fd.create_group(key)
+        try:
+            group.create_dataset("matches0", data=matches0.astype(dtype))
+            group.create_dataset("matching_scores0", data=scores0.astype(np.float16))
+            fd.flush()
+            group.attrs[COMPLETE_ATTR] = 1
+            fd.flush()
+        except BaseException:
+            try:
+                del fd[key]
+            except Exception:
+                pass
+            raise
+
+
+def has_matches(path: str | os.PathLike, name0: str, name1: str) -> bool:
+    """Whether the pair is stored (either order, nested or legacy key, complete)."""
+    if not Path(path).exists():
+        return False
+    with open_h5(path, "r", "matches") as fd:
+        return _find_pair(fd, name0, name1) is not None
+
+
+def get_matches(path: str | os.PathLike, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray]:
+    """Matches of a pair as ``(M x 2 int array of (idx0, idx1), M scores float32)``.
+
+    The pair may be stored in either order and with the nested or the legacy key; a pair
+    stored as (name1, name0) is flipped so that column 0 always indexes ``name0``.
+    """
+    with open_h5(path, "r", "matches") as fd:
+        found = _find_pair(fd, name0, name1)
+        if found is None:
+            raise H5FileError(f"pair ({name0}, {name1}) is not in matches file {path}")
+        key, reverse = found
+        matches0 = fd[key]["matches0"][()]
+        scores0 = fd[key]["matching_scores0"][()]
+    idx = np.flatnonzero(matches0 != -1)
+    matches = np.stack([idx, matches0[idx]], -1).astype(np.int64)
+    if reverse:
+        matches = matches[:, ::-1].copy()
+    return matches, scores0[idx].astype(np.float32)
