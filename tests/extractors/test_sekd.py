@@ -104,3 +104,21 @@ def test_small_image_and_bad_conf(make):
 def test_no_keypoints_gives_empty_arrays(make):
     out = make(confidence_threshold=0.9999)({"image": torch.full((1, 1, 64, 64), 0.5)})
     assert out["keypoints"].shape == (1, 0, 2) and out["descriptors"].shape == (1, 128, 0)
+
+
+def test_missing_weights_is_one_clear_message(tmp_path, monkeypatch):
+    from sekd_plugin.assets import AssetNotFoundError
+
+    with pytest.raises(AssetNotFoundError, match="does not exist") as e:
+        SEKD({"weights": str(tmp_path / "nope.pth")})
+    assert "python -m sekd_plugin.weights fetch sekd" in str(e.value)
+    monkeypatch.delenv("SEKD_PLUGIN_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("SEKD_PLUGIN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(AssetNotFoundError, match="python -m sekd_plugin.weights fetch sekd"):
+        SEKD()
+
+
+def test_weights_found_through_environment(sekd_weights, monkeypatch, tmp_path):
+    monkeypatch.setenv("SEKD_PLUGIN_WEIGHTS_DIR", str(sekd_weights.parent))
+    monkeypatch.setenv("SEKD_PLUGIN_CACHE", str(tmp_path / "cache"))
+    assert SEKD().net.conv0.weight.shape == (32, 1, 5, 5)
