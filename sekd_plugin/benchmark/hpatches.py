@@ -25,6 +25,7 @@ from .. import __version__
 from ..datasets.hpatches import Sequence, load_dataset
 from ..extractors.base import get_extractor
 from ..extractors.confs import get_conf
+from ..extractors.registry_utils import missing_weights_reason
 from ..io.h5 import read_features
 from ..matchers import match_nearest_neighbor
 from . import metrics as M
@@ -51,19 +52,11 @@ def method_conf(method: str, protocol: str) -> dict[str, Any]:
 
 
 def missing_weights(method: str, conf: dict[str, Any]) -> str | None:
-    """Why ``method`` cannot run (its weights are absent), or None."""
-    from ..assets import AssetNotFoundError, resolve
-
-    model = conf["model"]
-    defaults = get_extractor(model["name"]).default_conf
-    checkpoint = model.get("checkpoint", defaults.get("checkpoint"))
-    if checkpoint is None:
+    """Why ``method`` cannot run (its weights are absent), or None; names the conf, not the model."""
+    reason = missing_weights_reason(conf["model"])
+    if reason is None:
         return None
-    try:
-        resolve(checkpoint, model.get("weights", defaults.get("weights")))
-    except AssetNotFoundError as e:
-        return f"{method} skipped: weights not found ({e}) (see third_party/{checkpoint}.toml)"
-    return None
+    return method + reason[len(conf["model"]["name"]):] if reason.startswith(conf["model"]["name"]) else reason
 
 
 def extract_method(method, conf, image_root, names, feature_path, overwrite, device) -> dict[str, float]:

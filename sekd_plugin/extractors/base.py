@@ -25,6 +25,11 @@ from torch import nn
 EXTRACTOR_MODULES = {
     "sekd": "sekd_plugin.extractors.sekd",
     "sift": "sekd_plugin.extractors.sift",
+    "superpoint": "sekd_plugin.extractors.superpoint",
+    "d2net": "sekd_plugin.extractors.d2net",
+    "orb": "sekd_plugin.extractors.opencv",
+    "akaze": "sekd_plugin.extractors.opencv",
+    "brisk": "sekd_plugin.extractors.opencv",
 }
 
 
@@ -93,4 +98,7 @@ def load_extractor(model_conf: dict[str, Any], device: str | torch.device = "cpu
     if "name" not in model_conf:
         raise ConfigError("model conf needs a 'name' key (e.g. {'name': 'sekd'})")
     cls = get_extractor(model_conf["name"])
+    if getattr(cls, "name_is_algorithm", False) and "algorithm" not in model_conf:
+        # one class serving several registry names (e.g. orb / akaze / brisk)
+        model_conf = {**model_conf, "algorithm": model_conf["name"]}
     return cls(model_conf).eval().to(device)
