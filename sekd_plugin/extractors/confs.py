@@ -75,6 +75,12 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "d2net", "multiscale": False},
         "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
     },
+    # "d2net" is the single-scale setting, as hloc's d2net-ss.
+    "d2net": {
+        "output": "feats-d2net-ss",
+        "model": {"name": "d2net", "multiscale": False},
+        "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
+    },
     # D2-Net multi-scale (0.5, 1, 2).
     "d2net-ms": {
         "output": "feats-d2net-ms",
