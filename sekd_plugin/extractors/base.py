@@ -71,6 +71,19 @@ class BaseExtractor(nn.Module):
         return self._forward(data)
 
 
+def gray_batch_of_one(image: torch.Tensor, who: str) -> torch.Tensor:
+    """Check a ``1 x C x H x W`` input (C = 1 or 3) and return it as ``1 x 1 x H x W`` gray.
+
+    Colour uses the ITU-R 601 weights (0.299, 0.587, 0.114), as OpenCV's RGB -> gray.
+    """
+    if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] not in (1, 3):
+        raise ValueError(f"{who} expects a 1 x C x H x W image (C = 1 or 3), got {tuple(image.shape)}")
+    if image.shape[1] == 3:
+        weights = image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        image = (image * weights).sum(1, keepdim=True)
+    return image
+
+
 def register_extractor(name: str, module: str) -> None:
     """Make ``conf["model"]["name"] == name`` load the extractor defined in ``module``."""
     EXTRACTOR_MODULES[name] = module

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from ..ops import SAMPLING_MODES, nms_mask, parabola_offsets, sample_descriptors, select_keypoints
-from .base import BaseExtractor, ConfigError
+from .base import BaseExtractor, ConfigError, gray_batch_of_one
 
 MIN_SIDE = 8  # smaller images carry no usable structure at the network's 1/4 resolution
 
@@ -68,12 +68,7 @@ class SEKD(BaseExtractor):
 
     # ------------------------------------------------------------------ forward
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        image = data["image"]
-        if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] not in (1, 3):
-            raise ValueError(f"sekd expects a 1 x C x H x W image (C = 1 or 3), got {tuple(image.shape)}")
-        if image.shape[1] == 3:
-            w = image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            image = (image * w).sum(1, keepdim=True)
+        image = gray_batch_of_one(data["image"], "sekd")
         h, w = image.shape[-2:]
         if min(h, w) < MIN_SIDE:
             raise ImageTooSmallError(f"image of {w} x {h} px is too small for SEKD (minimum {MIN_SIDE} px per side)")

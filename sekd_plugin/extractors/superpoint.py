@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from ..models.checkpoint import load_weights
 from ..models.superpoint import CELL, SuperPointNet, logits_to_heatmap, normalize_descriptors
 from ..ops import sample_descriptors, select_keypoints
-from .base import BaseExtractor, ConfigError
+from .base import BaseExtractor, ConfigError, gray_batch_of_one
 
 WEIGHTS_NOTE = (
     "SuperPoint: public MagicLeap model (superpoint_v1); with superpoint_v1_recovered.pth the "
@@ -131,12 +131,7 @@ class SuperPoint(BaseExtractor):
         self.net.eval()
 
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        image = data["image"]
-        if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] not in (1, 3):
-            raise ValueError(f"superpoint expects a 1 x C x H x W image (C = 1 or 3), got {tuple(image.shape)}")
-        if image.shape[1] == 3:
-            weights = image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            image = (image * weights).sum(1, keepdim=True)
+        image = gray_batch_of_one(data["image"], "superpoint")
         with torch.inference_mode():
             kpts, scores, desc = self.extract(image.float())
         return {"keypoints": kpts[None], "scores": scores[None], "descriptors": desc[None]}
