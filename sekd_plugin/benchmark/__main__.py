@@ -1,10 +1,11 @@
-"""``python -m sekd_plugin.benchmark {hpatches,speed}``."""
+"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction}``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def _hpatches(args) -> int:
@@ -23,6 +24,14 @@ def _speed(args) -> int:
 
     run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads)
     return 0
+
+
+def _reconstruction(args) -> int:
+    from .reconstruction import run
+
+    results = run(args.config, [m for m in args.extractors.split(",") if m], args.output, args.overrides)
+    print((Path(args.output) / "results.md").read_text())
+    return 0 if any(results["scenes"].values()) or not results["failed"] else 1
 
 
 def main(argv=None) -> int:
@@ -47,6 +56,14 @@ def main(argv=None) -> int:
     sp.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     sp.add_argument("--device", choices=["cpu", "cuda"])
     sp.set_defaults(func=_speed)
+    rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
+    rc.add_argument("--config", action="append", required=True,
+                    help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
+    rc.add_argument("--extractors", default="sekd,sift", help="comma-separated extractor confs (default: sekd,sift)")
+    rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
+    rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="config overrides applied to every config (e.g. intrinsics=gt resize_max=1024)")
+    rc.set_defaults(func=_reconstruction)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

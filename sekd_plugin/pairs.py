@@ -1,0 +1,219 @@
+"""Image pairs for matching, written as hloc's pairs file (``name0 name1`` per line).
+
+    python -m sekd_plugin.pairs --output pairs.txt --images DIR                 # exhaustive
+    python -m sekd_plugin.pairs --output pairs.txt --images DIR --window 3     # sequential
+    python -m sekd_plugin.pairs --output pairs.txt --from-list raw_pairs.txt   # clean a list
+
+Image names come (first that is given) from ``image_list`` (a text file or a list of
+names), a features .h5 file (its image groups) or ``image_dir`` (found recursively).
+
+Modes (``main(..., mode=...)``):
+
+* ``exhaustive``: every unordered pair once, ``(names[i], names[j])`` with ``i < j``; with
+  ``ref_list`` every query against every reference (hloc's query/reference layout).
+* ``sequential``: for ordered captures; names are sorted and each image is paired with the
+  next ``window`` images (``loop=True`` also closes the sequence end -> start).
+* ``from_list``: pairs read from an existing pairs file, cleaned.
+
+Every output has no self-pair and no pair listed twice, in either order (the first
+occurrence is kept, with its order), like hloc's ``find_unique_new_pairs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .io.images import list_images, parse_image_list
+
+logger = logging.getLogger(__name__)
+
+MODES = ("exhaustive", "sequential", "from_list")
+Pair = tuple[str, str]
+
+
+class PairsError(ValueError):
+    """Invalid pairs input (bad file line, unknown name, empty set of images...)."""
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def unique_pairs(pairs: Iterable[Sequence[str]]) -> list[Pair]:
+    """Drop self-pairs and repeated pairs (in either order), keeping the first occurrence."""
+    seen: set[frozenset] = set()
+    out: list[Pair] = []
+    for name0, name1 in pairs:
+        if name0 == name1:
+            continue
+        key = frozenset((name0, name1))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((name0, name1))
+    return out
+
+
+def exhaustive_pairs(names: Sequence[str], ref_names: Sequence[str] | None = None) -> list[Pair]:
+    """All unordered pairs of ``names`` (``i < j``), or every name against every reference."""
+    names = list(dict.fromkeys(names))
+    if ref_names is None:
+        return [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
+    return unique_pairs((n, r) for n in names for r in dict.fromkeys(ref_names))
+
+
+def sequential_pairs(names: Sequence[str], window: int, loop: bool = False, sort: bool = True) -> list[Pair]:
+    """Each image with its next ``window`` neighbours in capture order.
+
+    ``sort``: order by name first (ordered captures are usually numbered). ``loop``: also
+    pair the last images with the first ones (a closed trajectory around an object).
+    """
+    if window < 1:
+        raise PairsError(f"the sequential window must be >= 1, got {window}")
+    names = list(dict.fromkeys(names))
+    if sort:
+        names = sorted(names)
+    n = len(names)
+    pairs = []
+    for i in range(n):
+        for k in range(1, window + 1):
+            j = i + k
+            if j >= n:
+                if not loop:
+                    break
+                j %= n
+            pairs.append((names[i], names[j]))  # self-pairs and repeats dropped below
+    return unique_pairs(pairs)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_pairs(path: str | os.PathLike) -> list[Pair]:
+    """Pairs of a pairs file as written (first two tokens of each line; ``#`` comments and
+    blank lines skipped). A line with fewer than two names is an error naming the line."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise FileNotFoundError(f"cannot read pairs file {path}: {error}") from None
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        tokens = line.split()
+        if len(tokens) < 2:
+            raise PairsError(f"{path}:{number}: expected 'name0 name1', got {line!r}")
+        pairs.append((tokens[0], tokens[1]))
+    return pairs
+
+
+def write_pairs(path: str | os.PathLike, pairs: Iterable[Sequence[str]]) -> Path:
+    """Write ``name0 name1`` lines (atomically: a temporary file renamed over ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    os.replace(tmp, path)
+    return path
+
+
+def _names(image_list=None, features=None, image_dir=None) -> list[str]:
+    if image_list is not None:
+        names = parse_image_list(image_list)
+    elif features is not None:
+        from .io.h5 import list_names
+
+        names = list_names(features)
+    elif image_dir is not None:
+        names = list_images(image_dir)
+    else:
+        raise PairsError("give image_list, features or image_dir to know the image names")
+    return names
+
+
+def main(
+    output: str | os.PathLike,
+    image_list: str | os.PathLike | Sequence[str] | None = None,
+    features: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+    mode: str = "exhaustive",
+    window: int = 5,
+    loop: bool = False,
+    ref_list: str | os.PathLike | Sequence[str] | None = None,
+    ref_features: str | os.PathLike | None = None,
+    pairs_list: str | os.PathLike | None = None,
+) -> Path:
+    """Write the pairs of ``mode`` to ``output`` and return its path.
+
+    ``ref_list`` / ``ref_features`` (exhaustive only) give reference names: every query is
+    then paired with every reference. ``pairs_list`` (mode ``from_list``) is the file to
+    clean; when names are also given, pairs naming unknown images are an error.
+    """
+    if mode not in MODES:
+        raise PairsError(f"unknown pairs mode '{mode}'; valid: {list(MODES)}")
+    if mode == "from_list":
+        if pairs_list is None:
+            raise PairsError("mode 'from_list' needs pairs_list (a pairs file)")
+        raw = read_pairs(pairs_list)
+        if image_list is not None or features is not None or image_dir is not None:
+            known = set(_names(image_list, features, image_dir))
+            unknown = sorted({n for p in raw for n in p} - known)
+            if unknown:
+                raise PairsError(f"{pairs_list} names {len(unknown)} unknown image(s): {unknown[:10]}")
+        pairs = unique_pairs(raw)
+    else:
+        names = _names(image_list, features, image_dir)
+        if not names:
+            raise PairsError("no images to pair")
+        if mode == "exhaustive":
+            refs = None
+            if ref_list is not None or ref_features is not None:
+                refs = _names(ref_list, ref_features)
+            pairs = exhaustive_pairs(names, refs)
+        else:
+            if ref_list is not None or ref_features is not None:
+                raise PairsError("reference lists are only supported in exhaustive mode")
+            pairs = sequential_pairs(names, window, loop)
+    logger.info("Writing %d pairs (%s) to %s", len(pairs), mode, output)
+    return write_pairs(output, pairs)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sekd_plugin.pairs",
+                                     description="Write an hloc pairs file (name0 name1 per line).")
+    parser.add_argument("--output", type=Path, required=True, help="pairs .txt to write")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--images", type=Path, help="image folder (searched recursively)")
+    src.add_argument("--image-list", type=Path, help="text file of image names")
+    src.add_argument("--features", type=Path, help="features .h5 (its image names)")
+    parser.add_argument("--window", type=int, help="sequential pairs: match each image with the next N")
+    parser.add_argument("--loop", action="store_true", help="sequential: also pair the end with the start")
+    parser.add_argument("--ref-list", type=Path, help="exhaustive query x reference: reference names")
+    parser.add_argument("--ref-features", type=Path, help="exhaustive query x reference: reference features")
+    parser.add_argument("--from-list", type=Path, help="clean this pairs file (drop self/duplicate/reverse pairs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.from_list is not None:
+        mode = "from_list"
+    elif args.window is not None:
+        mode = "sequential"
+    else:
+        mode = "exhaustive"
+    try:
+        path = main(args.output, args.image_list, args.features, args.images, mode,
+                    args.window if args.window is not None else 5, args.loop,
+                    args.ref_list, args.ref_features, args.from_list)
+    except (PairsError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{sum(1 for _ in open(path))} pairs -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,156 @@
+"""GT evaluation of SfM poses: Strecha .camera parsing, similarity alignment, pose errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sekd_plugin import eval_sfm as E
+
+from ..conftest import shared_file
+
+K = np.array([[1379.74, 0, 760.345], [0, 1382.08, 503.405], [0, 0, 1]])
+
+
+def _rot(axis, deg):
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    a = np.radians(deg)
+    X = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * X + (1 - np.cos(a)) * X @ X
+
+
+def _write_camera(path, R, C, K=K, size=(1536, 1024)):
+    rows = [*(" ".join(f"{v:.12g}" for v in row) + " " for row in K), "0 0 0 ",
+            *(" ".join(f"{v:.12g}" for v in row) + " " for row in R), " ".join(f"{v:.12g}" for v in C) + " ",
+            f"{size[0]} {size[1]} ", ""]
+    path.write_text("\n".join(rows))
+
+
+def _gt_scene(n=8, seed=0):
+    """Cameras on an arc around the origin, looking roughly at it (camera-to-world R, centre C)."""
+    rng = np.random.default_rng(seed)
+    cams = {}
+    for i in range(n):
+        ang = np.radians(-60 + 120 * i / (n - 1))
+        C = np.array([8 * np.sin(ang), -8 * np.cos(ang), 1.5 + 0.2 * rng.normal()])
+        R = _rot([0, 0, 1], np.degrees(ang)) @ _rot([1, 0, 0], -90) @ _rot(rng.normal(size=3), 3)
+        cams[f"{i:04d}.jpg"] = E.StrechaCamera(K.copy(), np.zeros(3), R, C, 1536, 1024)
+    return cams
+
+
+def _sfm_from_gt(cams, s, R_a, t_a):
+    """SfM poses (R_cw, t_cw) such that X_gt = s R_a X_sfm + t_a."""
+    poses = {}
+    for name, cam in cams.items():
+        C_sfm = R_a.T @ (cam.C - t_a) / s
+        R_cw = cam.R_cw @ R_a
+        poses[name] = (R_cw, -R_cw @ C_sfm)
+    return poses
+
+
+def test_parse_strecha_camera(tmp_path):
+    R = _rot([1, 2, 3], 40)
+    C = np.array([1.5, -2.0, 0.25])
+    path = tmp_path / "0003.jpg.camera"
+    _write_camera(path, R, C)
+    cam = E.read_strecha_camera(path)
+    assert np.allclose(cam.K, K) and np.allclose(cam.R, R) and np.allclose(cam.C, C)
+    assert (cam.width, cam.height) == (1536, 1024)
+    # convention: R camera-to-world, t = centre; x ~ K R^T (X - C)
+    assert np.allclose(cam.R_cw, R.T) and np.allclose(cam.t_cw, -R.T @ C)
+    X = C + R @ np.array([0.3, -0.2, 5.0])  # 5 m in front of the camera
+    x = cam.project(X[None])[0]
+    assert np.allclose(x, (K @ [0.3, -0.2, 5.0])[:2] / 5.0)
+    assert E.gt_camera_path(tmp_path, "images/0003.jpg") == path
+    assert set(E.load_gt_cameras(tmp_path, ["0003.jpg"])) == {"0003.jpg"}
+    with pytest.raises(E.GroundTruthError, match="0004.jpg"):
+        E.load_gt_cameras(tmp_path, ["0004.jpg"])
+    assert E.load_gt_cameras(tmp_path, ["0004.jpg"], strict=False) == {}
+    (tmp_path / "bad.jpg.camera").write_text("1 2 3\n")
+    with pytest.raises(E.GroundTruthError, match="bad.jpg.camera"):
+        E.read_strecha_camera(tmp_path / "bad.jpg.camera")
+    with pytest.raises(E.GroundTruthError, match="not found"):
+        E.load_gt_cameras(tmp_path / "nope", ["x"])
+
+
+def test_parse_shared_strecha_file():
+    path = shared_file("scenes/fountain-P11/gt_dense_cameras/0003.jpg.camera")
+    cam = E.read_strecha_camera(path)
+    assert np.allclose(cam.K, K, atol=1e-3)
+    assert (cam.width, cam.height) == (1536, 1024)
+    assert abs(np.linalg.det(cam.R) - 1) < 1e-6
+    intr = E.intrinsics_from_gt({"0003.jpg": cam})
+    assert intr["0003.jpg"][1:] == (1536, 1024)
+
+
+def test_umeyama_recovers_similarity():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(10, 3))
+    R = _rot([0.2, 1, -0.5], 77)
+    dst = 2.5 * src @ R.T + [1, 2, 3]
+    s, R_est, t = E.umeyama(src, dst)
+    assert np.isclose(s, 2.5) and np.allclose(R_est, R) and np.allclose(t, [1, 2, 3])
+
+
+def test_known_similarity_gives_zero_error():
+    cams = _gt_scene()
+    s, R_a, t_a = 3.7, _rot([1, -1, 0.3], 123), np.array([10.0, -4.0, 2.0])
+    poses = _sfm_from_gt(cams, 1 / s, R_a, t_a)  # any scale: SfM units are arbitrary
+    res = E.evaluate_poses(poses, cams)
+    assert res["registered_images"] == res["total_images"] == 8
+    assert res["median_center_error_m"] < 1e-9 and res["max_center_error_m"] < 1e-9
+    assert res["median_rotation_error_deg"] < 1e-5 and res["max_rotation_error_deg"] < 1e-5
+    assert res["pct_center_within_1cm"] == res["pct_center_within_10cm"] == 100.0
+    assert np.isclose(res["alignment_scale"], 1 / s) and res["alignment_inliers"] == 8
+
+
+def test_perturbed_rotation_and_outlier_centre():
+    cams = _gt_scene()
+    R_a, t_a = _rot([0, 0, 1], 30), np.array([1.0, 2.0, 3.0])
+    poses = _sfm_from_gt(cams, 0.5, R_a, t_a)
+    # camera 3 rotated by 2 deg about its optical axis: only its rotation error changes
+    R_cw, t_cw = poses["0003.jpg"]
+    C = -R_cw.T @ t_cw
+    R_new = _rot([0, 0, 1], 2.0) @ R_cw
+    poses["0003.jpg"] = (R_new, -R_new @ C)
+    # camera 5 badly placed (1 m off in GT units): an alignment outlier
+    R_cw, t_cw = poses["0005.jpg"]
+    C = -R_cw.T @ t_cw + R_a.T @ np.array([1.0, 0, 0]) / 0.5
+    poses["0005.jpg"] = (R_cw, -R_cw @ C)
+    res = E.evaluate_poses(poses, cams)
+    per = res["per_image"]
+    assert np.isclose(per["0003.jpg"]["rotation_error_deg"], 2.0, atol=1e-6)
+    assert np.isclose(per["0005.jpg"]["center_error_m"], 1.0, atol=1e-6)
+    assert not per["0005.jpg"]["alignment_inlier"] and res["alignment_inliers"] == 7
+    others = [v for k, v in per.items() if k not in ("0003.jpg", "0005.jpg")]
+    assert max(v["center_error_m"] for v in others) < 1e-9
+    assert max(v["rotation_error_deg"] for v in others) < 1e-5
+    assert np.isclose(res["pct_center_within_10cm"], 100 * 7 / 8)
+
+
+def test_unregistered_and_too_few_images():
+    cams = _gt_scene()
+    poses = _sfm_from_gt(cams, 1.0, np.eye(3), np.zeros(3))
+    partial = {k: poses[k] for k in list(poses)[:6]}
+    res = E.evaluate_poses(partial, cams)
+    assert res["registered_images"] == 6 and res["total_images"] == 8
+    assert res["pct_center_within_1cm"] == 75.0  # unregistered images count as failures
+    few = E.evaluate_poses({k: poses[k] for k in list(poses)[:2]}, cams)
+    assert few["registered_images"] == 2 and few["median_center_error_m"] is None
+    assert few["pct_center_within_1cm"] == 0.0
+    # SfM images without GT are ignored
+    extra = {**poses, "unknown.jpg": poses["0000.jpg"]}
+    assert E.evaluate_poses(extra, cams)["registered_images"] == 8
+
+
+def test_evaluate_noisy_scene_statistics():
+    cams = _gt_scene(n=11, seed=3)
+    rng = np.random.default_rng(0)
+    poses = {}
+    for name, (R_cw, t_cw) in _sfm_from_gt(cams, 2.0, _rot([1, 1, 1], 50), np.array([3.0, 0, 0])).items():
+        C = -R_cw.T @ t_cw + rng.normal(scale=0.0025, size=3)  # ~5 mm noise in GT units
+        poses[name] = (R_cw, -R_cw @ C)
+    res = E.evaluate_poses(poses, cams)
+    assert 0.001 < res["median_center_error_m"] < 0.02
+    assert res["pct_center_within_3cm"] == 100.0
+    assert res["median_rotation_error_deg"] < 0.5
