@@ -1,0 +1,102 @@
+"""Optional torch.distributed support (``torchrun``): rank bookkeeping and collectives.
+
+A single process is the default; when ``WORLD_SIZE > 1`` (as set by ``torchrun``) the
+process group is created with NCCL on CUDA and Gloo on CPU. Every helper is a no-op (or the
+identity) in a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (this process's local GPU) when available, else CPU."""
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return torch.device(pref)
+
+
+def setup(device_pref: str = "auto") -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(device=resolve_device(device_pref))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    device = resolve_device(device_pref, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank=rank, world=world, local_rank=local_rank, device=device)
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shard(items: list, info: DistInfo) -> list:
+    """This rank's share of ``items`` (every ``world``-th, starting at ``rank``)."""
+    return items[info.rank :: info.world] if info.enabled else list(items)
+
+
+def gather_dicts(d: dict, info: DistInfo) -> dict:
+    """Union of every rank's dict (``all_gather_object``), identical on all ranks."""
+    if not info.enabled:
+        return dict(d)
+    parts: list = [None] * info.world
+    dist.all_gather_object(parts, d)
+    out: dict = {}
+    for p in parts:
+        out.update(p)
+    return out
+
+
+def reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Average float values over ranks (same keys on every rank)."""
+    if not info.enabled:
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t /= info.world
+    return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+
+def broadcast(obj, info: DistInfo):
+    """``obj`` of rank 0 on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

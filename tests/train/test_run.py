@@ -1,0 +1,133 @@
+"""End-to-end runs of ``python -m sekd_plugin.train`` (in process) on tiny synthetic images."""
+
+import json
+
+import h5py
+import pytest
+import torch
+
+from sekd_plugin.extractors.sekd import SEKD
+from sekd_plugin.train import labels, loop, steps
+from sekd_plugin.train.loop import main
+
+from .conftest import TINY
+
+
+def _args(image_dir, out, *extra):
+    return ["--images", str(image_dir), "--output", str(out), "--no-progress", *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(image_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(_args(image_dir, out)) == 0
+    return out
+
+
+def test_end_to_end_outputs(tiny_run):
+    for name in ("model.pth", "state.pth", "config.yaml", "report.md", "metrics.json", "losses.png", "keypoints.png", "validation.png"):
+        assert (tiny_run / name).is_file(), name
+    for r in range(2):
+        for kind in ("detector", "reliability"):
+            path = tiny_run / "labels" / f"round{r}_{kind}.h5"
+            with h5py.File(path) as f:
+                assert f.attrs["num_images"] == 6  # 8 images (+1 unreadable), 2 held out
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["status"] == "complete"
+    assert metrics["data"] == {**metrics["data"], "train_images": 6, "val_images": 2, "skipped_unreadable": 1}
+    assert [v["after"] for v in metrics["validation"]] == ["init", "round 0", "round 1"]
+    assert all(0.0 <= v["mma@3"] <= 1.0 for v in metrics["validation"])
+    rnd = metrics["rounds"][1]["steps"]
+    assert rnd["detect"]["mode"] == "detect" and rnd["reliability"]["keypoints_per_image"] >= 0
+    assert len(rnd["descriptor"]["epochs"]) == 1 and "triplet" in rnd["descriptor"]["epochs"][0]
+    assert "focal" in rnd["detector"]["epochs"][0]
+    assert metrics["rounds"][0]["steps"]["detect"]["mode"] == "random"
+    report = (tiny_run / "report.md").read_text()
+    assert "MMA@3" in report and "Round 1" in report
+
+
+def test_model_loads_in_the_extractor(tiny_run):
+    state = torch.load(tiny_run / "model.pth", weights_only=True)
+    assert state["round"] == 2 and state["step"] == "detect"
+    torch.load(tiny_run / "state.pth", weights_only=True)  # everything is plain data
+    extractor = SEKD({"weights": str(tiny_run / "model.pth"), "max_keypoints": 50, "confidence_threshold": 0.0})
+    out = extractor({"image": torch.rand(1, 1, 64, 64)})
+    assert out["keypoints"].shape[-1] == 2 and out["descriptors"].shape[1] == 128
+
+
+def test_resume_after_interrupt_continues_without_redoing(image_dir, tmp_path, monkeypatch, capsys):
+    extra = ["schedule.epochs_descriptor=2"]
+    ref = tmp_path / "reference"
+    assert main(_args(image_dir, ref, *extra)) == 0
+
+    real_epoch, real_labels = steps.train_epoch, labels.compute_labels
+    calls = {"epochs": 0, "labels": []}
+
+    def interrupting_epoch(*a, **k):
+        calls["epochs"] += 1
+        if calls["epochs"] == 2:  # second epoch of round 0's descriptor step
+            raise KeyboardInterrupt
+        return real_epoch(*a, **k)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(steps, "train_epoch", interrupting_epoch)
+    assert main(_args(image_dir, run, *extra)) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err
+    state = torch.load(run / "state.pth", weights_only=True)
+    assert state["progress"] == {"round": 0, "step": "descriptor", "epoch": 1}
+    assert "interrupted" in json.loads((run / "metrics.json").read_text())["status"]
+    # a new run into the same folder is refused
+    assert main(_args(image_dir, run, *extra)) == 2
+
+    def counting_epoch(*a, **k):
+        calls["epochs"] += 1
+        return real_epoch(*a, **k)
+
+    def counting_labels(kind, *a, **k):
+        calls["labels"].append((kind, a[5] if len(a) > 5 else k.get("round_idx")))
+        return real_labels(kind, *a, **k)
+
+    calls["epochs"] = 0
+    monkeypatch.setattr(steps, "train_epoch", counting_epoch)
+    monkeypatch.setattr(labels, "compute_labels", counting_labels)
+    assert main(["--output", str(run), "--resume", "--no-progress"]) == 0
+    # round 0: 1 descriptor epoch left + 1 detector epoch; round 1: 2 + 1
+    assert calls["epochs"] == 5
+    assert calls["labels"] == [("reliability", 0), ("detect", 1), ("reliability", 1)]
+    # same schedule, same result as the uninterrupted run
+    a = torch.load(ref / "model.pth", weights_only=True)["state_dict"]
+    b = torch.load(run / "model.pth", weights_only=True)["state_dict"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+    ma = json.loads((ref / "metrics.json").read_text())
+    mb = json.loads((run / "metrics.json").read_text())
+    assert [len(r["steps"]["descriptor"]["epochs"]) for r in mb["rounds"]] == [2, 2]
+    assert ma["validation"][-1]["mma@3"] == pytest.approx(mb["validation"][-1]["mma@3"], abs=1e-6)
+
+
+def test_resume_refuses_schedule_changes(tiny_run, capsys):
+    assert main(["--output", str(tiny_run), "--resume", "schedule.rounds=7"]) == 2
+    assert "schedule.rounds" in capsys.readouterr().err
+
+
+def test_empty_folder_is_a_one_line_error(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--images", str(empty), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no images") and len(err.splitlines()) == 1
+    assert main(["--images", str(tmp_path / "missing"), "--output", str(tmp_path / "run")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_only_unreadable_images_is_an_error(tmp_path, capsys):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "x.jpg").write_bytes(b"garbage")
+    assert main(["--images", str(d), "--output", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "no readable training image" in capsys.readouterr().err
+
+
+def test_loop_module_exports():
+    assert loop.STEPS == ("detect", "descriptor", "reliability", "detector", "validate")
