@@ -14,8 +14,9 @@ def _hpatches(args) -> int:
     matcher = {"mutual_check": not args.no_mutual, "ratio_threshold": args.ratio,
                "distance_threshold": args.distance}
     types = dict(t.split("=", 1) for t in args.type) if args.type else None
+    weights = dict(w.split("=", 1) for w in args.weights) if args.weights else None
     run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
-        matcher, args.overwrite, args.device, args.plot_matches, types)
+        matcher, args.overwrite, args.device, args.plot_matches, types, weights)
     return 0
 
 
@@ -40,7 +41,10 @@ def main(argv=None) -> int:
     hp = sub.add_parser("hpatches", help="HPatches-style homography benchmark (default: embedded demo data)")
     hp.add_argument("--dataset", action="append", help="HPatches- or Oxford-layout folder (repeatable)")
     hp.add_argument("--output", default="outputs/hpatches", help="output folder (default: outputs/hpatches)")
-    hp.add_argument("--methods", help="comma-separated extractor confs (default: sekd,sift,superpoint,d2net)")
+    hp.add_argument("--methods", help="comma-separated extractor confs or LABEL=CONF "
+                    "(default: sekd,sift,superpoint,d2net)")
+    hp.add_argument("--weights", action="append", metavar="LABEL=PATH",
+                    help="checkpoint for one method, e.g. --methods sekd,ours=sekd --weights ours=runs/x/model.pth")
     hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])
     hp.add_argument("--ratio", type=float, help="Lowe ratio threshold (default: none)")
     hp.add_argument("--distance", type=float, help="descriptor distance threshold (default: none)")

@@ -30,6 +30,7 @@ from ..io.h5 import read_features
 from ..matchers import match_nearest_neighbor
 from . import metrics as M
 from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
+from .report import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,17 @@ DEFAULT_METHODS = ("sekd", "sift", "superpoint", "d2net")
 MATCHER_DEFAULTS = {"mutual_check": True, "ratio_threshold": None, "distance_threshold": None}
 
 
-def method_conf(method: str, protocol: str) -> dict[str, Any]:
-    """The extraction conf of ``method`` under ``protocol``: same images for everyone
-    (no further resizing), the protocol's keypoint cap and fixed options."""
-    conf = get_conf(method)
+def parse_method(spec: str) -> tuple[str, str]:
+    """``"sekd"`` -> ("sekd", "sekd"); ``"ours=sekd"`` -> ("ours", "sekd"): a table label and a conf name."""
+    label, _, conf_name = spec.partition("=")
+    return (label, conf_name or label)
+
+
+def method_conf(method: str, protocol: str, weights: str | Path | None = None) -> dict[str, Any]:
+    """The extraction conf of ``method`` (``LABEL=CONF`` or a conf name) under ``protocol``:
+    same images for everyone (no further resizing), the protocol's keypoint cap and fixed
+    options, and optionally another checkpoint."""
+    conf = get_conf(parse_method(method)[1])
     p = PROTOCOLS[protocol]
     conf["preprocessing"] = {**conf.get("preprocessing", {}), "resize_max": None, "resize_force": False}
     model = conf["model"]
@@ -48,6 +56,8 @@ def method_conf(method: str, protocol: str) -> dict[str, Any]:
     if "max_keypoints" in defaults:
         model["max_keypoints"] = p["max_keypoints"]
     model.update(p["model_overrides"].get(model["name"], {}))
+    if weights is not None:
+        model["weights"] = str(weights)
     return conf
 
 
@@ -60,19 +70,30 @@ def missing_weights(method: str, conf: dict[str, Any]) -> str | None:
 
 
 def extract_method(method, conf, image_root, names, feature_path, overwrite, device) -> dict[str, float]:
-    """Extract (or reuse) features; returns per-image extraction times in ms (cached in a json)."""
+    """Extract (or reuse) features; returns per-image extraction times in ms (cached in a json).
+
+    The conf used is stored beside the features; a different conf (options, weights)
+    invalidates the cache instead of silently mixing features.
+    """
     from ..extract_features import extract
 
+    conf_path = feature_path.with_suffix(".conf.json")
+    conf_text = json.dumps(conf, sort_keys=True, default=str)
+    if feature_path.exists() and not overwrite and (not conf_path.exists() or conf_path.read_text() != conf_text):
+        logger.warning("%s: cached features in %s were made with another conf; re-extracting", method, feature_path)
+        overwrite = True
     timing_path = feature_path.with_suffix(".timing.json")
     timings = json.loads(timing_path.read_text()) if timing_path.exists() and not overwrite else {}
+    feature_path.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite and feature_path.exists():
+        feature_path.unlink()
+    write_atomic(conf_path, conf_text)
     result = extract(conf, image_root, image_list=names, feature_path=feature_path,
-                     overwrite=overwrite, device=device, as_half=False)
+                     overwrite=False, device=device, as_half=False)
     new = getattr(result, "timings", {}) or {}
     if new:
         timings.update(new)
-        tmp = timing_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(timings, indent=1))
-        tmp.replace(timing_path)
+        write_atomic(timing_path, json.dumps(timings, indent=1))
     if result.failed:
         logger.warning("%s: %d images failed: %s", method, len(result.failed), ", ".join(result.failed))
     return timings
@@ -129,8 +150,13 @@ def run(
     device: str | None = None,
     plot_matches: bool = False,
     types: dict[str, str] | None = None,
+    weights: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; writes results.json, results.md and plots into ``output``."""
+    """Run the benchmark; writes results.json, results.md and plots into ``output``.
+
+    ``methods`` are conf names or ``LABEL=CONF`` (e.g. ``ours=sekd``); ``weights`` maps a
+    label to a checkpoint (e.g. one our trainer wrote).
+    """
     from . import report
 
     output = Path(output)
@@ -167,8 +193,10 @@ def run(
         "methods": {}, "skipped": {},
     }
     match_records = {}
-    for method in methods:
-        conf = method_conf(method, protocol)
+    weights = weights or {}
+    for spec in methods:
+        method = parse_method(spec)[0]
+        conf = method_conf(spec, protocol, weights.get(method))
         reason = missing_weights(method, conf)
         if reason:
             print(reason)
@@ -197,6 +225,7 @@ def run(
         ms = [timings[n] for n in names if n in timings]
         results["methods"][method] = {
             "conf": conf,
+            "weights": str(weights[method]) if method in weights else None,
             "ms_per_image": float(np.median(ms)) if ms else None,
             "i": aggregate([p for p in pairs if p["kind"] == "i"]),
             "v": aggregate([p for p in pairs if p["kind"] == "v"]),

@@ -104,3 +104,14 @@ def test_missing_weights_are_reported_as_skipped(dataset, tmp_path, monkeypatch)
     assert "d2net" in res["skipped"] and "weights not found" in res["skipped"]["d2net"]
     assert "third_party/d2_tf.toml" in res["skipped"]["d2net"]
     assert "orb" in res["methods"]
+
+
+def test_labelled_methods_and_weights_invalidate_the_cache(dataset, tmp_path, sekd_weights):
+    out = tmp_path / "out"
+    res = run([dataset], out, ["official=sekd"], "sekd", weights={"official": sekd_weights})
+    assert res["methods"]["official"]["weights"] == str(sekd_weights)
+    assert res["methods"]["official"]["conf"]["model"]["confidence_threshold"] == 0.4  # protocol override
+    h5 = out / "features" / "sekd" / "official.h5"
+    mtime = h5.stat().st_mtime_ns
+    run([dataset], out, ["official=sekd-ms"], "sekd", weights={"official": sekd_weights})
+    assert h5.stat().st_mtime_ns != mtime  # another conf under the same label: re-extracted
