@@ -122,3 +122,17 @@ def test_weights_found_through_environment(sekd_weights, monkeypatch, tmp_path):
     monkeypatch.setenv("SEKD_PLUGIN_WEIGHTS_DIR", str(sekd_weights.parent))
     monkeypatch.setenv("SEKD_PLUGIN_CACHE", str(tmp_path / "cache"))
     assert SEKD().net.conv0.weight.shape == (32, 1, 5, 5)
+
+
+def test_shipped_selftrained_model_runs_from_its_conf():
+    from sekd_plugin.extractors.base import load_extractor
+    from sekd_plugin.extractors.confs import get_conf
+
+    conf = get_conf("sekd-selftrained")
+    checkpoint = torch.load(conf["model"]["weights"], weights_only=True)
+    assert checkpoint["format"] == "sekd_plugin.train/1"  # produced by our trainer
+    model = load_extractor(conf["model"])
+    y, x = torch.meshgrid(torch.arange(96.0), torch.arange(128.0), indexing="ij")
+    image = (0.5 + 0.5 * torch.sin(x / 5) * torch.cos(y / 7))[None, None]
+    out = model({"image": image})
+    assert out["keypoints"].shape[1] > 0 and out["descriptors"].shape[1] == 128
