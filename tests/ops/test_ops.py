@@ -1,5 +1,6 @@
 import torch
 
+from sekd_plugin.ops.nms import max_filter
 from sekd_plugin.ops import nms_mask, parabola_offsets, sample_descriptors, select_keypoints
 
 
@@ -35,3 +36,12 @@ def test_sampling_modes_on_constructed_map():
     off = sample_descriptors(dmap, kp, (16, 32), "official")
     ratio_c, ratio_o = (cen[0] / cen[1]).item() * 100, (off[0] / off[1]).item() * 100
     assert abs(ratio_c - 3.0) < 1e-4 and abs(ratio_o - 2.875) < 1e-4
+
+
+def test_max_filter_equals_max_pooling():
+    import torch.nn.functional as F
+
+    x = torch.rand(2, 1, 37, 53)
+    x[0, 0, 3:6, 3:6] = 1.0  # a plateau
+    for r in (1, 3, 4):
+        assert torch.equal(max_filter(x, r), F.max_pool2d(x, 2 * r + 1, 1, r))
