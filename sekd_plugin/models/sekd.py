@@ -22,9 +22,11 @@ class PreActBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1):
         super().__init__()
+        # in-place ReLU / addition: same numbers, fewer large allocations (the full-resolution
+        # maps are memory-bound on CPU); neither overwrites a tensor autograd still needs
         self.convb = nn.Sequential(
             nn.BatchNorm2d(c_in),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=True),
         )
         self.conv_residual = (
@@ -35,15 +37,16 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.conv_residual is None else self.conv_residual(x)
-        # conv branch first, then add: the same summation order as the official code
-        return self.convb(x) + shortcut
+        out = self.convb(x)
+        out += shortcut  # conv branch + shortcut, as the official code
+        return out
 
 
 def _up_block(c_in: int, c_out: int) -> nn.Sequential:
     """BN -> ReLU -> grouped 3x3 transposed conv that exactly doubles H and W."""
     return nn.Sequential(
         nn.BatchNorm2d(c_in),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, groups=8),
     )
 
@@ -78,8 +81,10 @@ class SEKDNet(nn.Module):
         f0 = self.resblock0(self.conv0(image))
         f1 = self.resblock1(f0)
         f2 = self.resblock2(f1)
-        u1 = f1 + self.deconv0(f2)
-        u0 = f0 + self.deconv1(u1)
+        u1 = self.deconv0(f2)
+        u1 += f1
+        u0 = self.deconv1(u1)
+        u0 += f0
         return self.detector(u0), self.descriptor(f2), u0
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
