@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     hp.add_argument("--dataset", action="append", help="HPatches- or Oxford-layout folder (repeatable)")
     hp.add_argument("--output", default="outputs/hpatches", help="output folder (default: outputs/hpatches)")
     hp.add_argument("--methods", help="comma-separated extractor confs or LABEL=CONF "
-                    "(default: sekd,sift,superpoint,d2net)")
+                    "(default: sekd,sekd-selftrained,sift,superpoint,d2net)")
     hp.add_argument("--weights", action="append", metavar="LABEL=PATH",
                     help="checkpoint for one method, e.g. --methods sekd,ours=sekd --weights ours=runs/x/model.pth")
     hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])

@@ -34,7 +34,7 @@ from .report import write_atomic
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("sekd", "sift", "superpoint", "d2net")
+DEFAULT_METHODS = ("sekd", "sekd-selftrained", "sift", "superpoint", "d2net")
 MATCHER_DEFAULTS = {"mutual_check": True, "ratio_threshold": None, "distance_threshold": None}
 
 
