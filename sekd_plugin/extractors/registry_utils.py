@@ -43,4 +43,4 @@ def missing_weights_reason(model_conf: dict[str, Any]) -> str | None:
         places.append(assets.cache_dir() / asset.local_name)
     where = " or ".join(str(p) for p in places)
     manifest = f"third_party/{asset.manifest.name}" if asset.manifest else f"third_party/{asset.name}.toml"
-    return f"{name} skipped: weights not found at {where} (see {manifest})"
+    return f"{name} skipped: weights not found at {where} (see {manifest}; get them with: {asset.fetch_command})"

@@ -300,9 +300,10 @@ def test_missing_weights(tmp_path, random_checkpoint):
         D2Net()
     reason = missing_weights_reason({"name": "d2net"})
     assert reason == (f"d2net skipped: weights not found at {tmp_path / 'cache' / 'd2_tf.pth'} "
-                      "(see third_party/d2_tf.toml)")
+                      "(see third_party/d2_tf.toml; get them with: python -m sekd_plugin.weights fetch d2_tf)")
     reason = missing_weights_reason({"name": "d2net", "checkpoint": "d2_ots", "weights": str(tmp_path / "x.pth")})
-    assert reason == f"d2net skipped: weights not found at {tmp_path / 'x.pth'} (see third_party/d2_ots.toml)"
+    assert reason == (f"d2net skipped: weights not found at {tmp_path / 'x.pth'} (see third_party/d2_ots.toml; "
+                      "get them with: python -m sekd_plugin.weights fetch d2_ots)")
     assert missing_weights_reason({"name": "d2net", "weights": random_checkpoint}) is None
     assert missing_weights_reason({"name": "orb"}) is None
 

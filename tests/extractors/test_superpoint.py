@@ -189,7 +189,8 @@ def test_weights_lookup_by_published_name(tmp_path, monkeypatch, weights):
         SuperPoint()
     reason = missing_weights_reason({"name": "superpoint"})
     assert reason == (f"superpoint skipped: weights not found at {tmp_path / 'cache' / 'superpoint_v1.pth'} "
-                      "(see third_party/superpoint_v1.toml)")
+                      "(see third_party/superpoint_v1.toml; get them with: "
+                      "python -m sekd_plugin.weights fetch superpoint_v1)")
     folder = tmp_path / "weights"
     folder.mkdir()
     (folder / "superpoint_v1.pth").symlink_to(weights)
