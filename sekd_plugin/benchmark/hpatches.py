@@ -69,7 +69,8 @@ def missing_weights(method: str, conf: dict[str, Any]) -> str | None:
     return method + reason[len(conf["model"]["name"]):] if reason.startswith(conf["model"]["name"]) else reason
 
 
-def extract_method(method, conf, image_root, names, feature_path, overwrite, device) -> dict[str, float]:
+def extract_method(method, conf, image_root, names, feature_path, overwrite, device,
+                   protocol_settings: dict | None = None) -> dict[str, float]:
     """Extract (or reuse) features; returns per-image extraction times in ms (cached in a json).
 
     The conf used is stored beside the features; a different conf (options, weights)
@@ -78,7 +79,7 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     from ..extract_features import extract
 
     conf_path = feature_path.with_suffix(".conf.json")
-    conf_text = json.dumps(conf, sort_keys=True, default=str)
+    conf_text = json.dumps({"conf": conf, "protocol": protocol_settings}, sort_keys=True, default=str)
     if feature_path.exists() and not overwrite and (not conf_path.exists() or conf_path.read_text() != conf_text):
         logger.warning("%s: cached features in %s were made with another conf; re-extracting", method, feature_path)
         overwrite = True
@@ -204,7 +205,8 @@ def run(
             continue
         feature_path = output / "features" / protocol / f"{method}.h5"
         t0 = time.perf_counter()
-        timings = extract_method(method, conf, image_root, names, feature_path, overwrite, device)
+        timings = extract_method(method, conf, image_root, names, feature_path, overwrite, device,
+                                 describe(protocol))
         logger.info("%s: features ready in %.1f s", method, time.perf_counter() - t0)
         per_pair, records = {}, {}
         for seq in tqdm(prepared, desc=f"match {method}", unit="seq"):

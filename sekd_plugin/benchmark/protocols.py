@@ -1,9 +1,11 @@
 """Evaluation protocols: which images every method sees and how many keypoints it keeps.
 
-* ``sekd`` (the SEKD paper's): each image resized so its long side is 640 px (INTER_AREA),
-  cropped at the bottom/right to multiples of 16, homographies rescaled exactly
-  (pixel-centre convention, per-axis scale); top 500 keypoints by score; SEKD with the
-  thresholds of the authors' HPatches export (confidence 0.4, NMS radius 4).
+* ``sekd`` (the SEKD paper's, as the authors' ``utils/resize_imgs.py``): images larger than
+  640 px are resized so their long side is 640 px (``cv2.INTER_LINEAR``, new size
+  ``int(scale * side)``), cropped at the bottom/right to multiples of 16; homographies are
+  rescaled exactly (pixel-centre convention, per-axis scale; the authors scale the matrix by
+  ``diag(s, s, 1)``, which is off by ``0.5 (1 - s)`` px); top 500 keypoints by score; SEKD with
+  the thresholds of the authors' HPatches export (confidence 0.4, NMS radius 4).
 * ``d2net`` (D2-Net's): full resolution, the 8 high-resolution sequences D2-Net excludes
   are skipped when present, all keypoints up to a cap of 5,000.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from ..io.images import read_image
 PROTOCOLS = {
     "sekd": {
         "long_side": 640,
+        "interpolation": "linear",  # the authors' resize (no antialiasing)
         "multiple": 16,
         "max_keypoints": 500,
         "exclude": (),
@@ -35,6 +39,7 @@ PROTOCOLS = {
     },
     "d2net": {
         "long_side": None,
+        "interpolation": None,
         "multiple": 1,
         "max_keypoints": 5000,
         "exclude": D2NET_EXCLUDED,
@@ -57,7 +62,11 @@ def pixel_scale_matrix(sx: float, sy: float) -> np.ndarray:
     return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
 
 
-def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int) -> tuple[tuple[int, int], np.ndarray]:
+INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
+
+
+def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int,
+                   interpolation: str | None = "linear") -> tuple[tuple[int, int], np.ndarray]:
     """Write the protocol's version of ``src`` to ``dst``; return its (W, H) and the matrix
     mapping original pixels to prepared pixels."""
     if long_side is None and multiple == 1:
@@ -71,12 +80,12 @@ def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int) -
         return (w, h), np.eye(3)
     image = read_image(src)
     h, w = image.shape[:2]
-    scale = long_side / max(w, h) if long_side else 1.0
-    nw, nh = round(w * scale), round(h * scale)
+    scale = min(1.0, long_side / max(w, h)) if long_side else 1.0
+    nw, nh = int(w * scale), int(h * scale)
     cw, ch = nw // multiple * multiple, nh // multiple * multiple
     A = pixel_scale_matrix(nw / w, nh / h)
     if not dst.exists():
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        interp = INTERPOLATIONS[interpolation or "linear"]
         resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
         cropped = np.ascontiguousarray(resized[:ch, :cw])
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +100,12 @@ def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int) -
 def prepare(sequences: list[Sequence], protocol: str, image_root: Path) -> list[PreparedSequence]:
     """Prepared images + homographies of every sequence the protocol keeps (cached on disk)."""
     p = PROTOCOLS[protocol]
+    # prepared images are cached; other protocol settings (a new version) start afresh
+    stamp, settings = image_root / "protocol.json", json.dumps(describe(protocol), sort_keys=True)
+    if image_root.exists() and (not stamp.exists() or stamp.read_text() != settings):
+        shutil.rmtree(image_root)
+    image_root.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(settings)
     out = []
     for seq in sequences:
         if seq.name in p["exclude"]:
@@ -99,7 +114,7 @@ def prepare(sequences: list[Sequence], protocol: str, image_root: Path) -> list[
         for i, src in enumerate(seq.images, start=1):
             ext = src.suffix.lower() if p["long_side"] is None and p["multiple"] == 1 else ".png"
             name = f"{seq.key}/{i}{ext}"
-            size, A = _prepare_image(src, image_root / name, p["long_side"], p["multiple"])
+            size, A = _prepare_image(src, image_root / name, p["long_side"], p["multiple"], p["interpolation"])
             names.append(name)
             sizes.append(size)
             mats.append(A)

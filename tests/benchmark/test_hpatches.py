@@ -63,15 +63,30 @@ def test_layouts_and_types(dataset):
         load_dataset(dataset.parent / "empty")
 
 
-def test_sekd_protocol_rescales_homographies_exactly(dataset, tmp_path):
-    seqs = [s for s in load_dataset(dataset) if s.name == "v_toy"]
-    prep = prepare(seqs, "sekd", tmp_path / "img")[0]
-    assert prep.sizes[0] == (640, 480)  # 200x150 -> 640x480, multiples of 16
-    A = pixel_scale_matrix(640 / 200, 480 / 150)
+def test_sekd_protocol_rescales_homographies_exactly(tmp_path):
+    d = tmp_path / "hp" / "v_big"
+    d.mkdir(parents=True)
+    img = cv2.cvtColor(_texture(1000, 750), cv2.COLOR_GRAY2BGR)
+    H = np.array([[1.1, 0.05, 12.0], [-0.02, 0.95, 7.0], [1e-5, 2e-5, 1.0]])
+    for k in range(1, 7):
+        cv2.imwrite(str(d / f"{k}.ppm"), img)
+        if k > 1:
+            np.savetxt(d / f"H_1_{k}", H)
+    seq = load_dataset(d.parent)[0]
+    prep = prepare([seq], "sekd", tmp_path / "img")[0]
+    assert prep.sizes[0] == (640, 480)  # 1000x750 -> 640x480, already multiples of 16
+    A = pixel_scale_matrix(640 / 1000, 480 / 750)
     pt = np.array([37.0, 81.0, 1.0])
-    expected = A @ seqs[0].homographies[0] @ pt
+    expected = A @ H @ pt
     got = prep.homographies[0] @ A @ pt
     assert np.allclose(expected[:2] / expected[2], got[:2] / got[2])
+
+
+def test_small_images_are_not_upscaled_only_cropped(dataset, tmp_path):
+    seqs = [s for s in load_dataset(dataset) if s.name == "v_toy"]
+    prep = prepare(seqs, "sekd", tmp_path / "img")[0]
+    assert prep.sizes[0] == (192, 144)  # 200x150 cropped to multiples of 16
+    assert np.allclose(prep.homographies[0], seqs[0].homographies[0])
 
 
 def test_benchmark_end_to_end_and_resume(dataset, tmp_path):
