@@ -35,7 +35,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-MANIFEST_DIR = Path(__file__).resolve().parents[1] / "third_party"
+# sekd_plugin/third_party links to the top-level third_party/, so wheels carry the manifests
+MANIFEST_DIR = Path(__file__).resolve().parent / "third_party"
 CACHE_ENV = "SEKD_PLUGIN_CACHE"
 DIR_ENV = {"weights": "SEKD_PLUGIN_WEIGHTS_DIR", "dataset": "SEKD_PLUGIN_DATA_DIR"}
 FETCH_COMMAND = {

@@ -221,13 +221,13 @@ def main(
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ImageReadError, ConfigError, NoImagesError, H5FileError]
-    try:  # written separately; tolerate its absence or a different layout
-        from . import assets
-        errors += [getattr(assets, n) for n in ("AssetError", "AssetNotFoundError") if hasattr(assets, n)]
-    except ImportError:
-        pass
-    return tuple(errors)
+    """The package's own errors: a CLI prints them as one line (exit 2), not a traceback."""
+    from .assets import AssetError
+    from .extractors.opencv import OpenCVFeatureUnavailableError
+    from .models.checkpoint import CheckpointError
+
+    return (ImageReadError, ConfigError, NoImagesError, H5FileError, AssetError, CheckpointError,
+            OpenCVFeatureUnavailableError)
 
 
 def _print_summary(result: ExtractionResult, max_rows: int = 20) -> None:

@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .extractors.base import ConfigError
+from .extractors.registry_utils import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -228,15 +229,19 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
 
     # extract
     conf = extraction_conf(cfg)
-    feat_id = {"conf": conf, "as_half": cfg["as_half"], "images": str(image_dir)}
+    feat_id = {"conf": conf, "as_half": cfg["as_half"], "images": str(image_dir),
+               "checkpoint": weights_fingerprint(conf["model"])}
     features = output / f"feats-{cfg['extractor']}-{_short_hash(feat_id)}.h5"
     feat_meta_path = features.with_suffix(".json")
     feat_meta = {} if cfg["overwrite"] else _read_json(feat_meta_path)
     start = time.perf_counter()
     result = extract(conf, image_dir, image_list=names, feature_path=features, overwrite=cfg["overwrite"],
                      as_half=cfg["as_half"], device=cfg["device"])
-    if result.failed:
-        raise RuntimeError(f"feature extraction failed for {len(result.failed)} image(s): {result.failed}")
+    if result.failed:  # reconstruct the others; the failed ones count as not registered
+        print(f"warning: {len(result.failed)} image(s) left out, feature extraction failed: "
+              + "; ".join(f"{n}: {e}" for n, e in result.failed.items()), file=sys.stderr)
+    all_names = list(names)  # totals and GT evaluation count the failed images as not registered
+    names = [n for n in names if n not in result.failed]
     elapsed = time.perf_counter() - start
     cached["extract"] = not result.extracted
     if result.extracted:  # plus the time of the images done by an earlier (interrupted) run
@@ -301,7 +306,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "extractor": cfg["extractor"],
         "matcher": cfg["matcher"],
         "intrinsics": cfg["intrinsics"],
-        "total_images": len(names),
+        "total_images": len(all_names),
         "mean_keypoints_per_image": sum(num_kp) / len(num_kp),
         **sfm_stats,
         "timings": timings,
@@ -311,7 +316,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "config": cfg,
     }
     if gt is not None:
-        evaluation = evaluate_reconstruction(rec, gt_dir, names)
+        evaluation = evaluate_reconstruction(rec, gt_dir, all_names)
         stats["gt"] = evaluation
     _write_json(output / "stats.json", stats)
     return stats

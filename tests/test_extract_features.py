@@ -205,3 +205,21 @@ def test_cli(images, tmp_path, capsys):
     assert ef.cli(["--conf", "sift", "--images", str(images), "--output", str(tmp_path / "w.h5"),
                    "--weights", "x.pth"]) == 2
     assert "weights" in capsys.readouterr().err
+
+
+def test_cli_wrong_checkpoint_is_one_line(tmp_path, capsys):
+    import cv2
+    import numpy as np
+    import torch
+
+    from sekd_plugin.extract_features import cli
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.zeros((32, 32), np.uint8))
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": {"conv0.weight": torch.zeros(1)}}, bad)
+    assert cli(["--conf", "sekd", "--images", str(images), "--output", str(tmp_path / "f.h5"),
+                "--weights", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "missing keys" in err and "Traceback" not in err

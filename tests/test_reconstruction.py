@@ -199,3 +199,18 @@ def test_benchmark_reconstruction(tmp_path, monkeypatch):
     assert "| fountain-P11 | sift | 3/3 |" in md and "skipped fountain-P11/sekd" in md
     assert (out / "results.png").stat().st_size > 1000
     assert (out / "fountain-P11" / "sift" / "sfm" / "images.bin").exists()
+
+
+def test_unreadable_image_is_left_out_not_fatal(tmp_path):
+    """One broken image: a warning, the others are reconstructed, totals still count it."""
+    src = shared_file("scenes/fountain-P11/images")
+    images = tmp_path / "scene" / "images"
+    images.mkdir(parents=True)
+    for i in range(3, 8):
+        (images / f"{i:04d}.jpg").symlink_to(src / f"{i:04d}.jpg")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    cfg = reconstruct.load_config(CONFIG, [
+        "extractor=sift", "resize_max=640", "gt_cameras=null", "images=scene/images",
+        f"data_root={tmp_path}", f"output={tmp_path / 'out'}", "num_threads=2", "device=cpu"])
+    stats = reconstruct.run(cfg)
+    assert stats["total_images"] == 6 and 3 <= stats["registered_images"] <= 5

@@ -8,13 +8,27 @@ import sys
 from pathlib import Path
 
 
+def _pairs(values, flag: str) -> dict[str, str] | None:
+    """``["a=b", ...]`` -> ``{"a": "b"}``; a malformed item is an error naming the flag."""
+    if not values:
+        return None
+    bad = [v for v in values if "=" not in v or not v.split("=", 1)[0] or not v.split("=", 1)[1]]
+    if bad:
+        raise ValueError(f"{flag} expects NAME=VALUE, got {bad}")
+    return dict(v.split("=", 1) for v in values)
+
+
 def _hpatches(args) -> int:
     from .hpatches import run
 
     matcher = {"mutual_check": not args.no_mutual, "ratio_threshold": args.ratio,
                "distance_threshold": args.distance}
-    types = dict(t.split("=", 1) for t in args.type) if args.type else None
-    weights = dict(w.split("=", 1) for w in args.weights) if args.weights else None
+    types = _pairs(args.type, "--type")
+    weights = _pairs(args.weights, "--weights")
+    labels = [m.split("=", 1)[0] for m in (args.methods.split(",") if args.methods else [])]
+    unknown = sorted(set(weights or {}) - set(labels))
+    if unknown:
+        raise ValueError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
     run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
         matcher, args.overwrite, args.device, args.plot_matches, types, weights)
     return 0
@@ -23,6 +37,8 @@ def _hpatches(args) -> int:
 def _speed(args) -> int:
     from .speed import run
 
+    if args.runs < 1:
+        raise ValueError(f"--runs must be at least 1, got {args.runs}")
     run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads)
     return 0
 

@@ -25,7 +25,8 @@ from .. import __version__
 from ..datasets.hpatches import Sequence, load_dataset
 from ..extractors.base import get_extractor
 from ..extractors.confs import get_conf
-from ..extractors.registry_utils import missing_weights_reason
+from ..extractors.registry_utils import missing_weights_reason, weights_fingerprint
+from ..io.h5 import H5FileError, list_names
 from ..io.h5 import read_features
 from ..matchers import match_nearest_neighbor
 from . import metrics as M
@@ -79,7 +80,8 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     from ..extract_features import extract
 
     conf_path = feature_path.with_suffix(".conf.json")
-    conf_text = json.dumps({"conf": conf, "protocol": protocol_settings}, sort_keys=True, default=str)
+    conf_text = json.dumps({"conf": conf, "protocol": protocol_settings,
+                            "checkpoint": weights_fingerprint(conf["model"])}, sort_keys=True, default=str)
     if feature_path.exists() and not overwrite and (not conf_path.exists() or conf_path.read_text() != conf_text):
         logger.warning("%s: cached features in %s were made with another conf; re-extracting", method, feature_path)
         overwrite = True
@@ -209,17 +211,19 @@ def run(
                                  describe(protocol))
         logger.info("%s: features ready in %.1f s", method, time.perf_counter() - t0)
         per_pair, records = {}, {}
+        done = set(list_names(feature_path)) if feature_path.exists() else set()
+        missing = [n for n in names if n not in done]
+        if missing:  # images the extractor failed on: their pairs are left out, and said so
+            print(f"{method}: no features for {len(missing)} image(s) ({', '.join(missing[:5])}"
+                  f"{', ...' if len(missing) > 5 else ''}); their pairs are left out")
         for seq in tqdm(prepared, desc=f"match {method}", unit="seq"):
-            try:
-                f1 = read_features(feature_path, seq.names[0])
-            except KeyError:
-                logger.warning("%s: no features for %s; sequence skipped", method, seq.names[0])
+            if seq.names[0] not in done:
                 continue
+            f1 = read_features(feature_path, seq.names[0])
             for k in range(1, 6):
-                try:
-                    fk = read_features(feature_path, seq.names[k])
-                except KeyError:
+                if seq.names[k] not in done:
                     continue
+                fk = read_features(feature_path, seq.names[k])
                 r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_conf)
                 records[(seq.key, k + 1)] = (f1["keypoints"], fk["keypoints"], r.pop("_matches"), r.pop("_errors"))
                 per_pair[f"{seq.key}/1-{k + 1}"] = {"kind": seq.kind, **r}
@@ -229,6 +233,7 @@ def run(
             "conf": conf,
             "weights": str(weights[method]) if method in weights else None,
             "ms_per_image": float(np.median(ms)) if ms else None,
+            "failed_images": missing,
             "i": aggregate([p for p in pairs if p["kind"] == "i"]),
             "v": aggregate([p for p in pairs if p["kind"] == "v"]),
             "all": aggregate(pairs),

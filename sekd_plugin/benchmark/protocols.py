@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..datasets.hpatches import D2NET_EXCLUDED, Sequence
+from ..datasets.hpatches import D2NET_EXCLUDED, DatasetError, Sequence
 from ..io.images import read_image
 
 PROTOCOLS = {
@@ -84,6 +84,9 @@ def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int,
     nw, nh = int(w * scale), int(h * scale)
     cw, ch = nw // multiple * multiple, nh // multiple * multiple
     A = pixel_scale_matrix(nw / w, nh / h)
+    if cw == 0 or ch == 0:
+        raise DatasetError(f"{src}: {w} x {h} px is too small for this protocol "
+                           f"(resized to {nw} x {nh}, then cropped to multiples of {multiple})")
     if not dst.exists():
         interp = INTERPOLATIONS[interpolation or "linear"]
         resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image

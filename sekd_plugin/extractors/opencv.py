@@ -108,7 +108,12 @@ class OpenCVFeatures(BaseExtractor):
         image = data["image"]
         if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] not in (1, 3):
             raise ValueError(f"opencv expects a 1 x C x H x W image (C = 1 or 3), got {tuple(image.shape)}")
-        kps, desc = self.detector.detectAndCompute(to_uint8_gray(image), None)
+        try:
+            kps, desc = self.detector.detectAndCompute(to_uint8_gray(image), None)
+        except cv2.error as e:  # e.g. BRISK's pyramid on a tiny image: fail this image only
+            h, w = image.shape[-2:]
+            raise ValueError(f"{self.conf['algorithm']} cannot process this {w} x {h} image: "
+                             f"{str(e).strip().splitlines()[-1]}") from None
         n = len(kps)
         if desc is None or n == 0:
             desc = np.zeros((0, self.descriptor_size), np.uint8)

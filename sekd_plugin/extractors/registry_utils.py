@@ -44,3 +44,21 @@ def missing_weights_reason(model_conf: dict[str, Any]) -> str | None:
     where = " or ".join(str(p) for p in places)
     manifest = f"third_party/{asset.manifest.name}" if asset.manifest else f"third_party/{asset.name}.toml"
     return f"{name} skipped: weights not found at {where} (see {manifest}; get them with: {asset.fetch_command})"
+
+
+def weights_fingerprint(model_conf: dict[str, Any]) -> dict[str, Any] | None:
+    """Which checkpoint file ``model_conf`` resolves to, with its size and mtime, so caches
+    of features notice a replaced file (a retrained ``model.pth``, another weights folder).
+    None for extractors without weights or when the weights are missing."""
+    cls = get_extractor(model_conf["name"])
+    conf = {**cls.default_conf, **model_conf}
+    if "checkpoint" not in conf:
+        return None
+    from .. import assets
+
+    try:
+        path = assets.resolve(conf["checkpoint"], conf.get("weights")).resolve()
+    except assets.AssetNotFoundError:
+        return None
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

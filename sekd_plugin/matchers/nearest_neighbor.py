@@ -54,8 +54,9 @@ def match_nearest_neighbor(
             (L2 for float, bits for binary).
     Returns:
         ``matches0`` (``[B x] N0`` long, index into image 1 or -1) and ``scores0``
-        (``[B x] N0`` float in [0, 1]: ``1 - d^2 / 2`` for float, ``1 - d / bits`` for binary;
-        0 where unmatched).
+        (``[B x] N0`` float in [0, 1]: ``(cos + 1) / 2 = 1 - d^2 / 4`` for float, as hloc's
+        matcher, so ``min_match_score`` means the same; ``1 - d / bits`` for binary; 0 where
+        unmatched).
     """
     batched = desc0.ndim == 3
     if not batched:
@@ -80,7 +81,7 @@ def match_nearest_neighbor(
     if desc0.dtype == torch.uint8:
         score = 1 - d1 / (8 * desc0.shape[1])
     else:
-        score = 1 - d1.square() / 2
+        score = 1 - d1.square() / 4
     matches = torch.where(valid, nn01, matches)
     scores = torch.where(valid, score, scores)
     return (matches, scores) if batched else (matches[0], scores[0])

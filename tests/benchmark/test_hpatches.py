@@ -130,3 +130,34 @@ def test_labelled_methods_and_weights_invalidate_the_cache(dataset, tmp_path, se
     mtime = h5.stat().st_mtime_ns
     run([dataset], out, ["official=sekd-ms"], "sekd", weights={"official": sekd_weights})
     assert h5.stat().st_mtime_ns != mtime  # another conf under the same label: re-extracted
+
+
+def test_failed_image_leaves_its_pairs_out_and_the_report_is_written(dataset, tmp_path):
+    tiny = dataset / "i_toy" / "4.ppm"
+    cv2.imwrite(str(tiny), np.full((6, 6, 3), 128, np.uint8))  # SEKD rejects < 8 px
+    res = run([dataset], tmp_path / "out", ["sekd-selftrained"], "d2net")
+    r = res["methods"]["sekd-selftrained"]
+    assert r["failed_images"] == ["hp/i_toy/4.ppm"]
+    assert r["all"]["num_pairs"] == 14 and (tmp_path / "out" / "results.md").is_file()
+
+
+def test_too_small_for_protocol_is_a_clear_error(dataset, tmp_path):
+    from sekd_plugin.datasets.hpatches import DatasetError
+
+    cv2.imwrite(str(dataset / "i_toy" / "4.ppm"), np.full((10, 10, 3), 128, np.uint8))
+    with pytest.raises(DatasetError, match="4.ppm.*too small"):
+        prepare(load_dataset(dataset), "sekd", tmp_path / "img")
+
+
+def test_replaced_checkpoint_file_invalidates_the_cache(dataset, tmp_path, sekd_weights):
+    import shutil
+
+    from sekd_plugin.extractors.confs import TRAINED_DIR
+
+    ckpt = tmp_path / "model.pth"
+    shutil.copy(sekd_weights, ckpt)
+    out = tmp_path / "out"
+    first = run([dataset], out, ["mine=sekd"], "sekd", weights={"mine": ckpt})
+    shutil.copy(TRAINED_DIR / "sekd_selftrained.pth", ckpt)  # retrained in place
+    second = run([dataset], out, ["mine=sekd"], "sekd", weights={"mine": ckpt})
+    assert first["methods"]["mine"]["all"]["mma"] != second["methods"]["mine"]["all"]["mma"]

@@ -128,3 +128,11 @@ def test_end_to_end_extract_features(tmp_path, algorithm):
             assert n > 0 and g["keypoints"].shape == (n, 2) and g["scores"].shape == (n,)
             assert g["descriptors"].shape == (ALGORITHMS[algorithm], n) and g["descriptors"].dtype == np.uint8
             assert g["image_size"][()].tolist() == [160, 120]
+
+
+def test_tiny_image_fails_that_image_only():
+    from sekd_plugin.extractors.base import load_extractor
+
+    model = load_extractor({"name": "brisk"})
+    with pytest.raises(ValueError, match="cannot process this 5 x 5 image"):
+        model({"image": torch.rand(1, 1, 5, 5)})
