@@ -6,7 +6,7 @@ run and across runs sees the same pairs). Keypoints come from the current networ
 budget (NMS, the strongest ``val.max_keypoints``); descriptors are sampled as the extractor
 does. Metrics at ``val.pixel_threshold`` (3 px):
 
-* ``mma``: fraction of mutual-nearest-neighbour matches (``torch.cdist``) whose reprojection
+* ``mma``: fraction of mutual-nearest-neighbour matches (``sekd_plugin.matchers``) whose reprojection
   error under the true homography is within the threshold (0 when there is no match);
 * ``homography_accuracy``: RANSAC homography (OpenCV, 3 px) whose mean corner error is within
   the threshold (a failed estimate counts as wrong);
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..benchmark import metrics
+from ..matchers import match_nearest_neighbor
 from ..ops import nms_mask, sample_descriptors, select_keypoints
 from .data import derive_seed
 
@@ -80,15 +81,10 @@ def extract(net, images: torch.Tensor, conf) -> list[tuple[np.ndarray, np.ndarra
 
 
 def mutual_nn(d0: torch.Tensor, d1: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mutual nearest neighbours of ``N x C`` and ``M x C`` descriptors (``torch.cdist``)."""
-    if len(d0) == 0 or len(d1) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    dist = torch.cdist(d0, d1)
-    nn01 = dist.argmin(1)
-    nn10 = dist.argmin(0)
-    i0 = torch.arange(len(d0))
-    ok = nn10[nn01] == i0
-    return i0[ok].numpy(), nn01[ok].numpy()
+    """Mutual nearest neighbours of ``N x C`` and ``M x C`` unit descriptors (the package's matcher)."""
+    m0, _ = match_nearest_neighbor(d0.T, d1.T, mutual_check=True)
+    i0 = torch.nonzero(m0 >= 0)[:, 0]
+    return i0.cpu().numpy(), m0[i0].cpu().numpy()
 
 
 def pair_metrics(k0, d0, k1, d1, H: np.ndarray, size: tuple[int, int], px: float = 3.0) -> dict:
