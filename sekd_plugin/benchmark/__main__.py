@@ -44,9 +44,10 @@ def _speed(args) -> int:
 
 
 def _reconstruction(args) -> int:
-    from .reconstruction import run
+    from .reconstruction import DEFAULT_EXTRACTORS, run
 
-    results = run(args.config, [m for m in args.extractors.split(",") if m], args.output, args.overrides)
+    extractors = [m for m in args.extractors.split(",") if m] if args.extractors else list(DEFAULT_EXTRACTORS)
+    results = run(args.config, extractors, args.output, args.overrides)
     print((Path(args.output) / "results.md").read_text())
     return 0 if any(results["scenes"].values()) or not results["failed"] else 1
 
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
-    rc.add_argument("--extractors", default="sekd,sift", help="comma-separated extractor confs (default: sekd,sift)")
+    rc.add_argument("--extractors", help="comma-separated extractor confs (default: sekd,sekd-selftrained,sift)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
     rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="config overrides applied to every config (e.g. intrinsics=gt resize_max=1024)")

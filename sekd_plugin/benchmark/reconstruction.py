@@ -28,7 +28,7 @@ from .report import _clean, write_atomic
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXTRACTORS = ("sekd", "sift")
+DEFAULT_EXTRACTORS = ("sekd", "sekd-selftrained", "sift")
 ALIASES = {"d2net": "d2net-ss"}  # benchmark method names -> conf names, when not a conf themselves
 
 COLUMNS = ("scene", "method", "reg/total", "#3D pts", "track len", "obs/img", "reproj (px)", "verified pairs",
