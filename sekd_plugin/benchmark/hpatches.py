@@ -13,7 +13,6 @@ import json
 import logging
 import platform
 import time
-from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from ..datasets.hpatches import Sequence, load_dataset
 from ..extractors.base import get_extractor
 from ..extractors.confs import get_conf
 from ..extractors.registry_utils import missing_weights_reason, weights_fingerprint
-from ..io.h5 import H5FileError, list_names
+from ..io.h5 import list_names
 from ..io.h5 import read_features
 from ..matchers import match_nearest_neighbor
 from . import metrics as M

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
