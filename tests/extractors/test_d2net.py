@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -35,6 +34,7 @@ from sekd_plugin.models.d2net import (
     soft_detection_scores,
     upscale_positions,
 )
+from tests.helpers import check_features_h5, run_with_conf
 
 # (Sequential index, weight shape) of the published checkpoints: VGG16 up to conv4_3.
 PUBLISHED = [
@@ -252,37 +252,26 @@ def d2(random_checkpoint):
     return D2Net({"weights": random_checkpoint})
 
 
-def run(ext: D2Net, image: torch.Tensor, **conf) -> dict[str, torch.Tensor]:
-    """Run the shared extractor with some conf values changed for this call."""
-    saved = dict(ext.conf)
-    ext.conf.update(conf)
-    try:
-        return ext({"image": image})
-    finally:
-        ext.conf.clear()
-        ext.conf.update(saved)
-
-
 def test_extractor_single_and_multi_scale(d2):
     image = torch.from_numpy(textured(44, 60)).permute(2, 0, 1)[None]
-    ss = run(d2, image)
+    ss = run_with_conf(d2, image)
     n = ss["keypoints"].shape[1]
     assert n > 0 and ss["descriptors"].shape == (1, 512, n) and ss["scores"].shape == (1, n)
     assert torch.allclose(ss["descriptors"][0].norm(dim=0), torch.ones(n), atol=1e-5)
     kp = ss["keypoints"][0]
     assert kp.min() >= 0 and kp[:, 0].max() < 60 and kp[:, 1].max() < 44
-    ms = run(d2, image, multiscale=True)
+    ms = run_with_conf(d2, image, multiscale=True)
     assert ms["keypoints"].shape[1] >= n // 2 and ms["descriptors"].shape[1] == 512
-    top = run(d2, image, max_keypoints=5)
+    top = run_with_conf(d2, image, max_keypoints=5)
     assert top["keypoints"].shape[1] == min(5, n)
     assert torch.equal(top["scores"][0], ss["scores"][0].sort(descending=True).values[:5])
-    gray = run(d2, image.mean(1, keepdim=True))
+    gray = run_with_conf(d2, image.mean(1, keepdim=True))
     assert gray["descriptors"].shape[1] == 512
 
 
 def test_max_edge_maps_back(d2):
     image = torch.from_numpy(textured(60, 96)).permute(2, 0, 1)[None]
-    out = run(d2, image, max_edge=48)
+    out = run_with_conf(d2, image, max_edge=48)
     kp = out["keypoints"][0]
     assert len(kp) > 0 and kp[:, 0].max() < 96 and kp[:, 1].max() < 60 and kp[:, 0].max() > 48
 
@@ -291,7 +280,7 @@ def test_bad_conf_and_small_image(d2, random_checkpoint):
     with pytest.raises(ConfigError, match="positions"):
         D2Net({"weights": random_checkpoint, "positions": "corner"})
     with pytest.raises(ValueError, match="too small"):
-        run(d2, torch.rand(1, 3, 6, 40))
+        run_with_conf(d2, torch.rand(1, 3, 6, 40))
 
 
 def test_missing_weights(tmp_path, random_checkpoint):
@@ -316,11 +305,4 @@ def test_end_to_end_extract_features(tmp_path, random_checkpoint):
     conf = get_conf("d2net-ss")
     conf["model"]["weights"] = random_checkpoint
     path = extract_features.main(conf, folder, feature_path=tmp_path / "feats.h5", device="cpu")
-    with h5py.File(path, "r") as fd:
-        assert sorted(fd) == ["im0.png", "im1.png"]
-        for name in fd:
-            g = fd[name]
-            n = g["keypoints"].shape[0]
-            assert n > 0 and g["keypoints"].shape == (n, 2) and g["scores"].shape == (n,)
-            assert g["descriptors"].shape == (512, n)
-            assert g["image_size"][()].tolist() == [64, 48]
+    check_features_h5(path, ["im0.png", "im1.png"], 512, [64, 48])

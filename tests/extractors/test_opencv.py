@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -18,6 +17,7 @@ from sekd_plugin.extractors.opencv import (
     opencv_factory,
     to_uint8_gray,
 )
+from tests.helpers import check_features_h5
 
 ALGORITHMS = {"orb": 32, "akaze": 61, "brisk": 64}  # descriptor bytes
 
@@ -120,14 +120,7 @@ def test_end_to_end_extract_features(tmp_path, algorithm):
     for k in range(2):
         cv2.imwrite(str(folder / f"im{k}.png"), np.rint(textured(seed=k) * 255).astype(np.uint8))
     path = extract_features.main(get_conf(algorithm), folder, feature_path=tmp_path / "feats.h5", device="cpu")
-    with h5py.File(path, "r") as fd:
-        assert sorted(fd) == ["im0.png", "im1.png"]
-        for name in fd:
-            g = fd[name]
-            n = g["keypoints"].shape[0]
-            assert n > 0 and g["keypoints"].shape == (n, 2) and g["scores"].shape == (n,)
-            assert g["descriptors"].shape == (ALGORITHMS[algorithm], n) and g["descriptors"].dtype == np.uint8
-            assert g["image_size"][()].tolist() == [160, 120]
+    check_features_h5(path, ["im0.png", "im1.png"], ALGORITHMS[algorithm], [160, 120], dtype=np.uint8)
 
 
 def test_tiny_image_fails_that_image_only():

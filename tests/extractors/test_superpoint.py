@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -22,6 +21,7 @@ from sekd_plugin.extractors.superpoint import (
 )
 from sekd_plugin.ops import sample_descriptors
 from tests.conftest import shared_file
+from tests.helpers import check_features_h5, run_with_conf
 
 SQUARES = [(40, 50, 60, 60), (130, 60, 50, 70), (50, 180, 80, 50), (150, 200, 60, 60)]  # r0, c0, h, w
 
@@ -40,17 +40,6 @@ def weights():
 @pytest.fixture(scope="module")
 def sp(weights):
     return SuperPoint({"weights": weights})
-
-
-def run(sp: SuperPoint, image: torch.Tensor, **conf) -> dict[str, torch.Tensor]:
-    """Run the shared extractor with some conf values changed for this call."""
-    saved = dict(sp.conf)
-    sp.conf.update(conf)
-    try:
-        return sp({"image": image})
-    finally:
-        sp.conf.clear()
-        sp.conf.update(saved)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +68,7 @@ def test_registered_and_note():
 
 def test_keypoints_on_square_corners(sp):
     img, corners = squares_image()
-    pred = run(sp, torch.from_numpy(img)[None, None])
+    pred = run_with_conf(sp, torch.from_numpy(img)[None, None])
     kpts = pred["keypoints"][0].numpy()
     assert pred["keypoints"].dtype == torch.float32 and pred["descriptors"].dtype == torch.float32
     dist = np.linalg.norm(kpts[:, None] - corners[None], axis=-1)
@@ -89,7 +78,7 @@ def test_keypoints_on_square_corners(sp):
 
 
 def test_outputs_and_selection(sp, reference_image):
-    pred = run(sp, reference_image)
+    pred = run_with_conf(sp, reference_image)
     kpts, scores, desc = pred["keypoints"][0], pred["scores"][0], pred["descriptors"][0]
     n = len(kpts)
     assert n > 100 and desc.shape == (256, n) and scores.shape == (n,)
@@ -102,16 +91,16 @@ def test_outputs_and_selection(sp, reference_image):
     heat, _ = sp.network(reference_image)
     assert torch.equal(heat[kpts[:, 1].long(), kpts[:, 0].long()], scores)
     # top-k keeps the strongest
-    top = run(sp, reference_image, max_keypoints=50)
+    top = run_with_conf(sp, reference_image, max_keypoints=50)
     assert torch.equal(top["keypoints"][0], kpts[:50]) and torch.equal(top["scores"][0], scores[:50])
     # demo threshold gives a subset
-    demo = run(sp, reference_image, keypoint_threshold=0.015)
+    demo = run_with_conf(sp, reference_image, keypoint_threshold=0.015)
     assert 0 < demo["keypoints"].shape[1] < n
 
 
 def test_rgb_input_is_converted_to_gray(sp, reference_image):
     rgb = reference_image.expand(-1, 3, -1, -1).contiguous()
-    a, b = run(sp, reference_image), run(sp, rgb)
+    a, b = run_with_conf(sp, reference_image), run_with_conf(sp, rgb)
     assert torch.equal(a["keypoints"], b["keypoints"])
     assert torch.allclose(a["descriptors"], b["descriptors"], atol=1e-5)
 
@@ -121,14 +110,14 @@ def test_padding_keeps_border_pixels(sp):
     img[190:233, 270:313] = 1.0  # corners at x 269.5 / 312.5, y 189.5 / 232.5: next to the remainder
     corners = torch.tensor([[269.5, 189.5], [312.5, 189.5], [269.5, 232.5], [312.5, 232.5]])
     image = torch.from_numpy(img)[None, None]
-    padded = run(sp, image, remove_borders=0)["keypoints"][0]
-    cropped = run(sp, image, remove_borders=0, padding="crop")["keypoints"][0]
+    padded = run_with_conf(sp, image, remove_borders=0)["keypoints"][0]
+    cropped = run_with_conf(sp, image, remove_borders=0, padding="crop")["keypoints"][0]
     assert padded[:, 0].max() <= 316 and padded[:, 1].max() <= 234
     assert torch.cdist(corners, padded).min(dim=1).values.max() <= 2.5  # all four found
     # SuperGlue/hloc (crop) cannot place keypoints in the remainder and miss corners near it
     assert not ((cropped[:, 1] >= 232) | (cropped[:, 0] >= 312)).any()
     assert len(cropped) < len(padded)
-    tiny = run(sp, torch.rand(1, 1, 5, 7))
+    tiny = run_with_conf(sp, torch.rand(1, 1, 5, 7))
     assert tiny["keypoints"].shape[1] == 0 and tiny["descriptors"].shape == (1, 256, 0)
 
 
@@ -168,8 +157,8 @@ def test_descriptor_sampling_modes():
 
 
 def test_sampling_conf_changes_descriptors_only(sp, reference_image):
-    a = run(sp, reference_image)
-    b = run(sp, reference_image, sampling="centered")
+    a = run_with_conf(sp, reference_image)
+    b = run_with_conf(sp, reference_image, sampling="centered")
     assert torch.equal(a["keypoints"], b["keypoints"])
     cos = (a["descriptors"][0] * b["descriptors"][0]).sum(0)
     assert cos.min() > 0.5 and not torch.allclose(a["descriptors"], b["descriptors"])
@@ -214,12 +203,5 @@ def test_end_to_end_extract_features(tmp_path, weights):
     conf = get_conf("superpoint")
     conf["model"]["weights"] = weights
     path = extract_features.main(conf, images, feature_path=tmp_path / "feats.h5", device="cpu")
-    with h5py.File(path, "r") as fd:
-        assert sorted(fd) == ["im0.png", "im1.png"]
-        for name in fd:
-            g = fd[name]
-            n = g["keypoints"].shape[0]
-            assert n > 0 and g["keypoints"].shape == (n, 2) and g["scores"].shape == (n,)
-            assert g["descriptors"].shape == (256, n)
-            assert g["image_size"][()].tolist() == [160, 120]
-            assert g["keypoints"].attrs["uncertainty"] == pytest.approx(2.0)
+    attrs = check_features_h5(path, ["im0.png", "im1.png"], 256, [160, 120])
+    assert all(a["uncertainty"] == pytest.approx(2.0) for a in attrs.values())

@@ -1,0 +1,37 @@
+"""Small helpers shared by the extractor tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+
+def run_with_conf(ext, image: torch.Tensor, **conf) -> dict[str, torch.Tensor]:
+    """Run a shared (module-scoped) extractor with some conf values changed for this call."""
+    saved = dict(ext.conf)
+    ext.conf.update(conf)
+    try:
+        return ext({"image": image})
+    finally:
+        ext.conf.clear()
+        ext.conf.update(saved)
+
+
+def check_features_h5(path: Path, names: list[str], dim: int, image_size: list[int], dtype=None) -> dict:
+    """Assert hloc's features layout for every image; returns the groups' keypoint attrs by name."""
+    attrs = {}
+    with h5py.File(path, "r") as fd:
+        assert sorted(fd) == sorted(names)
+        for name in fd:
+            g = fd[name]
+            n = g["keypoints"].shape[0]
+            assert n > 0 and g["keypoints"].shape == (n, 2) and g["scores"].shape == (n,)
+            assert g["descriptors"].shape == (dim, n)
+            if dtype is not None:
+                assert g["descriptors"].dtype == np.dtype(dtype)
+            assert g["image_size"][()].tolist() == image_size
+            attrs[name] = dict(g["keypoints"].attrs)
+    return attrs
