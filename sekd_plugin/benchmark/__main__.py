@@ -1,11 +1,10 @@
-"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction}``."""
+"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction,pose}``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 
 def _pairs(values, flag: str) -> dict[str, str] | None:
@@ -43,13 +42,29 @@ def _speed(args) -> int:
     return 0
 
 
-def _reconstruction(args) -> int:
-    from .reconstruction import DEFAULT_EXTRACTORS, run
+def _methods(args) -> list[str] | None:
+    value = args.methods or args.extractors
+    return [m for m in value.split(",") if m] if value else None
 
-    extractors = [m for m in args.extractors.split(",") if m] if args.extractors else list(DEFAULT_EXTRACTORS)
-    results = run(args.config, extractors, args.output, args.overrides)
-    print((Path(args.output) / "results.md").read_text())
-    return 0 if any(results["scenes"].values()) or not results["failed"] else 1
+
+_RESUME = "features and matches written so far are kept; run the same command again to resume"
+
+
+def _reconstruction(args) -> int:
+    from ..common import run_cli
+    from .sfm.suite import main as suite_main
+
+    return run_cli(suite_main, configs=args.config, methods=_methods(args), output=args.output,
+                   overrides=args.overrides, resume_hint=_RESUME, quiet=True)
+
+
+def _pose(args) -> int:
+    from ..common import run_cli
+    from .pose.run import main as pose_main
+
+    return run_cli(pose_main, configs=args.config, methods=_methods(args), output=args.output,
+                   overrides=args.overrides, pairs=args.pairs, threshold_px=args.threshold,
+                   resume_hint=_RESUME, quiet=True)
 
 
 def main(argv=None) -> int:
@@ -80,11 +95,24 @@ def main(argv=None) -> int:
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
-    rc.add_argument("--extractors", help="comma-separated extractor confs (default: sekd,sekd-selftrained,sift)")
+    rc.add_argument("--methods", help="comma-separated methods (colmap-sift, sift, sekd, sekd-sfm, sekd-selftrained, "
+                    "sekd-selftrained-sfm, superpoint, d2net or any extractor conf; default: "
+                    "colmap-sift,sift,sekd,sekd-sfm,sekd-selftrained,sekd-selftrained-sfm)")
+    rc.add_argument("--extractors", help="the same as --methods (older name)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
     rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="config overrides applied to every config (e.g. intrinsics=gt resize_max=1024)")
     rc.set_defaults(func=_reconstruction)
+    po = sub.add_parser("pose", help="relative-pose AUC@5/10/20 on scene configs with GT cameras")
+    po.add_argument("--config", action="append", required=True,
+                    help="scene config YAML with gt_cameras (repeatable)")
+    po.add_argument("--methods", help="comma-separated methods (as for reconstruction)")
+    po.add_argument("--extractors", help=argparse.SUPPRESS)
+    po.add_argument("--pairs", help="pair list (name0 name1 per line; default: every pair of each scene)")
+    po.add_argument("--threshold", type=float, default=1.0, help="RANSAC inlier threshold in pixels (default 1.0)")
+    po.add_argument("--output", default="outputs/pose", help="output folder")
+    po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides (e.g. resize_max=1024)")
+    po.set_defaults(func=_pose)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
