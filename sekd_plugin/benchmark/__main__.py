@@ -55,7 +55,7 @@ def _reconstruction(args) -> int:
     from .sfm.suite import main as suite_main
 
     return run_cli(suite_main, configs=args.config, methods=_methods(args), output=args.output,
-                   overrides=args.overrides, resume_hint=_RESUME, quiet=True)
+                   overrides=args.overrides, work=args.work, resume_hint=_RESUME, quiet=True)
 
 
 def _pose(args) -> int:
@@ -64,7 +64,7 @@ def _pose(args) -> int:
 
     return run_cli(pose_main, configs=args.config, methods=_methods(args), output=args.output,
                    overrides=args.overrides, pairs=args.pairs, threshold_px=args.threshold,
-                   resume_hint=_RESUME, quiet=True)
+                   work=args.work, resume_hint=_RESUME, quiet=True)
 
 
 def main(argv=None) -> int:
@@ -100,6 +100,7 @@ def main(argv=None) -> int:
                     "colmap-sift,sift,sekd,sekd-sfm,sekd-selftrained,sekd-selftrained-sfm)")
     rc.add_argument("--extractors", help="the same as --methods (older name)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
+    rc.add_argument("--work", help="folder of the per-run caches (features, matches, models); default: --output")
     rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="config overrides applied to every config (e.g. intrinsics=gt resize_max=1024)")
     rc.set_defaults(func=_reconstruction)
@@ -111,6 +112,7 @@ def main(argv=None) -> int:
     po.add_argument("--pairs", help="pair list (name0 name1 per line; default: every pair of each scene)")
     po.add_argument("--threshold", type=float, default=1.0, help="RANSAC inlier threshold in pixels (default 1.0)")
     po.add_argument("--output", default="outputs/pose", help="output folder")
+    po.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
     po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides (e.g. resize_max=1024)")
     po.set_defaults(func=_pose)
     args = parser.parse_args(argv)

@@ -101,8 +101,10 @@ def _features_and_matches(cfg: dict[str, Any], method: str, scene, pairs: list[t
         keypoints, matches = colmap.read_features_and_matches(database)
         timings = {"extract_s": built["extract_s"], "match_s": built["match_s"]}
         return keypoints, matches, timings, "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)"
+    every = len(pairs) == len(scene.names) * (len(scene.names) - 1) // 2  # shares the SfM runner's matches
+    stem = "pairs-exhaustive" if every else f"pairs-pose-{len(pairs)}"
     em = extract_and_match(cfg, scene, scene.names,
-                           lambda names: write_pairs(scene.output / f"pairs-pose-{len(pairs)}.txt",
+                           lambda names: write_pairs(scene.output / f"{stem}.txt",
                                                      [p for p in pairs if p[0] in names and p[1] in names]))
     keypoints = {n: get_keypoints(em["features"], n) for n in scene.names if n not in em["failed"]}
     matches = {}
@@ -266,8 +268,10 @@ def run(
     overrides: Sequence[str] = (),
     pairs: str | Path | None = None,
     threshold_px: float = DEFAULT_THRESHOLD_PX,
+    work: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run every config x method; returns the results (also written under ``output``)."""
+    """Run every config x method; returns the results (also written under ``output``).
+    ``work``: the per-method folders (cached features and matches), default ``output``."""
     from ..hpatches import missing_weights
     from ..sfm.runner import extraction_conf, resolve_scene
     from ..sfm.suite import plan
@@ -275,7 +279,7 @@ def run(
     if not threshold_px > 0:
         raise ConfigError(f"--threshold must be a positive number of pixels, got {threshold_px}")
     output = Path(output)
-    plans = plan(configs, methods, output, overrides)
+    plans = plan(configs, methods, Path(work) if work else output, overrides)
     scenes: dict[str, tuple[Any, dict[str, StrechaCamera], list[tuple[str, str]]]] = {}
     for scene_name, method, cfg in plans:  # validate the scenes before any work
         if scene_name in scenes:
@@ -328,8 +332,8 @@ def run(
 
 def main(configs: Sequence[str], methods: Sequence[str] | None = None, output: str = "outputs/pose",
          overrides: Sequence[str] = (), pairs: str | None = None,
-         threshold_px: float = DEFAULT_THRESHOLD_PX) -> dict[str, Any]:
-    results = run(configs, list(methods or DEFAULT_METHODS), output, overrides, pairs, threshold_px)
+         threshold_px: float = DEFAULT_THRESHOLD_PX, work: str | None = None) -> dict[str, Any]:
+    results = run(configs, list(methods or DEFAULT_METHODS), output, overrides, pairs, threshold_px, work)
     print((Path(output) / "results.md").read_text())
     if results["failed"] and not any(results["scenes"].values()):
         raise PartialFailure(f"every run failed: {sorted(results['failed'])}", results["failed"])

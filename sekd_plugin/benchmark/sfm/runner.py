@@ -137,7 +137,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
             key = getattr(error, "full_key", None) or ""
             raise ConfigError(f"{where}: invalid value for key '{key}': {error.msg.splitlines()[0]}") from None
     plain = OmegaConf.to_container(cfg, resolve=True)
-    validate(plain)
+    try:
+        validate(plain)
+    except foreign_user_errors() as error:
+        raise ConfigError(str(error)) from None
     return plain
 
 
@@ -461,9 +464,23 @@ def format_summary(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def foreign_user_errors() -> tuple[type[Exception], ...]:
+    """User-error types of modules not yet on :mod:`sekd_plugin.common` (they derive ValueError)."""
+    from ...assets import AssetError
+    from ...extractors.base import ConfigError as ExtractorConfigError
+    from ...io.h5 import H5FileError
+    from ...io.images import ImageReadError
+
+    return tuple(t for t in (ExtractorConfigError, H5FileError, ImageReadError, AssetError)
+                 if not issubclass(t, ConfigError | InputError))
+
+
 def main(config: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Load, validate and run a scene config (the CLI's body)."""
-    return run(load_config(config, overrides))
+    try:
+        return run(load_config(config, overrides))
+    except foreign_user_errors() as error:
+        raise InputError(str(error)) from None
 
 
 def _done(stats: dict[str, Any]) -> int:

@@ -169,7 +169,8 @@ def _write(results: dict[str, Any], output: Path) -> None:
 
 def plan(configs: Sequence[str | Path], methods: Sequence[str], output: Path,
          overrides: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
-    """``(scene, method, config)`` of every run, each validated (before any work starts)."""
+    """``(scene, method, config)`` of every run, each validated (before any work starts); the
+    features, matches and models of a run go to ``output/<scene>/<method>``."""
     overrides = [o for o in overrides if not o.startswith(("extractor=", "output=", "pipeline="))]
     user_matcher = any(o.startswith("matcher=") for o in overrides)
     plans = []
@@ -192,12 +193,16 @@ def run(
     methods: Sequence[str] = DEFAULT_METHODS,
     output: str | Path = "outputs/reconstruction_benchmark",
     overrides: Sequence[str] = (),
+    work: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run every config x method; returns the results dict (also written under ``output``)."""
+    """Run every config x method; returns the results dict (also written under ``output``).
+
+    ``work``: where the per-run folders (cached features and matches, models) go, default
+    ``output``; several benchmarks (self-calibrated, GT intrinsics, pose) can share one."""
     from ..hpatches import missing_weights
 
     output = Path(output)
-    plans = plan(configs, methods, output, overrides)
+    plans = plan(configs, methods, Path(work) if work else output, overrides)
     output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "configs": [str(c) for c in configs], "methods": list(methods),
@@ -237,9 +242,9 @@ def run(
 
 
 def main(configs: Sequence[str], methods: Sequence[str] | None = None, output: str = "outputs/reconstruction_benchmark",
-         overrides: Sequence[str] = ()) -> dict[str, Any]:
+         overrides: Sequence[str] = (), work: str | None = None) -> dict[str, Any]:
     """The CLI's body: run, print the table; every run failing is a :class:`PartialFailure`."""
-    results = run(configs, list(methods or DEFAULT_METHODS), output, overrides)
+    results = run(configs, list(methods or DEFAULT_METHODS), output, overrides, work)
     print((Path(output) / "results.md").read_text())
     if results["failed"] and not any(results["scenes"].values()):
         raise PartialFailure(f"every run failed: {sorted(results['failed'])}", results["failed"])
