@@ -175,6 +175,10 @@ def validate(cfg: dict[str, Any]) -> None:
     except R.ReconstructionError as error:
         raise ConfigError(str(error).replace("unknown mapper option '", "unknown config key 'mapper.")
                           .replace("unknown verification option '", "unknown config key 'verification.")) from None
+    if cfg["device"] is not None:
+        from ...common import pick_device
+
+        pick_device(cfg["device"])  # 'cuda' without CUDA: a config error now, not a crash later
     conf = get_conf(cfg["extractor"])
     if cfg["matcher"] is not None:
         get_matcher_conf(cfg["matcher"])
@@ -432,11 +436,12 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
 
 
 def verification_summary(stats: dict[str, Any]) -> str:
-    """``"55/55 pairs verified (>= 15 inliers; best 1203; 55 with the 100 the mapper needs to start)"``."""
+    """``"55/55 pairs verified (>= 15 inliers each; best pair 1203; 47 pairs with >= 100, the mapper's
+    init_min_num_inliers to start a model)"``."""
     return (f"{stats['num_verified_pairs']}/{stats['num_pairs']} pairs verified "
-            f"(>= {stats.get('verification_min_inliers')} inliers; best pair {stats.get('max_pair_inliers')}; "
-            f"{stats.get('num_pairs_above_init_min_inliers')} with the {stats.get('init_min_num_inliers')} "
-            "the mapper needs to start a model)")
+            f"(>= {stats.get('verification_min_inliers')} inliers each; best pair {stats.get('max_pair_inliers')}; "
+            f"{stats.get('num_pairs_above_init_min_inliers')} pairs with >= {stats.get('init_min_num_inliers')}, "
+            "the mapper's init_min_num_inliers to start a model)")
 
 
 def format_summary(stats: dict[str, Any]) -> str:

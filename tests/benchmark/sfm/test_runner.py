@@ -48,6 +48,8 @@ def test_config_errors(tmp_path, monkeypatch):
         runner.load_config(CONFIG, ["matcher=nope"])
     with pytest.raises(ConfigError, match="intrinsics"):
         runner.load_config(CONFIG, ["intrinsics=magic"])
+    with pytest.raises(ConfigError, match="device"):
+        runner.load_config(CONFIG, ["device=tpu:0"])
     with pytest.raises(ConfigError, match="pipeline"):
         runner.load_config(CONFIG, ["pipeline=magic"])
     with pytest.raises(ConfigError, match="gt_cameras"):
@@ -108,9 +110,14 @@ def test_cli_errors_are_one_line_exit_2_before_any_work(tmp_path, capsys):
     assert runner.cli([str(CONFIG), f"data_root={tmp_path / 'none'}", f"output={out}"]) == 2
     assert "scenes folder not found" in _one_error_line(capsys)
     # the old module path forwards to the same CLI
-    from sekd_plugin import reconstruct
+    from sekd_plugin import eval_sfm, reconstruct
+    from sekd_plugin.benchmark import reconstruction as old_suite
+    from sekd_plugin.benchmark.sfm import metrics, suite
+    from sekd_plugin.datasets import strecha
 
-    assert reconstruct.cli is runner.cli
+    assert reconstruct.cli is runner.cli and reconstruct.load_config is runner.load_config
+    assert eval_sfm.evaluate_poses is metrics.evaluate_poses and eval_sfm.load_gt_cameras is strecha.load_gt_cameras
+    assert old_suite.run is suite.run
 
 
 @pytest.mark.integration
