@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .common.errors import InputError
 from .extractors.base import ConfigError, load_extractor
 from .extractors.confs import confs, get_conf
 from .io.h5 import H5FileError, list_names, write_features
@@ -38,7 +39,7 @@ from .io.images import ImageDataset, ImageReadError, check_preprocessing, list_i
 logger = logging.getLogger(__name__)
 
 
-class NoImagesError(ValueError):
+class NoImagesError(InputError):
     """There is nothing to extract: the folder or image list has no images."""
 
 

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .common.errors import InputError
 from .io.images import list_images, parse_image_list
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ MODES = ("exhaustive", "sequential", "from_list")
 Pair = tuple[str, str]
 
 
-class PairsError(ValueError):
+class PairsError(InputError):
     """Invalid pairs input (bad file line, unknown name, empty set of images...)."""
 
 

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .extractors.base import ConfigError
-from .extractors.registry_utils import weights_fingerprint
+from .extractors.base import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 

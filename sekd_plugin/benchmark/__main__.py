@@ -21,8 +21,8 @@ def _pairs(values, flag: str) -> dict[str, str] | None:
 def _hpatches(args) -> int:
     from .hpatches import run
 
-    matcher = {"mutual_check": not args.no_mutual, "ratio_threshold": args.ratio,
-               "distance_threshold": args.distance}
+    matcher = {"name": "nearest_neighbor", "do_mutual_check": not args.no_mutual,
+               "ratio_threshold": args.ratio, "distance_threshold": args.distance}
     types = _pairs(args.type, "--type")
     weights = _pairs(args.weights, "--weights")
     labels = [m.split("=", 1)[0] for m in (args.methods.split(",") if args.methods else [])]

@@ -24,10 +24,10 @@ from .. import __version__
 from ..datasets.hpatches import Sequence, load_dataset
 from ..extractors.base import get_extractor
 from ..extractors.confs import get_conf
-from ..extractors.registry_utils import missing_weights_reason, weights_fingerprint
+from ..extractors.base import missing_weights_reason, weights_fingerprint
 from ..io.h5 import list_names
 from ..io.h5 import read_features
-from ..matchers import match_nearest_neighbor
+from ..matchers import get_matcher_conf, load_matcher
 from . import metrics as M
 from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
 from .report import write_atomic
@@ -35,7 +35,7 @@ from .report import write_atomic
 logger = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ("sekd", "sekd-selftrained", "sift", "superpoint", "d2net")
-MATCHER_DEFAULTS = {"mutual_check": True, "ratio_threshold": None, "distance_threshold": None}
+DEFAULT_MATCHER = "NN-mutual"  # the SEKD paper's protocol: mutual nearest neighbours
 
 
 def parse_method(spec: str) -> tuple[str, str]:
@@ -101,14 +101,14 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     return timings
 
 
-def evaluate_pair(f0, f1, H, matcher_conf) -> dict[str, Any]:
-    """All metrics of one image pair (1, k)."""
+def evaluate_pair(f0, f1, H, matcher) -> dict[str, Any]:
+    """All metrics of one image pair (1, k); ``matcher`` is a :class:`~sekd_plugin.matchers.BaseMatcher`."""
     kp0, kp1 = f0["keypoints"].astype(np.float64), f1["keypoints"].astype(np.float64)
     size0, size1 = tuple(int(v) for v in f0["image_size"]), tuple(int(v) for v in f1["image_size"])
     d0, d1 = torch.from_numpy(f0["descriptors"]), torch.from_numpy(f1["descriptors"])
     if d0.dtype != torch.uint8:
         d0, d1 = d0.float(), d1.float()
-    m0, _ = match_nearest_neighbor(d0, d1, **matcher_conf)
+    m0 = matcher({"descriptors0": d0[None], "descriptors1": d1[None]})["matches0"][0]
     valid = m0 >= 0
     matches = torch.stack([torch.nonzero(valid)[:, 0], m0[valid]], 1).numpy()
     err = M.reprojection_errors(kp0, kp1, matches, H)
@@ -147,7 +147,7 @@ def run(
     output: str | Path,
     methods: list[str] | None = None,
     protocol: str = "sekd",
-    matcher: dict[str, Any] | None = None,
+    matcher: dict[str, Any] | str | None = None,
     overwrite: bool = False,
     device: str | None = None,
     plot_matches: bool = False,
@@ -157,7 +157,8 @@ def run(
     """Run the benchmark; writes results.json, results.md and plots into ``output``.
 
     ``methods`` are conf names or ``LABEL=CONF`` (e.g. ``ours=sekd``); ``weights`` maps a
-    label to a checkpoint (e.g. one our trainer wrote).
+    label to a checkpoint (e.g. one our trainer wrote). ``matcher`` is a matcher conf name of
+    :mod:`sekd_plugin.matchers.confs` or a matcher model conf (default ``NN-mutual``).
     """
     from . import report
 
@@ -166,7 +167,10 @@ def run(
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol '{protocol}'; choose from {sorted(PROTOCOLS)}")
     methods = list(methods or DEFAULT_METHODS)
-    matcher_conf = {**MATCHER_DEFAULTS, **(matcher or {})}
+    if matcher is None or isinstance(matcher, str):
+        matcher = get_matcher_conf(matcher or DEFAULT_MATCHER)["model"]
+    matcher_model = load_matcher(matcher)
+    matcher_conf = {"name": matcher["name"], **matcher_model.conf}
 
     demo = not datasets
     if demo:
@@ -223,7 +227,7 @@ def run(
                 if seq.names[k] not in done:
                     continue
                 fk = read_features(feature_path, seq.names[k])
-                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_conf)
+                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_model)
                 records[(seq.key, k + 1)] = (f1["keypoints"], fk["keypoints"], r.pop("_matches"), r.pop("_errors"))
                 per_pair[f"{seq.key}/1-{k + 1}"] = {"kind": seq.kind, **r}
         pairs = list(per_pair.values())

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.errors import InputError
+
 IMAGE_EXTENSIONS = (".ppm", ".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # photometric ("i") vs geometric ("v") change, for the Oxford sequences, as in the papers
 OXFORD_TYPES = {
@@ -31,7 +33,7 @@ D2NET_EXCLUDED = (
 NUM_IMAGES = 6
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder is missing, empty or malformed (the message names the path)."""
 
 

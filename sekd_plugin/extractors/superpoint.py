@@ -50,10 +50,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..models.checkpoint import load_weights
 from ..models.superpoint import CELL, SuperPointNet, logits_to_heatmap, normalize_descriptors
 from ..ops import sample_descriptors, select_keypoints
-from .base import BaseExtractor, ConfigError, gray_batch_of_one
+from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch_of_one
 
 WEIGHTS_NOTE = (
     "SuperPoint: public MagicLeap model (superpoint_v1); with superpoint_v1_recovered.pth the "
@@ -65,8 +64,6 @@ SAMPLING = ("magicleap", "centered")
 PADDING = ("replicate", "crop")
 
 
-class ImageTooSmallError(ValueError):
-    """The image is smaller than one 8 x 8 SuperPoint cell."""
 
 
 def superglue_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
@@ -124,10 +121,7 @@ class SuperPoint(BaseExtractor):
         if conf["nms_radius"] < 0 or conf["remove_borders"] < 0:
             raise ConfigError("superpoint: nms_radius and remove_borders must be >= 0")
         self.net = SuperPointNet()
-        from ..assets import resolve  # late import: only needed to find the weights
-
-        path = resolve(conf["checkpoint"], conf["weights"])
-        load_weights(self.net, path, map_location="cpu")
+        self.load_checkpoint(self.net)
         self.net.eval()
 
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -37,6 +37,8 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from ..common.errors import InputError
+
 FORMAT_ATTR = "sekd_plugin_format"
 COMPLETE_ATTR = "complete"
 # A dataset that identifies a group as an entry of each kind in files without FORMAT_ATTR.
@@ -46,7 +48,7 @@ _KIND_DATASETS = {
 }
 
 
-class H5FileError(ValueError):
+class H5FileError(InputError):
     """An .h5 file is not HDF5, is of another kind, or is missing an entry."""
 
 

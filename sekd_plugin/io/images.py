@@ -48,7 +48,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..extractors.base import ConfigError
+from ..common.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
 }
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image file cannot be used (missing, empty, truncated, not an image...)."""
 
 

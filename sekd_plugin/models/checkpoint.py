@@ -14,9 +14,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be used; the message names the file and the problem."""
+from ..common.errors import CheckpointError  # noqa: F401  (the package's one checkpoint error)
 
 
 def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

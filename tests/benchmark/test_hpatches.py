@@ -152,12 +152,12 @@ def test_too_small_for_protocol_is_a_clear_error(dataset, tmp_path):
 def test_replaced_checkpoint_file_invalidates_the_cache(dataset, tmp_path, sekd_weights):
     import shutil
 
-    from sekd_plugin.extractors.confs import TRAINED_DIR
+    from sekd_plugin.assets import resolve
 
     ckpt = tmp_path / "model.pth"
     shutil.copy(sekd_weights, ckpt)
     out = tmp_path / "out"
     first = run([dataset], out, ["mine=sekd"], "sekd", weights={"mine": ckpt})
-    shutil.copy(TRAINED_DIR / "sekd_selftrained.pth", ckpt)  # retrained in place
+    shutil.copy(resolve("sekd_selftrained"), ckpt)  # retrained in place
     second = run([dataset], out, ["mine=sekd"], "sekd", weights={"mine": ckpt})
     assert first["methods"]["mine"]["all"]["mma"] != second["methods"]["mine"]["all"]["mma"]
