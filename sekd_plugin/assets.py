@@ -31,6 +31,7 @@ import warnings
 from pathlib import Path
 
 from .common.errors import UserError
+from .common.files import write_atomic
 
 try:
     import tomllib
@@ -374,10 +375,8 @@ def fetch(name: str | Asset, dest_dir: str | os.PathLike | None = None, url: str
             return target
         warnings.warn(f"{result.message}; downloading it again", stacklevel=2)
 
-    fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{asset.filename}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    def download_and_verify(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
             _download(url or asset.url, out, asset.filename, asset.size)
         result = check_file(tmp, asset)
         if not result.ok:
@@ -385,11 +384,9 @@ def fetch(name: str | Asset, dest_dir: str | os.PathLike | None = None, url: str
                                 f"{result.method} expected {result.expected}, got {result.actual}; "
                                 "nothing was saved")
         if result.status == "unverified":
-            warnings.warn(f"{asset.filename}: {UNVERIFIED}; only its {result.actual}", stacklevel=2)
-        default_permissions(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+            warnings.warn(f"{asset.filename}: {UNVERIFIED}; only its {result.actual}", stacklevel=3)
+
+    write_atomic(target, download_and_verify)  # moved into place only once verified
     return target
 
 

@@ -198,9 +198,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from .benchmark.report import _clean, write_atomic
+    from .common import write_json
 
-    write_atomic(path, json.dumps(_clean(data), indent=1))
+    write_json(path, data)
 
 
 # --------------------------------------------------------------------------- run

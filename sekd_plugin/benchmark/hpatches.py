@@ -30,7 +30,7 @@ from ..io.h5 import read_features
 from ..matchers import get_matcher_conf, load_matcher
 from . import metrics as M
 from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
-from .report import write_atomic
+from ..common import write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     new = getattr(result, "timings", {}) or {}
     if new:
         timings.update(new)
-        write_atomic(timing_path, json.dumps(timings, indent=1))
+        write_json(timing_path, timings)
     if result.failed:
         logger.warning("%s: %d images failed: %s", method, len(result.failed), ", ".join(result.failed))
     return timings

@@ -14,7 +14,6 @@ reported and the others go on. Writes ``DIR/results.json``, ``DIR/results.md`` a
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import traceback
@@ -24,7 +23,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..extractors.confs import confs
 from ..reconstruct import extraction_conf, load_config, run as run_reconstruction
-from .report import _clean, write_atomic
+from ..common import write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
 
 
 def _write(results: dict[str, Any], output: Path) -> None:
-    write_atomic(output / "results.json", json.dumps(_clean(results), indent=1))
+    write_json(output / "results.json", results)
     write_atomic(output / "results.md", markdown_report(results))
     plot(results, output / "results.png")
 
