@@ -19,7 +19,7 @@ def _pairs(values, flag: str) -> dict[str, str] | None:
 
 
 def _hpatches(args) -> int:
-    from .hpatches import run
+    from .homography.run import run
 
     matcher = {"name": "nearest_neighbor", "do_mutual_check": not args.no_mutual,
                "ratio_threshold": args.ratio, "distance_threshold": args.distance}

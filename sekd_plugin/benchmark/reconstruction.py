@@ -155,7 +155,7 @@ def run(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every config x extractor; returns the results dict (also written under ``output``)."""
-    from .hpatches import missing_weights
+    from ..extractors.base import missing_weights_reason
 
     output = Path(output)
     overrides = [o for o in overrides if not o.startswith(("extractor=", "output="))]
@@ -183,7 +183,7 @@ def run(
         pass
     for scene, method, cfg in plans:
         results["scenes"].setdefault(scene, {})
-        reason = missing_weights(method, extraction_conf(cfg))
+        reason = missing_weights_reason(extraction_conf(cfg)["model"], label=method)
         if reason:
             logger.warning(reason)
             results["skipped"][f"{scene}/{method}"] = reason

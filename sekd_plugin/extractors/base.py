@@ -111,15 +111,16 @@ def locate_weights(model_conf: dict[str, Any]):
     return assets.locate(conf["checkpoint"], conf.get("weights"))
 
 
-def missing_weights_reason(model_conf: dict[str, Any]) -> str | None:
-    """``"<name> skipped: weights not found at <where> (see <manifest>; get them with: ...)"``,
-    or None when the extractor can run."""
+def missing_weights_reason(model_conf: dict[str, Any], label: str | None = None) -> str | None:
+    """``"<label> skipped: weights not found at <where> (see <manifest>; get them with: ...)"``,
+    or None when the extractor can run. ``label`` (e.g. a benchmark's method name) defaults
+    to the extractor's name."""
     located = locate_weights(model_conf)
     if located is None or located.found:
         return None
     asset = located.asset
     manifest = f"third_party/{asset.manifest.name}" if asset.manifest else f"third_party/{asset.name}.toml"
-    return (f"{model_conf['name']} skipped: weights not found at {located.where} "
+    return (f"{label or model_conf['name']} skipped: weights not found at {located.where} "
             f"(see {manifest}; get them with: {asset.fetch_command})")
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..common import write_atomic
-from ..datasets.hpatches import D2NET_EXCLUDED, DatasetError, Sequence
-from ..io.images import read_image
+from ...common import write_atomic
+from ...datasets.hpatches import D2NET_EXCLUDED, DatasetError, Sequence
+from ...io.images import read_image
 
 PROTOCOLS = {
     "sekd": {

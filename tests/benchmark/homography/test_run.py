@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sekd_plugin.benchmark.hpatches import run
-from sekd_plugin.benchmark.protocols import pixel_scale_matrix, prepare
+from sekd_plugin.benchmark.homography.run import run
+from sekd_plugin.benchmark.homography.protocols import pixel_scale_matrix, prepare
 from sekd_plugin.datasets.hpatches import DatasetError, load_dataset
 
 

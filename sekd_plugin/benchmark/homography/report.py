@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..common import write_atomic, write_json
+from ...common import write_atomic, write_json
 
 COLUMNS = ("MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@1", "H@3", "H@5", "rep@3", "#kp", "#matches", "ms/img")
 SPLITS = (("i", "Illumination"), ("v", "Viewpoint"), ("all", "Overall"))
@@ -102,7 +102,7 @@ def plot_matches(results, prepared, match_records, image_root: Path, out_dir: Pa
     """Side-by-side match images per pair: green = correct (error <= threshold), red = wrong."""
     import cv2
 
-    from ..io.images import read_image
+    from ...io.images import read_image
 
     for method, records in match_records.items():
         d = out_dir / method

@@ -20,17 +20,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import __version__
-from ..datasets.hpatches import Sequence, load_dataset
-from ..extractors.base import get_extractor
-from ..extractors.confs import get_conf
-from ..extractors.base import missing_weights_reason, weights_fingerprint
-from ..io.h5 import list_names
-from ..io.h5 import read_features
-from ..matchers import get_matcher_conf, load_matcher
+from ... import __version__
+from ...datasets.hpatches import Sequence, load_dataset
+from ...common import pick_device, write_atomic, write_json
+from ...extractors.base import get_extractor, missing_weights_reason, weights_fingerprint
+from ...extractors.confs import get_conf
+from ...io.h5 import list_names, read_features
+from ...matchers import get_matcher_conf, load_matcher
 from . import metrics as M
 from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
-from ..common import write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +59,6 @@ def method_conf(method: str, protocol: str, weights: str | Path | None = None) -
     return conf
 
 
-def missing_weights(method: str, conf: dict[str, Any]) -> str | None:
-    """Why ``method`` cannot run (its weights are absent), or None; names the conf, not the model."""
-    reason = missing_weights_reason(conf["model"])
-    if reason is None:
-        return None
-    return method + reason[len(conf["model"]["name"]):] if reason.startswith(conf["model"]["name"]) else reason
-
-
 def extract_method(method, conf, image_root, names, feature_path, overwrite, device,
                    protocol_settings: dict | None = None) -> dict[str, float]:
     """Extract (or reuse) features; returns per-image extraction times in ms (cached in a json).
@@ -76,7 +66,7 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     The conf used is stored beside the features; a different conf (options, weights)
     invalidates the cache instead of silently mixing features.
     """
-    from ..extract_features import extract
+    from ...extract_features import extract
 
     conf_path = feature_path.with_suffix(".conf.json")
     conf_text = json.dumps({"conf": conf, "protocol": protocol_settings,
@@ -174,7 +164,7 @@ def run(
 
     demo = not datasets
     if demo:
-        from ..datasets.demo import build_demo_hpatches
+        from ...datasets.demo import build_demo_hpatches
 
         demo_root = output / "demo_hpatches"
         build_demo_hpatches(demo_root)
@@ -195,7 +185,7 @@ def run(
         "sequences": {s.key: s.kind for s in prepared},
         "versions": {"sekd_plugin": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
-        "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        "device": str(pick_device(device)),
         "methods": {}, "skipped": {},
     }
     match_records = {}
@@ -203,7 +193,7 @@ def run(
     for spec in methods:
         method = parse_method(spec)[0]
         conf = method_conf(spec, protocol, weights.get(method))
-        reason = missing_weights(method, conf)
+        reason = missing_weights_reason(conf["model"], label=method)
         if reason:
             print(reason)
             results["skipped"][method] = reason
