@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.superpoint import CELL, SuperPointNet, logits_to_heatmap, normalize_descriptors
-from ..ops import sample_descriptors, select_keypoints
+from ..ops import sample_descriptors, select_keypoints, superglue_nms
 from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch_of_one
 
 WEIGHTS_NOTE = (
@@ -64,27 +64,6 @@ SAMPLING = ("magicleap", "centered")
 PADDING = ("replicate", "crop")
 
 
-
-
-def superglue_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
-    """SuperGlue-style max-pool NMS; returns the bool mask of kept pixels.
-
-    ``scores`` is ``B x 1 x H x W`` (non-negative). A pixel is kept if it is the maximum of
-    its ``(2r+1)^2`` window; then, twice, the windows of kept pixels are zeroed and maxima of
-    what is left (outside those windows) are added.
-    """
-    if radius <= 0:
-        return torch.ones_like(scores, dtype=torch.bool)
-
-    def pool(x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(x, kernel_size=2 * radius + 1, stride=1, padding=radius)
-
-    keep = scores == pool(scores)
-    for _ in range(2):
-        covered = pool(keep.to(scores.dtype)) > 0
-        rest = torch.where(covered, torch.zeros_like(scores), scores)
-        keep = keep | ((rest == pool(rest)) & ~covered)
-    return keep
 
 
 def sample_descriptors_magicleap(desc_map: torch.Tensor, keypoints: torch.Tensor, s: int = CELL) -> torch.Tensor:
