@@ -30,7 +30,6 @@ D2NET_EXCLUDED = (
     "i_contruction", "i_crownnight", "i_dc", "i_pencils", "i_whitebuilding",
     "v_artisans", "v_astronautis", "v_talent",
 )
-NUM_IMAGES = 6
 
 
 class DatasetError(InputError):

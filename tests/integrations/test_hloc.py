@@ -59,6 +59,7 @@ def test_hloc_model_contract(registered, sekd_weights):
         assert torch.allclose(pred["descriptors"].norm(dim=1), torch.ones(1, n), atol=1e-4)
 
 
+@pytest.mark.integration
 def test_hloc_pipeline_end_to_end(registered, sekd_weights, tmp_path, monkeypatch):
     """hloc's extract_features -> pairs_from_exhaustive -> match_features -> reconstruction, unchanged."""
     from hloc import extract_features, match_features, pairs_from_exhaustive, reconstruction
