@@ -31,6 +31,7 @@ def _hpatches(args) -> int:
         raise ConfigError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
     run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
         matcher, args.overwrite, args.device, args.plot_matches, types, weights)
+    print((Path(args.output) / "results.md").read_text())
     return 0
 
 

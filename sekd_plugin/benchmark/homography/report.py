@@ -95,7 +95,6 @@ def write_all(results: dict[str, Any], output: Path) -> None:
     text = markdown_report(results)
     write_atomic(output / "results.md", text)
     plot_curves(results, output / "curves.png")
-    print(text)
 
 
 def plot_matches(results, prepared, match_records, image_root: Path, out_dir: Path, threshold: float = 3.0) -> None:

@@ -169,7 +169,7 @@ def run(
         demo_root = output / "demo_hpatches"
         build_demo_hpatches(demo_root)
         datasets = [demo_root]
-        print(f"No --dataset given: running on the embedded demo (HPatches-layout sequences built from "
+        logger.warning(f"No --dataset given: running on the embedded demo (HPatches-layout sequences built from "
               f"scikit-image's photos in {demo_root}). For the real benchmark: "
               f"python -m sekd_plugin.datasets fetch hpatches, then --dataset <that folder>.")
     sequences: list[Sequence] = [s for d in datasets for s in load_dataset(d, types)]
@@ -195,7 +195,7 @@ def run(
         conf = method_conf(spec, protocol, weights.get(method))
         reason = missing_weights_reason(conf["model"], label=method)
         if reason:
-            print(reason)
+            logger.warning(reason)
             results["skipped"][method] = reason
             continue
         feature_path = output / "features" / protocol / f"{method}.h5"
@@ -207,7 +207,7 @@ def run(
         done = set(list_names(feature_path)) if feature_path.exists() else set()
         missing = [n for n in names if n not in done]
         if missing:  # images the extractor failed on: their pairs are left out, and said so
-            print(f"{method}: no features for {len(missing)} image(s) ({', '.join(missing[:5])}"
+            logger.warning(f"{method}: no features for {len(missing)} image(s) ({', '.join(missing[:5])}"
                   f"{', ...' if len(missing) > 5 else ''}); their pairs are left out")
         for seq in tqdm(prepared, desc=f"match {method}", unit="seq"):
             if seq.names[0] not in done:
