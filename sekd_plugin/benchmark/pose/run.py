@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ... import __version__
 from ...common import ConfigError, InputError, PartialFailure, write_atomic, write_json
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
-from ..sfm.methods import COLMAP, method_entry
+from ..sfm.methods import COLMAP
 from .metrics import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
 
 logger = logging.getLogger(__name__)
@@ -272,14 +272,13 @@ def run(
 ) -> dict[str, Any]:
     """Run every config x method; returns the results (also written under ``output``).
     ``work``: the per-method folders (cached features and matches), default ``output``."""
-    from ..hpatches import missing_weights
-    from ..sfm.runner import extraction_conf, resolve_scene
-    from ..sfm.suite import plan
+    from ..sfm import suite
+    from ..sfm.runner import resolve_scene
 
     if not threshold_px > 0:
         raise ConfigError(f"--threshold must be a positive number of pixels, got {threshold_px}")
     output = Path(output)
-    plans = plan(configs, methods, Path(work) if work else output, overrides)
+    plans = suite.plan(configs, methods, Path(work) if work else output, overrides)
     scenes: dict[str, tuple[Any, dict[str, StrechaCamera], list[tuple[str, str]]]] = {}
     for scene_name, method, cfg in plans:  # validate the scenes before any work
         if scene_name in scenes:
@@ -304,12 +303,10 @@ def run(
     }
     for scene_name, method, cfg in plans:
         results["scenes"].setdefault(scene_name, {})
-        entry = method_entry(method)
-        if entry["pipeline"] != COLMAP:
-            reason = missing_weights(method, extraction_conf(cfg))
-            if reason:
-                results["skipped"][f"{scene_name}/{method}"] = reason
-                continue
+        reason = suite.skip_reason(method, cfg)
+        if reason:
+            results["skipped"][f"{scene_name}/{method}"] = reason
+            continue
         scene, gt, pair_list = scenes[scene_name]
         scene = resolve_scene(cfg, method)
         logger.warning("pose benchmark: %s / %s (%d pairs)", scene_name, method, len(pair_list))

@@ -137,10 +137,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
             key = getattr(error, "full_key", None) or ""
             raise ConfigError(f"{where}: invalid value for key '{key}': {error.msg.splitlines()[0]}") from None
     plain = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        validate(plain)
-    except foreign_user_errors() as error:
-        raise ConfigError(str(error)) from None
+    validate(plain)
     return plain
 
 
@@ -302,7 +299,7 @@ def extract_and_match(cfg: dict[str, Any], scene: Scene, names: Sequence[str],
     extraction succeeded. Returns paths, timings, what was cached and what failed."""
     from ... import match_features
     from ...extract_features import extract
-    from ...extractors.registry_utils import missing_weights_reason, weights_fingerprint
+    from ...extractors.base import missing_weights_reason, weights_fingerprint
 
     output = scene.output
     conf = extraction_conf(cfg)
@@ -469,23 +466,9 @@ def format_summary(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def foreign_user_errors() -> tuple[type[Exception], ...]:
-    """User-error types of modules not yet on :mod:`sekd_plugin.common` (they derive ValueError)."""
-    from ...assets import AssetError
-    from ...extractors.base import ConfigError as ExtractorConfigError
-    from ...io.h5 import H5FileError
-    from ...io.images import ImageReadError
-
-    return tuple(t for t in (ExtractorConfigError, H5FileError, ImageReadError, AssetError)
-                 if not issubclass(t, ConfigError | InputError))
-
-
 def main(config: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Load, validate and run a scene config (the CLI's body)."""
-    try:
-        return run(load_config(config, overrides))
-    except foreign_user_errors() as error:
-        raise InputError(str(error)) from None
+    return run(load_config(config, overrides))
 
 
 def _done(stats: dict[str, Any]) -> int:

@@ -167,6 +167,15 @@ def _write(results: dict[str, Any], output: Path) -> None:
     plot(results, output / "results.png")
 
 
+def skip_reason(method: str, cfg: dict[str, Any]) -> str | None:
+    """Why a method cannot run (its weights are absent), or None."""
+    from ...extractors.base import missing_weights_reason
+
+    if cfg["pipeline"] == COLMAP:
+        return None
+    return missing_weights_reason(extraction_conf(cfg)["model"], label=method)
+
+
 def plan(configs: Sequence[str | Path], methods: Sequence[str], output: Path,
          overrides: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
     """``(scene, method, config)`` of every run, each validated (before any work starts); the
@@ -199,8 +208,6 @@ def run(
 
     ``work``: where the per-run folders (cached features and matches, models) go, default
     ``output``; several benchmarks (self-calibrated, GT intrinsics, pose) can share one."""
-    from ..hpatches import missing_weights
-
     output = Path(output)
     plans = plan(configs, methods, Path(work) if work else output, overrides)
     output.mkdir(parents=True, exist_ok=True)
@@ -219,12 +226,11 @@ def run(
         pass
     for scene, method, cfg in plans:
         results["scenes"].setdefault(scene, {})
-        if cfg["pipeline"] != COLMAP:
-            reason = missing_weights(method, extraction_conf(cfg))
-            if reason:
-                logger.warning(reason)
-                results["skipped"][f"{scene}/{method}"] = reason
-                continue
+        reason = skip_reason(method, cfg)
+        if reason:
+            logger.warning(reason)
+            results["skipped"][f"{scene}/{method}"] = reason
+            continue
         logger.warning("reconstruction benchmark: %s / %s", scene, method)
         try:
             stats = run_scene(cfg, label=method)

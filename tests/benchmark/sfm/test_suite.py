@@ -68,11 +68,10 @@ def test_table_makes_failures_impossible_to_miss(tmp_path):
 def test_benchmark_reconstruction_with_colmap_reference(tmp_path, monkeypatch):
     """5 images at 640 px: colmap-sift and sift rows, a method without weights skipped."""
     shared_file("scenes/fountain-P11")
-    from sekd_plugin.benchmark import hpatches
     from sekd_plugin.benchmark.__main__ import main as bench_main
 
-    monkeypatch.setattr(hpatches, "missing_weights",
-                        lambda method, conf: "sekd skipped: weights not found (test)" if method == "sekd" else None)
+    monkeypatch.setattr(suite, "skip_reason",
+                        lambda method, cfg: "sekd skipped: weights not found (test)" if method == "sekd" else None)
     listing = tmp_path / "list.txt"
     listing.write_text("".join(f"{i:04d}.jpg\n" for i in range(3, 8)))
     out = tmp_path / "bench"
