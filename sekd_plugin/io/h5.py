@@ -34,10 +34,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import logging
+
 import h5py
 import numpy as np
 
 from ..common.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 FORMAT_ATTR = "sekd_plugin_format"
 COMPLETE_ATTR = "complete"
@@ -110,6 +114,28 @@ def _check_kind(fd: h5py.File, path: Path, kind: str, adopt: bool) -> None:
     fd.attrs[FORMAT_ATTR] = kind
 
 
+# The HDF5 1.8 file format: read by every HDF5 since 2008 and, unlike the newest format, no
+# "open for write" superblock flags that a killed writer would leave set (see h5_recovery).
+LIBVER = ("earliest", "v108")
+
+
+def _open_file(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode, libver=LIBVER)
+    except OSError as error:
+        if "already open for write" not in str(error):
+            raise
+        # HDF5 took the file lock before reading the flags: no live process has the file
+        # open, the flags were left by a writer that was killed. Clear them and go on.
+        from .h5_recovery import clear_write_flags
+
+        if not clear_write_flags(path):
+            raise
+        logger.warning("%s was left open by a process that was killed; reopened it "
+                       "(its complete entries are kept)", path)
+        return h5py.File(path, mode, libver=LIBVER)
+
+
 @contextmanager
 def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File]:
     """Open an hloc ``kind`` ("features" or "matches") file with a clear error if it is not one.
@@ -126,9 +152,9 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
     if path.exists() and not h5py.is_hdf5(path):
         raise H5FileError(f"{path} is not an HDF5 file (or it is damaged); delete it or choose another output")
     try:
-        fd = h5py.File(path, mode, libver="latest")
+        fd = _open_file(path, mode)
     except OSError as error:
-        raise H5FileError(f"cannot open {path} as HDF5: {error}") from None
+        raise H5FileError(f"cannot open {path} as HDF5: {_first_line(error)}") from None
     try:
         _check_kind(fd, path, kind, adopt=(mode != "r"))
         yield fd
