@@ -132,28 +132,31 @@ def _damage(path, how, rng):
 
 
 @pytest.mark.parametrize("how", ["truncate", "bitflip"])
-def test_damaged_features_and_matches_files(photos, tmp_path, how):
-    rng = random.Random(0)
-    feats, matches = tmp_path / "f.h5", tmp_path / "m.h5"
-    pairs = tmp_path / "pairs.txt"
-    images = cli_command("sekd_plugin.extract_features", "--conf", "sift", "--images", photos,
-                         "--output", feats, "--quiet")
-    assert run_cli(images, tmp_path).returncode == 0
-    assert run_cli(cli_command("sekd_plugin.pairs", "--output", pairs, "--features", feats), tmp_path).returncode == 0
-    match = cli_command("sekd_plugin.match_features", "--pairs", pairs, "--features", feats, "--output", matches)
-    assert run_cli(match, tmp_path).returncode == 0
+def test_damaged_features_and_matches_files(tmp_path, how, capsys):
+    from sekd_plugin import extract_features, match_features, pairs
 
-    for damaged, cmd in ((matches, match), (feats, match), (feats, images)):
-        if damaged == feats and cmd is match:
-            (tmp_path / "m2.h5").unlink(missing_ok=True)
-            cmd = cli_command("sekd_plugin.match_features", "--pairs", pairs, "--features", feats,
-                              "--output", tmp_path / "m2.h5")
+    photos = tmp_path / "few"
+    photos.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(photos / f"{i}.png"), _texture(120, 160, i))
+    rng = random.Random(0)
+    feats, matches, pairs_txt = tmp_path / "f.h5", tmp_path / "m.h5", tmp_path / "pairs.txt"
+    extract = ["--conf", "sift", "--images", str(photos), "--output", str(feats), "--quiet"]
+    assert extract_features.cli(extract) == 0
+    assert pairs.cli(["--output", str(pairs_txt), "--features", str(feats)]) == 0
+    match = ["--pairs", str(pairs_txt), "--features", str(feats), "--output", str(matches)]
+    assert match_features.cli(match) == 0
+    fresh_match = ["--pairs", str(pairs_txt), "--features", str(feats), "--output", str(tmp_path / "m2.h5")]
+
+    for damaged, cli, argv in ((matches, match_features.cli, match), (feats, match_features.cli, fresh_match),
+                               (feats, extract_features.cli, extract + ["--overwrite"])):
         original = damaged.read_bytes()
         _damage(damaged, how, rng)
         before = _sha(damaged)
-        result = run_cli(cmd, tmp_path)
-        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert result.returncode == 2, result.stderr
-        assert len(lines) == 1 and str(damaged) in lines[0] and "Traceback" not in result.stderr
+        capsys.readouterr()
+        assert cli(argv) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and str(damaged) in lines[0] and "Traceback" not in err, err
         assert _sha(damaged) == before  # left untouched
         damaged.write_bytes(original)
