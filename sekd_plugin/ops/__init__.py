@@ -1,5 +1,6 @@
-from .descriptors import SAMPLING_MODES, sample_descriptors
-from .nms import nms_mask, select_keypoints
+from .descriptors import SAMPLING_MODES, sample_descriptors, sample_descriptors_batched
+from .nms import nms_mask, rank_in_groups, select_keypoints, select_keypoints_batched, topk_in_groups
 from .subpixel import parabola_offsets
 
-__all__ = ["SAMPLING_MODES", "nms_mask", "parabola_offsets", "sample_descriptors", "select_keypoints"]
+__all__ = ["SAMPLING_MODES", "nms_mask", "parabola_offsets", "rank_in_groups", "sample_descriptors",
+           "sample_descriptors_batched", "select_keypoints", "select_keypoints_batched", "topk_in_groups"]
