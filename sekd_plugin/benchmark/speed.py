@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..common.device import pick_device
+from ..common import ConfigError, pick_device
 from ..extractors.base import load_extractor
 from ..extractors.confs import get_conf
 from ..extractors.sekd import SEKD
@@ -82,7 +82,7 @@ def available_backends(requested=None) -> tuple[list[str], list[str]]:
     wanted = list(requested or BACKENDS)
     unknown = sorted(set(wanted) - set(BACKENDS))
     if unknown:
-        raise ValueError(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
+        raise ConfigError(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     notes = []
     if "onnxruntime" in wanted and onnx_missing():
         notes.append(f"backend onnxruntime skipped: {onnx_missing()}")
@@ -166,7 +166,7 @@ def matching(runs: int, device: torch.device, images: int = 8, keypoints: int = 
 
 def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None,
         backends=None, show_breakdown: bool = False, show_matching: bool = False) -> list[dict]:
-    from .hpatches import missing_weights
+    from ..extractors.base import missing_weights_reason
 
     if threads:
         torch.set_num_threads(threads)
@@ -177,7 +177,7 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
     rows, stages = [], {}
     for method in methods or DEFAULT_METHODS:
         conf = get_conf(method)  # an unknown name is an error listing the known ones
-        reason = missing_weights(method, conf)
+        reason = missing_weights_reason(conf["model"], label=method)
         if reason:
             print(reason)
             continue

@@ -30,7 +30,6 @@ import cv2
 import torch
 import torch.nn.functional as F
 
-from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from ..ops import (
     SAMPLING_MODES,
@@ -40,7 +39,7 @@ from ..ops import (
     select_keypoints_batched,
     topk_in_groups,
 )
-from .base import BaseExtractor, ConfigError, gray_batch_of_one
+from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch_of_one
 
 MIN_SIDE = 8  # smaller images carry no usable structure at the network's 1/4 resolution
 BACKENDS = ("torch", "onnxruntime")
@@ -49,8 +48,6 @@ BACKENDS = ("torch", "onnxruntime")
 Packed = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class ImageTooSmallError(ValueError):
-    """The image is smaller than SEKD can process."""
 
 
 def gray_batch(image: torch.Tensor, who: str = "sekd") -> torch.Tensor:
@@ -91,10 +88,7 @@ class SEKD(BaseExtractor):
         if conf["backend"] not in BACKENDS:
             raise ConfigError(f"sekd: backend must be one of {BACKENDS}, got '{conf['backend']}'")
         self.net = SEKDNet()
-        from ..assets import resolve  # late import: the asset resolver is only needed here
-
-        path = resolve(conf["checkpoint"], conf["weights"])
-        load_weights(self.net, path, map_location="cpu")
+        self.load_checkpoint(self.net)
         self.net.eval()
         self.runner = None
         if conf["backend"] == "onnxruntime":

@@ -13,7 +13,7 @@ does. Metrics at ``val.pixel_threshold`` (3 px):
 * ``repeatability``: keypoints with a keypoint of the other image within the threshold after
   projection, over the keypoints that project into the other image (both directions).
 
-The metric functions are those of the HPatches benchmark (:mod:`sekd_plugin.benchmark.metrics`).
+The metric functions are those of the HPatches benchmark (:mod:`sekd_plugin.benchmark.homography.metrics`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..benchmark import metrics
+from ..benchmark.homography import metrics
 from ..matchers import match_nearest_neighbor
 from ..ops import nms_mask, sample_descriptors, select_keypoints
 from .data import derive_seed
@@ -88,7 +88,7 @@ def mutual_nn(d0: torch.Tensor, d1: torch.Tensor) -> tuple[np.ndarray, np.ndarra
 
 
 def pair_metrics(k0, d0, k1, d1, H: np.ndarray, size: tuple[int, int], px: float = 3.0) -> dict:
-    """Metrics of one pair; ``size = (H, W)`` of both images. Uses :mod:`sekd_plugin.benchmark.metrics`."""
+    """Metrics of one pair; ``size = (H, W)`` of both images. Uses :mod:`sekd_plugin.benchmark.homography.metrics`."""
     h, w = size
     i0, i1 = mutual_nn(d0, d1)
     matches = np.stack([i0, i1], axis=1) if len(i0) else np.zeros((0, 2), np.int64)

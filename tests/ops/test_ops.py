@@ -66,3 +66,23 @@ def test_batched_selection_and_sampling_equal_per_image():
     assert sample_descriptors_batched(dmap, empty[0], empty[1].float(), (24, 32)).shape == (16, 0)
     groups, values = torch.tensor([1, 0, 1, 0, 1]), torch.tensor([0.5, 0.1, 0.9, 0.1, 0.5])
     assert topk_in_groups(groups, values, 2).tolist() == [1, 3, 2, 0]
+
+
+def test_superglue_nms_equals_its_max_pool_definition():
+    import torch.nn.functional as F
+
+    from sekd_plugin.ops import superglue_nms
+
+    def reference(scores, r):
+        pool = lambda x: F.max_pool2d(x, 2 * r + 1, 1, r)  # noqa: E731
+        keep = scores == pool(scores)
+        for _ in range(2):
+            covered = pool(keep.float()) > 0
+            rest = torch.where(covered, torch.zeros_like(scores), scores)
+            keep = keep | ((rest == pool(rest)) & ~covered)
+        return keep
+
+    scores = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(0))
+    scores = (scores * 8).round() / 8  # plateaus
+    for r in (1, 3, 4):
+        assert torch.equal(superglue_nms(scores, r), reference(scores, r))
