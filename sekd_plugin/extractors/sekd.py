@@ -79,6 +79,8 @@ class SEKD(BaseExtractor):
     }
     required_inputs = ["image"]
     detection_noise = 1.0
+    # how the network runs, not what it computes: a features file may mix them
+    runtime_conf_keys = ("backend", "backend_threads", "channels_last")
 
     def _init(self, conf: dict[str, Any]) -> None:
         if conf["sampling"] not in SAMPLING_MODES:
