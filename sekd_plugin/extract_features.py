@@ -429,6 +429,7 @@ def main(
     feature_path: str | os.PathLike | None = None,
     overwrite: bool = False,
     device: str | torch.device | None = None,
+    batch_size: int = 1,
 ) -> Path:
     """hloc-compatible entry point: extract features of the images of ``image_dir``.
 
@@ -438,7 +439,8 @@ def main(
     float32 arrays are stored as float16. ``device`` defaults to CUDA when available.
     Returns the features path. Failed images are logged (and skipped), not raised.
     """
-    return extract(conf, image_dir, export_dir, as_half, image_list, feature_path, overwrite, device).feature_path
+    return extract(conf, image_dir, export_dir, as_half, image_list, feature_path, overwrite, device,
+                   batch_size=batch_size).feature_path
 
 
 # --------------------------------------------------------------------------- CLI
@@ -475,20 +477,33 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-outside-images", action="store_true",
                         help="accept --image-list names outside --images (absolute or with ..)")
     parser.add_argument("--full-precision", action="store_true", help="store float32 instead of float16")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images of equal (resized) size per forward pass (SEKD; default 1)")
+    parser.add_argument("--num-workers", type=int, default=1, help="image decoding processes (default 1)")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"],
+                        help="SEKD network backend (default: the conf's, torch); onnxruntime is the CPU fast path")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
     args = parser.parse_args(argv)
 
     conf = get_conf(args.conf)
     if args.weights is not None:
         conf["model"]["weights"] = str(args.weights)
+    if args.backend is not None:
+        if conf["model"]["name"] != "sekd":
+            parser.error(f"--backend applies to SEKD confs, not to {args.conf}")
+        conf["model"]["backend"] = args.backend
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints the summary
 
     def summary(result: ExtractionResult) -> int:
-        _print_summary(result)
+        if main_rank:
+            _print_summary(result)
         return EXIT_FAILED if result.failed else EXIT_OK
 
     return run_cli(extract, conf=conf, image_dir=args.images, export_dir=args.export_dir,
                    as_half=not args.full_precision, image_list=args.image_list, feature_path=args.output,
-                   overwrite=args.overwrite, device=args.device, allow_outside=args.allow_outside_images, on_success=summary, quiet=args.quiet,
+                   overwrite=args.overwrite, device=args.device, allow_outside=args.allow_outside_images,
+                   batch_size=args.batch_size, num_workers=args.num_workers, on_success=summary,
+                   quiet=args.quiet or not main_rank,
                    resume_hint="the images written so far are kept; run the same command again to resume")
 
 

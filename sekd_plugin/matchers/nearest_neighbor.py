@@ -196,3 +196,16 @@ class NearestNeighbor(BaseMatcher):
             distance_threshold=self.conf["distance_threshold"],
         )
         return {"matches0": matches0, "matching_scores0": scores0}
+
+    def match_one_to_many(self, desc0: torch.Tensor, desc1: torch.Tensor,
+                          counts1: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One image (``D x N0``) against its ``P`` partners (``P x D x M`` padded, ``counts1`` P)
+        in one matrix product: ``matches0`` / ``matching_scores0`` ``P x N0``, equal per pair to
+        :meth:`forward` (see :func:`match_one_to_many`)."""
+        matches0, scores0 = match_one_to_many(
+            desc0, desc1, counts1,
+            mutual_check=self.conf["do_mutual_check"],
+            ratio_threshold=self.conf["ratio_threshold"],
+            distance_threshold=self.conf["distance_threshold"],
+        )
+        return {"matches0": matches0, "matching_scores0": scores0}
