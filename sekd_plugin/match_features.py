@@ -293,6 +293,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def summary(counts: dict[str, int]) -> None:
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints
+            return
         if counts["pairs"] == 0:
             print(f"no pairs in {args.pairs}: nothing matched, {args.output} not written")
         else:
