@@ -40,7 +40,8 @@ def _speed(args) -> int:
 
     if args.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {args.runs}")
-    run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads)
+    run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads,
+        args.backends.split(",") if args.backends else None, args.breakdown, args.matching)
     return 0
 
 
@@ -77,6 +78,10 @@ def main(argv=None) -> int:
     sp.add_argument("--runs", type=int, default=5)
     sp.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     sp.add_argument("--device", choices=["cpu", "cuda"])
+    sp.add_argument("--backends", help="SEKD network backends, comma-separated (default: torch,onnxruntime; "
+                    "onnxruntime only when installed, CPU only)")
+    sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
+    sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
     sp.set_defaults(func=_speed)
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
