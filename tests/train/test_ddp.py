@@ -31,5 +31,5 @@ def test_torchrun_two_processes(image_dir, tmp_path):
     with h5py.File(out / "labels" / "round1_reliability.h5") as f:
         assert f.attrs["num_images"] == metrics["data"]["train_images"] == 6
     # one process wrote the report
-    assert proc.stdout.count("[sekd-train] done") == 1
+    assert (proc.stdout + proc.stderr).count("[sekd-train] done") == 1
     SEKD({"weights": str(out / "model.pth")})({"image": torch.rand(1, 1, 64, 64)})
