@@ -30,13 +30,17 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from .common.errors import UserError
+from .common.files import write_atomic
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 # sekd_plugin/third_party links to the top-level third_party/, so wheels carry the manifests
-MANIFEST_DIR = Path(__file__).resolve().parent / "third_party"
+PACKAGE_DIR = Path(__file__).resolve().parent
+MANIFEST_DIR = PACKAGE_DIR / "third_party"
 CACHE_ENV = "SEKD_PLUGIN_CACHE"
 DIR_ENV = {"weights": "SEKD_PLUGIN_WEIGHTS_DIR", "dataset": "SEKD_PLUGIN_DATA_DIR"}
 FETCH_COMMAND = {
@@ -51,7 +55,7 @@ _TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-class AssetError(Exception):
+class AssetError(UserError):
     """Base class of the errors raised here; its message is a complete one-line explanation."""
 
 
@@ -88,6 +92,7 @@ class Asset:
     archive: str | None = None  # e.g. "tar.gz" for data sets shipped as archives
     extract_dir: str | None = None  # folder the archive unpacks to
     aliases: tuple[str, ...] = ()
+    packaged: str | None = None  # path inside the sekd_plugin package of a file shipped with it
     manifest: Path | None = None
 
     @classmethod
@@ -99,6 +104,8 @@ class Asset:
         fields = {f.name for f in dataclasses.fields(cls)} - {"manifest"}
         unknown = sorted(set(data) - fields)
         missing = sorted({"name", "kind", "filename", "url", "license", "attribution"} - set(data))
+        if not data.get("url") and not data.get("packaged"):
+            missing.append("url (or packaged)")
         if unknown or missing:
             raise AssetError(f"bad manifest {path}: unknown keys {unknown}, missing keys {missing}")
         if data["kind"] not in DIR_ENV:
@@ -121,7 +128,48 @@ class Asset:
 
     @property
     def fetch_command(self) -> str:
+        if self.packaged:
+            return "reinstall sekd_plugin (the file ships with the package)"
         return FETCH_COMMAND[self.kind].format(name=self.name)
+
+    @property
+    def packaged_path(self) -> Path | None:
+        return PACKAGE_DIR / self.packaged if self.packaged else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Located:
+    """Where :func:`locate` looked for an asset and what it found (``path`` is None if nothing).
+
+    ``looked`` lists ``(path, label)`` in search order, so a caller can say why an asset is
+    missing without parsing a message.
+    """
+
+    asset: Asset
+    path: Path | None
+    looked: tuple[tuple[Path, str], ...]
+    explicit: bool = False  # the caller gave a path (then only that path was looked at)
+
+    @property
+    def found(self) -> bool:
+        return self.path is not None
+
+    @property
+    def where(self) -> str:
+        return " or ".join(str(p) for p, _ in self.looked)
+
+    @property
+    def reason(self) -> str | None:
+        """One-line explanation when missing (None when found)."""
+        if self.found:
+            return None
+        if self.explicit:
+            return (f"{self.asset.name}: the given path {self.looked[0][0]} does not exist "
+                    f"(to download it instead run: {self.asset.fetch_command})")
+        env = DIR_ENV[self.asset.kind]
+        where = "; ".join(f"{p} ({label})" for p, label in self.looked)
+        unset = "" if os.environ.get(env) else f"; ${env} is not set"
+        return f"{self.asset.name} not found. Looked in: {where}{unset}. Download it with: {self.asset.fetch_command}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,32 +239,35 @@ def cache_dir() -> Path:
 
 # --------------------------------------------------------------------------- resolution
 
-def resolve(name: str | Asset, path: str | os.PathLike | None = None) -> Path:
-    """Local path of an asset; never downloads.
+def locate(name: str | Asset, path: str | os.PathLike | None = None) -> Located:
+    """Look for an asset on disk (never downloads) and say where it looked.
 
-    Order: ``path`` (must exist), ``$SEKD_PLUGIN_WEIGHTS_DIR/<filename>`` (data sets:
-    ``$SEKD_PLUGIN_DATA_DIR``), ``cache_dir()/<filename>``. Data sets shipped as archives
-    resolve to their extracted folder. Raises :class:`AssetNotFoundError` otherwise.
+    Order: ``path`` (only that, when given), ``$SEKD_PLUGIN_WEIGHTS_DIR/<filename>`` (data
+    sets: ``$SEKD_PLUGIN_DATA_DIR``), ``cache_dir()/<filename>``, then the copy shipped in
+    the package for packaged assets. Data sets shipped as archives resolve to their extracted
+    folder.
     """
     asset = load_manifest(name)
     if path is not None:
         p = Path(path).expanduser()
-        if p.exists():
-            return p
-        raise AssetNotFoundError(f"{asset.name}: the given path {p} does not exist "
-                                 f"(to download it instead run: {asset.fetch_command})")
+        return Located(asset, p if p.exists() else None, ((p, "given path"),), explicit=True)
     env = DIR_ENV[asset.kind]
     looked = []
     if os.environ.get(env):
         looked.append((Path(os.environ[env]).expanduser() / asset.local_name, f"${env}"))
     looked.append((cache_dir() / asset.local_name, "cache"))
-    for candidate, _ in looked:
-        if candidate.exists():
-            return candidate
-    where = "; ".join(f"{p} ({label})" for p, label in looked)
-    unset = "" if os.environ.get(env) else f"; ${env} is not set"
-    raise AssetNotFoundError(f"{asset.name} not found. Looked in: {where}{unset}. "
-                             f"Download it with: {asset.fetch_command}")
+    if asset.packaged_path is not None:
+        looked.append((asset.packaged_path, "shipped with sekd_plugin"))
+    found = next((p for p, _ in looked if p.exists()), None)
+    return Located(asset, found, tuple(looked))
+
+
+def resolve(name: str | Asset, path: str | os.PathLike | None = None) -> Path:
+    """Local path of an asset (see :func:`locate`); raises :class:`AssetNotFoundError` when missing."""
+    located = locate(name, path)
+    if not located.found:
+        raise AssetNotFoundError(located.reason)
+    return located.path
 
 
 # --------------------------------------------------------------------------- verification
@@ -310,6 +361,11 @@ def fetch(name: str | Asset, dest_dir: str | os.PathLike | None = None, url: str
     ``file://`` copies, tests).
     """
     asset = load_manifest(name)
+    if asset.packaged and not (url or asset.url):
+        if asset.packaged_path.exists():
+            return asset.packaged_path
+        raise AssetNotFoundError(f"{asset.name} ships with sekd_plugin but {asset.packaged_path} is missing; "
+                                 "reinstall the package")
     dest = Path(dest_dir).expanduser() if dest_dir is not None else cache_dir()
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / asset.filename
@@ -319,10 +375,8 @@ def fetch(name: str | Asset, dest_dir: str | os.PathLike | None = None, url: str
             return target
         warnings.warn(f"{result.message}; downloading it again", stacklevel=2)
 
-    fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{asset.filename}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    def download_and_verify(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
             _download(url or asset.url, out, asset.filename, asset.size)
         result = check_file(tmp, asset)
         if not result.ok:
@@ -330,11 +384,9 @@ def fetch(name: str | Asset, dest_dir: str | os.PathLike | None = None, url: str
                                 f"{result.method} expected {result.expected}, got {result.actual}; "
                                 "nothing was saved")
         if result.status == "unverified":
-            warnings.warn(f"{asset.filename}: {UNVERIFIED}; only its {result.actual}", stacklevel=2)
-        default_permissions(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+            warnings.warn(f"{asset.filename}: {UNVERIFIED}; only its {result.actual}", stacklevel=3)
+
+    write_atomic(target, download_and_verify)  # moved into place only once verified
     return target
 
 

@@ -14,14 +14,10 @@ name and the others are still processed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import os
 import pprint
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,15 +26,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .extractors.base import ConfigError, load_extractor
+from .common import EXIT_FAILED, EXIT_OK, pick_device, run_cli, sigterm_as_interrupt
+from .common.errors import ConfigError, InputError
+from .extractors.base import load_extractor
 from .extractors.confs import confs, get_conf
-from .io.h5 import H5FileError, list_names, write_features
-from .io.images import ImageDataset, ImageReadError, check_preprocessing, list_images, parse_image_list
+from .io.h5 import list_names, write_features
+from .io.images import IMAGE_EXTENSIONS, ImageDataset, check_names_inside, check_preprocessing, list_images, parse_image_list
 
 logger = logging.getLogger(__name__)
 
 
-class NoImagesError(ValueError):
+class NoImagesError(InputError):
     """There is nothing to extract: the folder or image list has no images."""
 
 
@@ -74,50 +72,24 @@ def postprocess(pred: dict[str, np.ndarray], original_size: np.ndarray, size: np
     return pred, float(detection_noise * factor.mean())
 
 
-def _image_names(image_dir: Path, image_list, globs) -> list[str]:
+def _image_names(image_dir: Path, image_list, globs, allow_outside: bool = False) -> list[str]:
     if image_list is not None:
         names = parse_image_list(image_list)
         if not names:
             where = f" {image_list}" if isinstance(image_list, (str, os.PathLike)) else ""
             raise NoImagesError(f"the image list{where} is empty")
+        if not allow_outside:
+            check_names_inside(image_dir, names)
         return names
+    if image_dir.exists() and not image_dir.is_dir():
+        raise NoImagesError(f"--images must be a folder of images, got a file: {image_dir}")
     if not image_dir.is_dir():
         raise NoImagesError(f"image folder not found: {image_dir}")
     names = list_images(image_dir, globs)
     if not names:
         raise NoImagesError(f"no images found in {image_dir} (looked recursively for "
-                            f"{globs or 'jpg/jpeg/png/ppm/pgm/bmp/tif/tiff files'})")
+                            f"{globs or ' '.join(IMAGE_EXTENSIONS) + ' files'})")
     return names
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but CUDA is not available; use --device cpu")
-    return device
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Within the block, SIGTERM raises KeyboardInterrupt so the h5 file is closed cleanly.
-
-    Installed after the model is built: pycolmap's logging library replaces the SIGTERM
-    handler with a crash dump when it is imported. The previous handler is restored.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def extract(
@@ -130,8 +102,11 @@ def extract(
     overwrite: bool = False,
     device: str | torch.device | None = None,
     num_workers: int = 1,
+    allow_outside: bool = False,
 ) -> ExtractionResult:
-    """:func:`main` returning an :class:`ExtractionResult` (what was done and what failed)."""
+    """:func:`main` returning an :class:`ExtractionResult` (what was done and what failed).
+
+    Names of an ``image_list`` must stay inside ``image_dir`` unless ``allow_outside``."""
     image_dir = Path(image_dir)
     if "model" not in conf or "name" not in conf["model"]:
         raise ConfigError("extraction conf needs model.name (e.g. confs['sekd'])")
@@ -143,7 +118,7 @@ def extract(
     feature_path = Path(feature_path)
     result = ExtractionResult(feature_path)
 
-    names = _image_names(image_dir, image_list, preprocessing["globs"])
+    names = _image_names(image_dir, image_list, preprocessing["globs"], allow_outside)
     feature_path.parent.mkdir(parents=True, exist_ok=True)
     if feature_path.exists() and not overwrite:
         done = set(list_names(feature_path))
@@ -155,13 +130,13 @@ def extract(
     logger.info("Extracting %d images (%d already done) into %s with:\n%s",
                 len(names), len(result.skipped), feature_path, pprint.pformat(conf))
 
-    device = _resolve_device(device)
+    device = pick_device(device)
     model = load_extractor(conf["model"], device)
     loader = torch.utils.data.DataLoader(
         ImageDataset(image_dir, names, preprocessing),
         batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda",
     )
-    with torch.inference_mode(), _sigterm_as_interrupt():
+    with torch.inference_mode(), sigterm_as_interrupt():  # after pycolmap's import (see there)
         for data in tqdm(loader, total=len(names), desc="extract", unit="img"):
             name = data["name"]
             if "error" in data:
@@ -178,7 +153,10 @@ def extract(
             except ConfigError:
                 raise
             except ValueError as error:  # the extractor rejects this image (e.g. too small)
-                result.failed[name] = str(error)
+                (W, H), (w, h) = (tuple(int(v) for v in data[k]) for k in ("original_size", "size"))
+                resized = f", resized to {w} x {h} px" if (w, h) != (W, H) else ""
+                error = f"{error} (the file is {W} x {H} px{resized})"
+                result.failed[name] = error
                 logger.warning("skipping %s: %s", name, error)
                 continue
             pred = {k: v[0].cpu().numpy() for k, v in pred.items()}
@@ -192,7 +170,10 @@ def extract(
 
     if result.failed:
         logger.warning("%d image(s) failed: %s", len(result.failed), ", ".join(result.failed))
-    logger.info("Wrote features of %d images to %s", len(result.extracted), feature_path)
+    if result.extracted:
+        logger.info("Wrote features of %d images to %s", len(result.extracted), feature_path)
+    elif not feature_path.exists():
+        logger.warning("No image could be extracted; %s was not written", feature_path)
     return result
 
 
@@ -218,16 +199,6 @@ def main(
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The package's own errors: a CLI prints them as one line (exit 2), not a traceback."""
-    from .assets import AssetError
-    from .extractors.opencv import OpenCVFeatureUnavailableError
-    from .models.checkpoint import CheckpointError
-
-    return (ImageReadError, ConfigError, NoImagesError, H5FileError, AssetError, CheckpointError,
-            OpenCVFeatureUnavailableError)
 
 
 def _print_summary(result: ExtractionResult, max_rows: int = 20) -> None:
@@ -258,26 +229,25 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="re-extract images already in the file")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--weights", type=Path, help="checkpoint to use (overrides the conf's model.weights)")
+    parser.add_argument("--allow-outside-images", action="store_true",
+                        help="accept --image-list names outside --images (absolute or with ..)")
     parser.add_argument("--full-precision", action="store_true", help="store float32 instead of float16")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
     conf = get_conf(args.conf)
     if args.weights is not None:
         conf["model"]["weights"] = str(args.weights)
-    try:
-        result = extract(conf, args.images, args.export_dir, not args.full_precision,
-                         args.image_list, args.output, args.overwrite, args.device)
-    except (*_user_errors(), FileNotFoundError) as error:  # FileNotFoundError: e.g. --image-list
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the images written so far are kept; run again to resume", file=sys.stderr)
-        return 130
-    _print_summary(result)
-    return 1 if result.failed else 0
+
+    def summary(result: ExtractionResult) -> int:
+        _print_summary(result)
+        return EXIT_FAILED if result.failed else EXIT_OK
+
+    return run_cli(extract, conf=conf, image_dir=args.images, export_dir=args.export_dir,
+                   as_half=not args.full_precision, image_list=args.image_list, feature_path=args.output,
+                   overwrite=args.overwrite, device=args.device, allow_outside=args.allow_outside_images, on_success=summary, quiet=args.quiet,
+                   resume_hint="the images written so far are kept; run the same command again to resume")
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    raise SystemExit(cli())

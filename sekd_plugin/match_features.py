@@ -1,7 +1,7 @@
 """Match the local features of image pairs into hloc's matches .h5 file.
 
     python -m sekd_plugin.match_features --pairs pairs.txt --features feats.h5 --output matches.h5 \\
-        [--conf mutual_nn|nn-ratio|nn-distance] [--features-ref ref.h5] [--overwrite]
+        [--conf NN-mutual|NN-ratio|NN-superpoint] [--features-ref ref.h5] [--overwrite]
 
 ``main(conf, pairs, features, export_dir=None, matches=None, features_ref=None,
 overwrite=False) -> Path`` mirrors ``hloc.match_features.main``:
@@ -13,8 +13,10 @@ overwrite=False) -> Path`` mirrors ``hloc.match_features.main``:
 * pairs already stored (either order, hloc's nested or legacy key) are skipped unless
   ``overwrite``; a pair listed twice or in both orders is matched once.
 
-Matching is nearest neighbour on the descriptors (:mod:`sekd_plugin.matchers`), float
-descriptors by L2 distance of unit vectors, uint8 ones by Hamming distance. Pairs whose
+The matcher is the one named by ``conf["model"]["name"]`` in :mod:`sekd_plugin.matchers`
+(hloc's named confs ``NN-mutual``, ``NN-ratio``, ``NN-superpoint``; the names of earlier
+releases ``mutual_nn``, ``nn-ratio``, ``nn-distance`` still work). Nearest neighbour compares
+float descriptors by L2 distance of unit vectors, uint8 ones by Hamming distance. Pairs whose
 descriptor arrays have the same shapes are matched together in one batched call (e.g.
 detectors with a fixed keypoint budget); the others one pair at a time, always vectorised.
 A corrupt or foreign .h5 file raises :class:`~sekd_plugin.io.h5.H5FileError` naming it.
@@ -26,9 +28,7 @@ import argparse
 import logging
 import os
 import pprint
-import sys
 from collections import OrderedDict, defaultdict
-from copy import deepcopy
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,42 +36,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .extractors.base import ConfigError
+from .common import ConfigError, pick_device, run_cli
 from .io.h5 import H5FileError, _find_pair, list_names, open_h5, read_features, write_matches
-from .matchers.nearest_neighbor import NN_CONFS, match_nearest_neighbor
+from .matchers import load_matcher
+from .matchers.confs import confs, get_conf  # noqa: F401  (hloc's names: match_features.confs[...])
 from .pairs import read_pairs, unique_pairs
 
 logger = logging.getLogger(__name__)
 
-confs: dict[str, dict[str, Any]] = {
-    name: {"output": f"matches-{name.replace('_', '-')}", "model": {"name": "nearest_neighbor", **opts}}
-    for name, opts in NN_CONFS.items()
-}
-# hloc's names for the same matchers
-ALIASES = {"NN-mutual": "mutual_nn", "NN-ratio": "nn-ratio", "NN-superpoint": "nn-distance"}
-
 # Largest distance matrix (elements, summed over a batch) matched in one call.
 MAX_BATCH_ELEMENTS = 2**25
-
-
-def get_conf(name: str) -> dict[str, Any]:
-    """A deep copy of ``confs[name]`` (hloc's NN-* names accepted); unknown -> ConfigError."""
-    name = ALIASES.get(name, name)
-    if name not in confs:
-        raise ConfigError(f"unknown matcher conf '{name}'; available: {sorted(confs)}")
-    return deepcopy(confs[name])
-
-
-def _matcher_options(conf: dict[str, Any]) -> dict[str, Any]:
-    model = dict(conf.get("model", {}))
-    name = model.pop("name", "nearest_neighbor")
-    if name != "nearest_neighbor":
-        raise ConfigError(f"unsupported matcher model '{name}' (only 'nearest_neighbor')")
-    valid = {"mutual_check", "ratio_threshold", "distance_threshold"}
-    unknown = sorted(set(model) - valid)
-    if unknown:
-        raise ConfigError(f"unknown matcher option(s) {unknown}; valid: {sorted(valid)}")
-    return {"mutual_check": True, "ratio_threshold": None, "distance_threshold": None, **model}
 
 
 class _DescriptorCache:
@@ -105,7 +79,7 @@ def find_new_pairs(pairs: Sequence[Sequence[str]], match_path: Path | None) -> l
     pairs = unique_pairs(pairs)
     if match_path is None or not match_path.exists():
         return pairs
-    with open_h5(match_path, "a", "matches") as fd:  # "a": also checks an unmarked file's entries
+    with open_h5(match_path, "r", "matches") as fd:  # a lookup: never modifies the file
         return [p for p in pairs if _find_pair(fd, *p) is None]
 
 
@@ -140,7 +114,10 @@ def match_from_paths(
     device: str | torch.device | None = None,
 ) -> dict[str, int]:
     """Match the new pairs of ``pairs_path``; returns counts ``{"pairs", "matched", "skipped"}``."""
-    options = _matcher_options(conf)
+    if "model" not in conf:
+        raise ConfigError(f"matcher conf needs a 'model' entry, got keys {sorted(conf)}")
+    device = pick_device(device)
+    matcher = load_matcher(conf["model"], device)
     for path, what in ((feature_path_q, "query"), (feature_path_ref, "reference")):
         if not Path(path).exists():
             raise FileNotFoundError(f"{what} features file not found: {path}")
@@ -161,7 +138,6 @@ def match_from_paths(
     _check_names(pairs, feature_path_ref, 1)
     logger.info("Matching %d pairs (%d already done) with:\n%s", len(pairs), counts["skipped"], pprint.pformat(conf))
 
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     desc_q = _DescriptorCache(feature_path_q, device)
     desc_r = desc_q if Path(feature_path_ref) == Path(feature_path_q) else _DescriptorCache(feature_path_ref, device)
 
@@ -184,8 +160,9 @@ def match_from_paths(
                 chunk = group[start:start + batch]
                 d0 = torch.stack([desc_q(a) for a, _ in chunk])
                 d1 = torch.stack([desc_r(b) for _, b in chunk])
-                matches0, scores0 = match_nearest_neighbor(d0, d1, **options)
-                matches0, scores0 = matches0.cpu().numpy(), scores0.cpu().numpy()
+                pred = matcher({"descriptors0": d0, "descriptors1": d1})
+                matches0 = pred["matches0"].cpu().numpy()
+                scores0 = pred["matching_scores0"].cpu().numpy()
                 for k, (name0, name1) in enumerate(chunk):
                     write_matches(match_path, name0, name1, matches0[k], scores0[k])
                 bar.update(len(chunk))
@@ -221,28 +198,29 @@ def main(
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
+    """Command line; returns the exit code (0 ok, 2 usage error, 130 interrupted, 143 terminated)."""
     parser = argparse.ArgumentParser(prog="python -m sekd_plugin.match_features",
-                                     description="Nearest-neighbour matching into an hloc matches .h5 file.")
+                                     description="Descriptor matching into an hloc matches .h5 file.",
+                                     epilog="Exit status: 0 done, 2 usage error, 130 interrupted, 143 terminated.")
     parser.add_argument("--pairs", type=Path, required=True, help="pairs .txt (name0 name1 per line)")
     parser.add_argument("--features", type=Path, required=True, help="features .h5")
     parser.add_argument("--features-ref", type=Path, help="features .h5 of the second images (default: --features)")
     parser.add_argument("--output", type=Path, required=True, help="matches .h5 to write or extend")
-    parser.add_argument("--conf", default="mutual_nn", choices=sorted(confs), help="matcher (default: mutual_nn)")
+    parser.add_argument("--conf", default="NN-mutual", choices=sorted(confs), help="matcher (default: NN-mutual)")
     parser.add_argument("--overwrite", action="store_true", help="re-match pairs already in the output")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        main(get_conf(args.conf), args.pairs, args.features, matches=args.output,
-             features_ref=args.features_ref, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as error:  # H5FileError, ConfigError, PairsError are ValueErrors
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the pairs written so far are kept; run again to resume", file=sys.stderr)
-        return 130
-    print(f"matches -> {args.output}")
-    return 0
+
+    def summary(counts: dict[str, int]) -> None:
+        if counts["pairs"] == 0:
+            print(f"no pairs in {args.pairs}: nothing matched, {args.output} not written")
+        else:
+            print(f"{counts['matched']} pairs matched, {counts['skipped']} already done -> {args.output}")
+
+    return run_cli(match_from_paths, conf=get_conf(args.conf), pairs_path=args.pairs, match_path=args.output,
+                   feature_path_q=args.features, feature_path_ref=args.features_ref or args.features,
+                   overwrite=args.overwrite, on_success=summary,
+                   resume_hint="the pairs written so far are kept; run the same command again to resume")
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    raise SystemExit(cli())

@@ -17,17 +17,25 @@ Modes (``main(..., mode=...)``):
 
 Every output has no self-pair and no pair listed twice, in either order (the first
 occurrence is kept, with its order), like hloc's ``find_unique_new_pairs``.
+
+File format: hloc's ``name0 name1`` per line for plain names. A name that hloc's
+whitespace split cannot carry (it holds whitespace, or starts with ``"`` or ``#``) is
+written as a JSON string, e.g. ``"my photo.jpg" b.jpg``; such a line starts with ``"`` or
+has ``"`` after the first token and is read back exactly. Plain lines stay readable by
+hloc and any reader that splits on whitespace.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .common import run_cli, write_atomic
+from .common.errors import InputError
 from .io.images import list_images, parse_image_list
 
 logger = logging.getLogger(__name__)
@@ -36,7 +44,7 @@ MODES = ("exhaustive", "sequential", "from_list")
 Pair = tuple[str, str]
 
 
-class PairsError(ValueError):
+class PairsError(InputError):
     """Invalid pairs input (bad file line, unknown name, empty set of images...)."""
 
 
@@ -93,33 +101,60 @@ def sequential_pairs(names: Sequence[str], window: int, loop: bool = False, sort
 # --------------------------------------------------------------------------- files
 
 
+def _needs_quotes(name: str) -> bool:
+    return not name or name[0] in '"#' or any(c.isspace() for c in name)
+
+
+def format_name(name: str) -> str:
+    """A name as written in a pairs file: as is when plain, else as a JSON string."""
+    return json.dumps(name, ensure_ascii=False) if _needs_quotes(name) else name
+
+
+def _parse_line(line: str) -> list[str]:
+    """The names of one line: whitespace-separated tokens, JSON strings where quoted."""
+    decoder, names, i = json.JSONDecoder(), [], 0
+    while True:
+        while i < len(line) and line[i].isspace():
+            i += 1
+        if i >= len(line):
+            return names
+        if line[i] == '"':
+            name, i = decoder.raw_decode(line, i)
+        else:
+            j = i
+            while j < len(line) and not line[j].isspace():
+                j += 1
+            name, i = line[i:j], j
+        names.append(name)
+
+
 def read_pairs(path: str | os.PathLike) -> list[Pair]:
-    """Pairs of a pairs file as written (first two tokens of each line; ``#`` comments and
+    """Pairs of a pairs file as written (first two names of each line; ``#`` comments and
     blank lines skipped). A line with fewer than two names is an error naming the line."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise PairsError(f"{path} is not a text pairs file (not UTF-8 at byte {error.start})") from None
     except OSError as error:
         raise FileNotFoundError(f"cannot read pairs file {path}: {error}") from None
     pairs = []
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        tokens = line.split()
-        if len(tokens) < 2:
+        try:
+            names = _parse_line(line)
+        except json.JSONDecodeError as error:
+            raise PairsError(f"{path}:{number}: bad quoted name ({error.msg}) in {line!r}") from None
+        if len(names) < 2:
             raise PairsError(f"{path}:{number}: expected 'name0 name1', got {line!r}")
-        pairs.append((tokens[0], tokens[1]))
+        pairs.append((names[0], names[1]))
     return pairs
 
 
 def write_pairs(path: str | os.PathLike, pairs: Iterable[Sequence[str]]) -> Path:
-    """Write ``name0 name1`` lines (atomically: a temporary file renamed over ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{a} {b}\n" for a, b in pairs))
-    os.replace(tmp, path)
-    return path
+    """Write one pair per line (atomically); names that need it are quoted (see module doc)."""
+    return write_atomic(path, "".join(f"{format_name(a)} {format_name(b)}\n" for a, b in pairs))
 
 
 def _names(image_list=None, features=None, image_dir=None) -> list[str]:
@@ -197,23 +232,21 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ref-features", type=Path, help="exhaustive query x reference: reference features")
     parser.add_argument("--from-list", type=Path, help="clean this pairs file (drop self/duplicate/reverse pairs)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.from_list is not None:
         mode = "from_list"
     elif args.window is not None:
         mode = "sequential"
     else:
         mode = "exhaustive"
-    try:
-        path = main(args.output, args.image_list, args.features, args.images, mode,
-                    args.window if args.window is not None else 5, args.loop,
-                    args.ref_list, args.ref_features, args.from_list)
-    except (PairsError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"{sum(1 for _ in open(path))} pairs -> {path}")
-    return 0
+
+    def summary(path: Path) -> None:
+        print(f"{len(read_pairs(path))} pairs -> {path}")
+
+    return run_cli(main, output=args.output, image_list=args.image_list, features=args.features,
+                   image_dir=args.images, mode=mode, window=args.window if args.window is not None else 5,
+                   loop=args.loop, ref_list=args.ref_list, ref_features=args.ref_features,
+                   pairs_list=args.from_list, on_success=summary)
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    raise SystemExit(cli())

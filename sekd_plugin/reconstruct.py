@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .extractors.base import ConfigError
-from .extractors.registry_utils import weights_fingerprint
+from .extractors.base import weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -198,9 +198,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from .benchmark.report import _clean, write_atomic
+    from .common import write_json
 
-    write_atomic(path, json.dumps(_clean(data), indent=1))
+    write_json(path, data)
 
 
 # --------------------------------------------------------------------------- run

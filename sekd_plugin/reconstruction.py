@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -182,9 +181,9 @@ def reconstruction_stats(reconstruction: pycolmap.Reconstruction | None) -> dict
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from .benchmark.report import _clean, write_atomic
+    from .common import write_json
 
-    write_atomic(path, json.dumps(_clean(data), indent=1))
+    write_json(path, data)
 
 
 # --------------------------------------------------------------------------- main

@@ -18,6 +18,7 @@ import sys
 import warnings
 
 from . import assets
+from .common import run_cli
 
 
 def _found_at(asset: assets.Asset) -> str:
@@ -75,12 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Find, download and verify model weights.")
     add_commands(parser.add_subparsers(dest="command", required=True), "weights")
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (assets.AssetError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(run, args=args, on_success=lambda code: code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

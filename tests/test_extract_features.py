@@ -14,7 +14,8 @@ import torch
 pytest.importorskip("pycolmap")
 
 from sekd_plugin import extract_features as ef  # noqa: E402
-from sekd_plugin.extractors.base import EXTRACTOR_MODULES, BaseExtractor, register_extractor  # noqa: E402
+from sekd_plugin.extractors.base import (  # noqa: E402
+    EXTRACTOR_MODULES, BaseExtractor, register_extractor, unregister_extractor)
 from sekd_plugin.extractors.confs import confs, get_conf  # noqa: E402
 from sekd_plugin.io.h5 import list_names, read_features  # noqa: E402
 
@@ -39,7 +40,12 @@ class FakeExtractor(BaseExtractor):
                 "scores": torch.ones(1, 2), "descriptors": torch.ones(1, 4, 2)}
 
 
-register_extractor("fake", __name__)
+@pytest.fixture(autouse=True)
+def fake_extractor():
+    """The test extractor is registered for each test and removed after it (no import-time state)."""
+    register_extractor("fake", __name__)
+    yield
+    unregister_extractor("fake")
 
 
 def _texture(h, w, seed):
@@ -70,7 +76,7 @@ def test_confs_shape():
         assert conf["model"]["name"] in EXTRACTOR_MODULES, name
         assert {"grayscale", "resize_max"} <= set(conf["preprocessing"]), name
     sekd_keys = {"name", "confidence_threshold", "nms_radius", "max_keypoints", "multi_scale",
-                 "sub_pixel", "sampling", "remove_borders", "weights"}
+                 "sub_pixel", "sampling", "remove_borders", "weights", "checkpoint"}
     for conf in confs.values():
         if conf["model"]["name"] == "sekd":
             assert set(conf["model"]) <= sekd_keys

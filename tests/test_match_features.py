@@ -10,6 +10,7 @@ import torch
 from sekd_plugin import match_features as MF
 from sekd_plugin.io.h5 import H5FileError, get_matches, has_matches, write_features, write_matches
 from sekd_plugin.matchers import match_nearest_neighbor
+from sekd_plugin.matchers import nearest_neighbor as NN
 from sekd_plugin.pairs import write_pairs
 
 
@@ -37,8 +38,11 @@ def scene(tmp_path):
 
 
 def test_confs():
-    assert set(MF.confs) == {"mutual_nn", "nn-ratio", "nn-distance"}
+    assert {"NN-mutual", "NN-ratio", "NN-superpoint"} <= set(MF.confs)
+    assert {"mutual_nn", "nn-ratio", "nn-distance"} <= set(MF.confs)  # names of earlier releases
     assert MF.get_conf("NN-ratio")["model"]["ratio_threshold"] == 0.8
+    assert MF.get_conf("nn-ratio")["model"] == MF.get_conf("NN-ratio")["model"]
+    assert MF.get_conf("mutual_nn")["output"] == "matches-mutual-nn"  # old file names kept
     with pytest.raises(ValueError, match="available"):
         MF.get_conf("superglue")
 
@@ -78,13 +82,13 @@ def test_same_result_as_single_calls(scene, monkeypatch):
 
 def test_batches_equal_shapes(scene, monkeypatch):
     calls = []
-    real = MF.match_nearest_neighbor
+    real = NN.match_nearest_neighbor
 
     def spy(d0, d1, **kw):
         calls.append(d0.shape[0])
         return real(d0, d1, **kw)
 
-    monkeypatch.setattr(MF, "match_nearest_neighbor", spy)
+    monkeypatch.setattr(NN, "match_nearest_neighbor", spy)
     feats = scene["feats"]
     rng = np.random.default_rng(1)
     for name in ("x.jpg", "y.jpg", "z.jpg"):
@@ -101,8 +105,8 @@ def test_reuses_existing_pairs_and_overwrite(scene, monkeypatch):
     conf = MF.get_conf("mutual_nn")
     MF.main(conf, scene["pairs"], scene["feats"], matches=matches)
     calls = []
-    real = MF.match_nearest_neighbor
-    monkeypatch.setattr(MF, "match_nearest_neighbor", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = NN.match_nearest_neighbor
+    monkeypatch.setattr(NN, "match_nearest_neighbor", lambda *a, **k: calls.append(1) or real(*a, **k))
     counts = MF.match_from_paths(conf, scene["pairs"], matches, scene["feats"], scene["feats"])
     assert calls == [] and counts == {"pairs": 3, "matched": 0, "skipped": 3}
     # a pair stored by someone else in reverse order counts as done

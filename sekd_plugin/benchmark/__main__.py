@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
+
+from ..common import ConfigError, run_cli
 
 
 def _pairs(values, flag: str) -> dict[str, str] | None:
@@ -14,23 +14,24 @@ def _pairs(values, flag: str) -> dict[str, str] | None:
         return None
     bad = [v for v in values if "=" not in v or not v.split("=", 1)[0] or not v.split("=", 1)[1]]
     if bad:
-        raise ValueError(f"{flag} expects NAME=VALUE, got {bad}")
+        raise ConfigError(f"{flag} expects NAME=VALUE, got {bad}")
     return dict(v.split("=", 1) for v in values)
 
 
 def _hpatches(args) -> int:
-    from .hpatches import run
+    from .homography.run import run
 
-    matcher = {"mutual_check": not args.no_mutual, "ratio_threshold": args.ratio,
-               "distance_threshold": args.distance}
+    matcher = {"name": "nearest_neighbor", "do_mutual_check": not args.no_mutual,
+               "ratio_threshold": args.ratio, "distance_threshold": args.distance}
     types = _pairs(args.type, "--type")
     weights = _pairs(args.weights, "--weights")
     labels = [m.split("=", 1)[0] for m in (args.methods.split(",") if args.methods else [])]
     unknown = sorted(set(weights or {}) - set(labels))
     if unknown:
-        raise ValueError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
+        raise ConfigError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
     run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
         matcher, args.overwrite, args.device, args.plot_matches, types, weights)
+    print((Path(args.output) / "results.md").read_text())
     return 0
 
 
@@ -38,7 +39,7 @@ def _speed(args) -> int:
     from .speed import run
 
     if args.runs < 1:
-        raise ValueError(f"--runs must be at least 1, got {args.runs}")
+        raise ConfigError(f"--runs must be at least 1, got {args.runs}")
     run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads)
     return 0
 
@@ -86,16 +87,9 @@ def main(argv=None) -> int:
                     help="config overrides applied to every config (e.g. intrinsics=gt resize_max=1024)")
     rc.set_defaults(func=_reconstruction)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: cached features are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+    return run_cli(args.func, args=args, on_success=lambda code: code, quiet=True,
+                   resume_hint="cached features are kept; run the same command again to resume")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -14,7 +14,6 @@ reported and the others go on. Writes ``DIR/results.json``, ``DIR/results.md`` a
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import traceback
@@ -24,7 +23,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..extractors.confs import confs
 from ..reconstruct import extraction_conf, load_config, run as run_reconstruction
-from .report import _clean, write_atomic
+from ..common import write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
 
 
 def _write(results: dict[str, Any], output: Path) -> None:
-    write_atomic(output / "results.json", json.dumps(_clean(results), indent=1))
+    write_json(output / "results.json", results)
     write_atomic(output / "results.md", markdown_report(results))
     plot(results, output / "results.png")
 
@@ -156,7 +155,7 @@ def run(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every config x extractor; returns the results dict (also written under ``output``)."""
-    from .hpatches import missing_weights
+    from ..extractors.base import missing_weights_reason
 
     output = Path(output)
     overrides = [o for o in overrides if not o.startswith(("extractor=", "output="))]
@@ -184,7 +183,7 @@ def run(
         pass
     for scene, method, cfg in plans:
         results["scenes"].setdefault(scene, {})
-        reason = missing_weights(method, extraction_conf(cfg))
+        reason = missing_weights_reason(extraction_conf(cfg)["model"], label=method)
         if reason:
             logger.warning(reason)
             results["skipped"][f"{scene}/{method}"] = reason

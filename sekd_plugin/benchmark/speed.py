@@ -49,7 +49,7 @@ def _time(fn, runs: int, device: torch.device) -> float:
 
 
 def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None) -> list[dict]:
-    from .hpatches import missing_weights
+    from ..extractors.base import missing_weights_reason
 
     if threads:
         torch.set_num_threads(threads)
@@ -57,7 +57,7 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
     rows = []
     for method in methods or DEFAULT_METHODS:
         conf = get_conf(method)  # an unknown name is an error listing the known ones
-        reason = missing_weights(method, conf)
+        reason = missing_weights_reason(conf["model"], label=method)
         if reason:
             print(reason)
             continue

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 from .errors import PartialFailure, UserError
 
@@ -25,6 +27,23 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):  # noqa: ARG001
     raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` so files are closed cleanly.
+
+    Long loops enter it after their imports: pycolmap's logging library replaces the SIGTERM
+    handler with a crash dump when it is imported. The previous handler is restored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -47,13 +66,9 @@ def run_cli(
     the exit status (default 0).
     """
     setup_logging(quiet)
-    previous = None
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    try:
-        result = main(**kwargs)
+        with sigterm_as_interrupt():
+            result = main(**kwargs)
         code = on_success(result) if on_success is not None else None
         return EXIT_OK if code is None else int(code)
     except PartialFailure as error:
@@ -71,6 +86,3 @@ def run_cli(
         what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
         print(f"\n{what}" + (f": {hint}" if hint else ""), file=sys.stderr)
         return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from .. import assets
+from ..common import run_cli
 from ..weights import add_commands, run
 
 
@@ -47,29 +48,29 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--output", help="target folder (default: <cache>/demo)")
     demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "fetch":
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                path = fetch_dataset(args.name, args.dest, args.url, args.force, args.keep_archive)
-            for w in caught:
-                print(f"warning: {w.message}", file=sys.stderr)
-            print(path)
-            return 0
-        if args.command == "demo":
-            from .demo import build_demo_hpatches, build_demo_images
+    return run_cli(_run, args=args, on_success=lambda code: code)
 
-            out = Path(args.output) if args.output else assets.cache_dir() / "demo"
-            images = build_demo_images(out / "images")
-            sequences = build_demo_hpatches(out / "hpatches", seed=args.seed)
-            print(f"{len(images)} images in {out / 'images'}")
-            print(f"{len(sequences)} sequences in {out / 'hpatches'}")
-            return 0
-        return run(args, kind="dataset")
-    except (assets.AssetError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _run(args) -> int:
+    if args.command == "fetch":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = fetch_dataset(args.name, args.dest, args.url, args.force, args.keep_archive)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        print(path)
+        return 0
+    if args.command == "demo":
+        from .demo import build_demo_hpatches, build_demo_images
+
+        out = Path(args.output) if args.output else assets.cache_dir() / "demo"
+        images = build_demo_images(out / "images")
+        sequences = build_demo_hpatches(out / "hpatches", seed=args.seed)
+        print(f"{len(images)} images in {out / 'images'}")
+        print(f"{len(sequences)} sequences in {out / 'hpatches'}")
+        return 0
+    return run(args, kind="dataset")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..assets import default_permissions
+from ..common import write_atomic, write_json
 
 GENERATOR_VERSION = 1
 MAX_SIDE = 640
@@ -65,17 +66,6 @@ def _encode_png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        default_permissions(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _manifest_matches(root: Path, manifest_name: str, expected: dict) -> bool:
     """True if ``root/manifest_name`` has the expected header and every file hash still holds."""
     try:
@@ -90,7 +80,7 @@ def _manifest_matches(root: Path, manifest_name: str, expected: dict) -> bool:
 
 def _write_manifest(root: Path, manifest_name: str, header: dict, files: list[Path]) -> None:
     hashes = {p.relative_to(root).as_posix(): _sha256(p) for p in sorted(files)}
-    _write_atomic(root / manifest_name, json.dumps({**header, "files": hashes}, indent=1).encode())
+    write_json(root / manifest_name, {**header, "files": hashes})
 
 
 # --------------------------------------------------------------------------- demo images
@@ -107,7 +97,7 @@ def build_demo_images(out_dir: str | os.PathLike) -> list[Path]:
     for name, path in zip(PHOTOS, paths):
         data = _encode_png(load_photo(name))
         if not (path.is_file() and path.read_bytes() == data):
-            _write_atomic(path, data)
+            write_atomic(path, data)
     _write_manifest(out_dir, "demo_images.json", header, paths)
     return paths
 

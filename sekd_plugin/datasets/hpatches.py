@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.errors import InputError
+
 IMAGE_EXTENSIONS = (".ppm", ".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # photometric ("i") vs geometric ("v") change, for the Oxford sequences, as in the papers
 OXFORD_TYPES = {
@@ -28,10 +30,9 @@ D2NET_EXCLUDED = (
     "i_contruction", "i_crownnight", "i_dc", "i_pencils", "i_whitebuilding",
     "v_artisans", "v_astronautis", "v_talent",
 )
-NUM_IMAGES = 6
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder is missing, empty or malformed (the message names the path)."""
 
 
@@ -58,12 +59,17 @@ def _find_image(folder: Path, stem: str) -> Path | None:
 
 
 def _read_h(path: Path) -> np.ndarray:
+    """A 3 x 3 homography file; anything else (not 3 x 3, NaN/Inf, singular) names the file."""
     try:
         h = np.loadtxt(path, dtype=np.float64)
     except (OSError, ValueError) as e:
         raise DatasetError(f"{path}: not a readable 3x3 homography ({e})") from None
-    if h.shape != (3, 3) or not np.isfinite(h).all():
-        raise DatasetError(f"{path}: expected a 3x3 finite matrix, got shape {h.shape}")
+    if h.shape != (3, 3):
+        raise DatasetError(f"{path}: expected a 3x3 matrix, got shape {h.shape}")
+    if not np.isfinite(h).all():
+        raise DatasetError(f"{path}: the homography holds NaN or Inf values")
+    if np.linalg.cond(h) > 1e12:  # cannot be inverted (the metrics need H^-1)
+        raise DatasetError(f"{path}: the homography is singular (determinant {np.linalg.det(h):.3g})")
     return h
 
 
@@ -71,10 +77,10 @@ def load_sequence(folder: Path, dataset: str = "", types: dict[str, str] | None 
     """Parse one sequence folder; ``None`` if it is in neither layout."""
     types = {**OXFORD_TYPES, **(types or {})}
     name = folder.name
-    if (folder / "H_1_2").is_file():
+    if any((folder / f"H_1_{i}").is_file() for i in range(2, 7)):
         stems, hnames = [str(i) for i in range(1, 7)], [f"H_1_{i}" for i in range(2, 7)]
         kind = name[0] if name[:2] in ("i_", "v_") else types.get(name)
-    elif (folder / "H1to2p").is_file():
+    elif any((folder / f"H1to{i}p").is_file() for i in range(2, 7)):
         stems, hnames = [f"img{i}" for i in range(1, 7)], [f"H1to{i}p" for i in range(2, 7)]
         kind = types.get(name, name[0] if name[:2] in ("i_", "v_") else None)
     else:
@@ -88,6 +94,9 @@ def load_sequence(folder: Path, dataset: str = "", types: dict[str, str] | None 
     missing = [s for s, p in zip(stems, images) if p is None]
     if missing:
         raise DatasetError(f"{folder}: missing image(s) {missing} (extensions {IMAGE_EXTENSIONS})")
+    missing = [h for h in hnames if not (folder / h).is_file()]
+    if missing:
+        raise DatasetError(f"{folder}: missing homography file(s) {missing}")
     hs = [_read_h(folder / h) for h in hnames]
     return Sequence(name, kind, images, hs, dataset)
 

@@ -1,4 +1,4 @@
-"""hloc-compatible extractor base class and the registry of extractors.
+"""hloc-compatible extractor base class, the registry of extractors and the weights helper.
 
 An extractor is one module in ``sekd_plugin.extractors`` defining one subclass of
 :class:`BaseExtractor` (hloc's ``BaseModel`` contract): ``default_conf``,
@@ -9,20 +9,49 @@ of one image,
   top-left pixel is (0, 0);
 * ``scores``      1 x N float32;
 * ``descriptors`` 1 x D x N (float32, L2-normalised; uint8 for binary descriptors).
+
+Extractors with weights have two conf keys, ``checkpoint`` (an asset name, see
+``third_party/``) and ``weights`` (an explicit path that overrides it), and load them with
+:meth:`BaseExtractor.load_checkpoint`; :func:`locate_weights` is the one lookup behind it,
+also used by the benchmarks to say why a method is skipped.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from copy import deepcopy
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-# name used in conf["model"]["name"] -> module in sekd_plugin.extractors
-EXTRACTOR_MODULES = {
+from ..common.errors import ConfigError, ImageTooSmallError  # noqa: F401  (re-exported)
+from ..common.registry import BaseModel, Registry
+
+
+class BaseExtractor(BaseModel):
+    """hloc-style extractor: ``default_conf`` merged under the user conf."""
+
+    required_inputs: list[str] = ["image"]
+    # hloc stores ``uncertainty = detection_noise * mean(scale)`` with the keypoints.
+    detection_noise: float = 1.0
+
+    def load_checkpoint(self, net: nn.Module, loader: Callable[..., Any] | None = None) -> Path:
+        """Load the weights named by ``conf["weights"]`` / ``conf["checkpoint"]`` into ``net``.
+
+        ``loader(net, path, map_location="cpu")`` defaults to the safe strict loader of
+        :mod:`sekd_plugin.models.checkpoint`. Returns the file that was loaded.
+        """
+        from .. import assets
+        from ..models.checkpoint import load_weights
+
+        located = assets.locate(self.conf["checkpoint"], self.conf.get("weights"))
+        if not located.found:
+            raise assets.AssetNotFoundError(located.reason)
+        (loader or load_weights)(net, located.path, map_location="cpu")
+        return located.path
+
+
+EXTRACTORS = Registry("extractor", BaseExtractor, {
     "sekd": "sekd_plugin.extractors.sekd",
     "sift": "sekd_plugin.extractors.sift",
     "superpoint": "sekd_plugin.extractors.superpoint",
@@ -30,45 +59,27 @@ EXTRACTOR_MODULES = {
     "orb": "sekd_plugin.extractors.opencv",
     "akaze": "sekd_plugin.extractors.opencv",
     "brisk": "sekd_plugin.extractors.opencv",
-}
+})
+EXTRACTOR_MODULES = EXTRACTORS.modules  # name -> module (read-only view for callers)
 
 
-class ConfigError(ValueError):
-    """A configuration key or value is invalid (the message names it)."""
+def register_extractor(name: str, module: str) -> None:
+    """Make ``conf["model"]["name"] == name`` load the extractor defined in ``module``."""
+    EXTRACTORS.register(name, module)
 
 
-class BaseExtractor(nn.Module):
-    """hloc-style extractor: ``default_conf`` merged under the user conf."""
+def unregister_extractor(name: str) -> None:
+    EXTRACTORS.modules.pop(name, None)
 
-    default_conf: dict[str, Any] = {}
-    required_inputs: list[str] = ["image"]
-    # hloc stores ``uncertainty = detection_noise * mean(scale)`` with the keypoints.
-    detection_noise: float = 1.0
 
-    def __init__(self, conf: dict[str, Any] | None = None):
-        super().__init__()
-        conf = dict(conf or {})
-        conf.pop("name", None)
-        unknown = sorted(set(conf) - set(self.default_conf))
-        if unknown:
-            raise ConfigError(
-                f"{type(self).__name__}: unknown conf key(s) {unknown}; "
-                f"valid keys: {sorted(self.default_conf)}"
-            )
-        self.conf = {**deepcopy(self.default_conf), **conf}
-        self._init(self.conf)
+def get_extractor(name: str) -> type[BaseExtractor]:
+    """Return the extractor class registered under ``name``."""
+    return EXTRACTORS.get(name)
 
-    def _init(self, conf: dict[str, Any]) -> None:
-        raise NotImplementedError
 
-    def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        for key in self.required_inputs:
-            if key not in data:
-                raise ConfigError(f"{type(self).__name__}: missing input '{key}'")
-        return self._forward(data)
+def load_extractor(model_conf: dict[str, Any], device: str | torch.device = "cpu") -> BaseExtractor:
+    """Build the extractor named by ``model_conf["name"]`` in eval mode on ``device``."""
+    return EXTRACTORS.load(model_conf, device)
 
 
 def gray_batch_of_one(image: torch.Tensor, who: str) -> torch.Tensor:
@@ -84,34 +95,42 @@ def gray_batch_of_one(image: torch.Tensor, who: str) -> torch.Tensor:
     return image
 
 
-def register_extractor(name: str, module: str) -> None:
-    """Make ``conf["model"]["name"] == name`` load the extractor defined in ``module``."""
-    EXTRACTOR_MODULES[name] = module
+# --------------------------------------------------------------------------- weights lookup
 
-
-def get_extractor(name: str) -> type[BaseExtractor]:
-    """Return the extractor class registered under ``name``."""
-    if name not in EXTRACTOR_MODULES:
-        raise ConfigError(
-            f"unknown extractor '{name}'; registered: {sorted(EXTRACTOR_MODULES)}"
-        )
-    module = importlib.import_module(EXTRACTOR_MODULES[name])
-    classes = [
-        c
-        for _, c in inspect.getmembers(module, inspect.isclass)
-        if issubclass(c, BaseExtractor) and c is not BaseExtractor and c.__module__ == module.__name__
-    ]
-    if len(classes) != 1:
-        raise ConfigError(f"module {module.__name__} must define exactly one extractor class")
-    return classes[0]
-
-
-def load_extractor(model_conf: dict[str, Any], device: str | torch.device = "cpu") -> BaseExtractor:
-    """Build the extractor named by ``model_conf["name"]`` in eval mode on ``device``."""
+def locate_weights(model_conf: dict[str, Any]):
+    """Where the weights of ``model_conf`` are (an :class:`sekd_plugin.assets.Located`), or
+    None for extractors without weights (SIFT, ORB, ...). Never downloads. An unknown
+    extractor or asset name raises (a configuration error, not a missing file)."""
     if "name" not in model_conf:
-        raise ConfigError("model conf needs a 'name' key (e.g. {'name': 'sekd'})")
-    cls = get_extractor(model_conf["name"])
-    if getattr(cls, "name_is_algorithm", False) and "algorithm" not in model_conf:
-        # one class serving several registry names (e.g. orb / akaze / brisk)
-        model_conf = {**model_conf, "algorithm": model_conf["name"]}
-    return cls(model_conf).eval().to(device)
+        raise ConfigError(f"model conf needs a 'name' key (e.g. {{'name': 'sekd'}}), got {sorted(model_conf)}")
+    conf = {**get_extractor(model_conf["name"]).default_conf, **model_conf}
+    if "checkpoint" not in conf:
+        return None
+    from .. import assets
+
+    return assets.locate(conf["checkpoint"], conf.get("weights"))
+
+
+def missing_weights_reason(model_conf: dict[str, Any], label: str | None = None) -> str | None:
+    """``"<label> skipped: weights not found at <where> (see <manifest>; get them with: ...)"``,
+    or None when the extractor can run. ``label`` (e.g. a benchmark's method name) defaults
+    to the extractor's name."""
+    located = locate_weights(model_conf)
+    if located is None or located.found:
+        return None
+    asset = located.asset
+    manifest = f"third_party/{asset.manifest.name}" if asset.manifest else f"third_party/{asset.name}.toml"
+    return (f"{label or model_conf['name']} skipped: weights not found at {located.where} "
+            f"(see {manifest}; get them with: {asset.fetch_command})")
+
+
+def weights_fingerprint(model_conf: dict[str, Any]) -> dict[str, Any] | None:
+    """Which checkpoint ``model_conf`` resolves to, by asset name (or the given path), size and
+    mtime, so that caches of features notice a replaced file but not a moved checkout.
+    None for extractors without weights or when the weights are missing."""
+    located = locate_weights(model_conf)
+    if located is None or not located.found:
+        return None
+    stat = located.path.stat()
+    name = str(located.path.resolve()) if located.explicit else f"asset:{located.asset.name}"
+    return {"path": name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

@@ -9,13 +9,9 @@ options take the extractor's ``default_conf``.
 from __future__ import annotations
 
 from copy import deepcopy
-from pathlib import Path
 from typing import Any
 
 from .base import ConfigError
-
-# Weights our own trainer produced and the package ships (see README, "Self-trained model").
-TRAINED_DIR = Path(__file__).resolve().parents[1] / "trained"
 
 confs: dict[str, dict[str, Any]] = {
     # SEKD with the extractor's defaults, single scale, images up to 1600 px.
@@ -27,7 +23,7 @@ confs: dict[str, dict[str, Any]] = {
     # SEKD weights trained by sekd_plugin.train on 997 unlabeled photos (shipped, MIT).
     "sekd-selftrained": {
         "output": "feats-sekd-selftrained-n500-r1600",
-        "model": {"name": "sekd", "weights": str(TRAINED_DIR / "sekd_selftrained.pth")},
+        "model": {"name": "sekd", "checkpoint": "sekd_selftrained"},  # shipped: sekd_plugin/trained/
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
     # Same, with multi-scale detection.

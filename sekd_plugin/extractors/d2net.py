@@ -60,14 +60,12 @@ from ..models.d2net import (
     soft_detection_scores,
     upscale_positions,
 )
-from .base import BaseExtractor, ConfigError
+from .base import BaseExtractor, ConfigError, ImageTooSmallError
 
 MULTISCALE_SCALES = (0.5, 1.0, 2.0)
 MIN_SIDE = 8  # smaller inputs give an empty feature map
 
 
-class ImageTooSmallError(ValueError):
-    """The image is too small for D2-Net."""
 
 
 class D2Net(BaseExtractor):
@@ -95,10 +93,7 @@ class D2Net(BaseExtractor):
         if conf["max_keypoints"] == 0 or conf["max_keypoints"] < -1:
             raise ConfigError(f"d2net: max_keypoints must be -1 (all) or positive, got {conf['max_keypoints']}")
         self.net = D2NetModel(use_relu=conf["use_relu"])
-        from ..assets import resolve  # late import: only needed to find the weights
-
-        path = resolve(conf["checkpoint"], conf["weights"])
-        load_d2net_weights(self.net, path, map_location="cpu")
+        self.load_checkpoint(self.net, load_d2net_weights)
         self.net.eval()
 
     @property

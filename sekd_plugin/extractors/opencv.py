@@ -37,13 +37,14 @@ import cv2
 import numpy as np
 import torch
 
+from ..common.errors import UserError
 from .base import BaseExtractor, ConfigError
 
 ALGORITHMS = {"orb": "ORB_create", "akaze": "AKAZE_create", "brisk": "BRISK_create"}
 ORB_ALL = 1_000_000  # ORB needs a positive nfeatures; "all" (-1) uses this
 
 
-class OpenCVFeatureUnavailableError(ImportError):
+class OpenCVFeatureUnavailableError(UserError, ImportError):
     """The installed OpenCV build does not provide this algorithm."""
 
 

@@ -21,16 +21,13 @@ import cv2
 import torch
 import torch.nn.functional as F
 
-from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from ..ops import SAMPLING_MODES, nms_mask, parabola_offsets, sample_descriptors, select_keypoints
-from .base import BaseExtractor, ConfigError, gray_batch_of_one
+from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch_of_one
 
 MIN_SIDE = 8  # smaller images carry no usable structure at the network's 1/4 resolution
 
 
-class ImageTooSmallError(ValueError):
-    """The image is smaller than SEKD can process."""
 
 
 class SEKD(BaseExtractor):
@@ -57,10 +54,7 @@ class SEKD(BaseExtractor):
         if conf["subpixel_score"] not in ("peak", "reread"):
             raise ConfigError(f"sekd: subpixel_score must be 'peak' or 'reread', got '{conf['subpixel_score']}'")
         self.net = SEKDNet()
-        from ..assets import resolve  # late import: the asset resolver is only needed here
-
-        path = resolve(conf["checkpoint"], conf["weights"])
-        load_weights(self.net, path, map_location="cpu")
+        self.load_checkpoint(self.net)
         self.net.eval()
         if conf["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)

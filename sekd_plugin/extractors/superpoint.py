@@ -50,10 +50,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..models.checkpoint import load_weights
 from ..models.superpoint import CELL, SuperPointNet, logits_to_heatmap, normalize_descriptors
-from ..ops import sample_descriptors, select_keypoints
-from .base import BaseExtractor, ConfigError, gray_batch_of_one
+from ..ops import sample_descriptors, select_keypoints, superglue_nms
+from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch_of_one
 
 WEIGHTS_NOTE = (
     "SuperPoint: public MagicLeap model (superpoint_v1); with superpoint_v1_recovered.pth the "
@@ -65,29 +64,6 @@ SAMPLING = ("magicleap", "centered")
 PADDING = ("replicate", "crop")
 
 
-class ImageTooSmallError(ValueError):
-    """The image is smaller than one 8 x 8 SuperPoint cell."""
-
-
-def superglue_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
-    """SuperGlue-style max-pool NMS; returns the bool mask of kept pixels.
-
-    ``scores`` is ``B x 1 x H x W`` (non-negative). A pixel is kept if it is the maximum of
-    its ``(2r+1)^2`` window; then, twice, the windows of kept pixels are zeroed and maxima of
-    what is left (outside those windows) are added.
-    """
-    if radius <= 0:
-        return torch.ones_like(scores, dtype=torch.bool)
-
-    def pool(x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(x, kernel_size=2 * radius + 1, stride=1, padding=radius)
-
-    keep = scores == pool(scores)
-    for _ in range(2):
-        covered = pool(keep.to(scores.dtype)) > 0
-        rest = torch.where(covered, torch.zeros_like(scores), scores)
-        keep = keep | ((rest == pool(rest)) & ~covered)
-    return keep
 
 
 def sample_descriptors_magicleap(desc_map: torch.Tensor, keypoints: torch.Tensor, s: int = CELL) -> torch.Tensor:
@@ -124,10 +100,7 @@ class SuperPoint(BaseExtractor):
         if conf["nms_radius"] < 0 or conf["remove_borders"] < 0:
             raise ConfigError("superpoint: nms_radius and remove_borders must be >= 0")
         self.net = SuperPointNet()
-        from ..assets import resolve  # late import: only needed to find the weights
-
-        path = resolve(conf["checkpoint"], conf["weights"])
-        load_weights(self.net, path, map_location="cpu")
+        self.load_checkpoint(self.net)
         self.net.eval()
 
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

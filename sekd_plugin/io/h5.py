@@ -37,6 +37,8 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from ..common.errors import InputError
+
 FORMAT_ATTR = "sekd_plugin_format"
 COMPLETE_ATTR = "complete"
 # A dataset that identifies a group as an entry of each kind in files without FORMAT_ATTR.
@@ -46,11 +48,16 @@ _KIND_DATASETS = {
 }
 
 
-class H5FileError(ValueError):
+class H5FileError(InputError):
     """An .h5 file is not HDF5, is of another kind, or is missing an entry."""
 
 
 # --------------------------------------------------------------------------- opening
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip("'\" \n")
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _entries(fd: h5py.File, complete_only: bool) -> list[str]:
@@ -110,6 +117,8 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
     ``mode`` is ``"r"`` or ``"a"`` (created when missing; a 0-byte file counts as missing).
     """
     path = Path(path)
+    if path.is_dir():
+        raise H5FileError(f"expected a {kind} .h5 file, got a directory: {path}")
     if mode == "r" and not path.exists():
         raise H5FileError(f"{kind} file not found: {path}")
     if mode == "a" and path.exists() and path.is_file() and path.stat().st_size == 0:
@@ -123,8 +132,17 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
     try:
         _check_kind(fd, path, kind, adopt=(mode != "r"))
         yield fd
+    except (RuntimeError, OSError) as error:  # h5py's errors for damaged metadata or data
+        raise H5FileError(f"{path}: damaged HDF5 file ({_first_line(error)})") from None
+    except KeyError as error:
+        if not str(error).strip("'\"").startswith("Unable to"):  # not h5py's: a bug, keep it
+            raise
+        raise H5FileError(f"{path}: damaged HDF5 file ({_first_line(error)})") from None
     finally:
-        fd.close()
+        try:
+            fd.close()
+        except (RuntimeError, OSError):  # closing a damaged file: the error above says it
+            pass
 
 
 # --------------------------------------------------------------------------- features

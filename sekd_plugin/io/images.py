@@ -48,11 +48,13 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..extractors.base import ConfigError
+from ..common.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff")
+# The one list of image file extensions (any case) of every command: folder listing, image
+# lists, training. A named file with another extension is refused with its name.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 DEFAULT_PREPROCESSING: dict[str, Any] = {
     "grayscale": False,
@@ -63,7 +65,7 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
 }
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image file cannot be used (missing, empty, truncated, not an image...)."""
 
 
@@ -76,6 +78,8 @@ def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
     Raises :class:`ImageReadError` (naming ``path``) when the file cannot be decoded.
     """
     path = Path(path)
+    if not path.name.lower().endswith(IMAGE_EXTENSIONS) and not path.is_dir():
+        raise ImageReadError(f"not an image file name: {path} (image extensions: {' '.join(IMAGE_EXTENSIONS)})")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -207,9 +211,11 @@ def list_images(root: str | os.PathLike, globs: Iterable[str] | None = None) -> 
     Symbolic links to folders are followed.
     """
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():
         raise FileNotFoundError(f"image folder not found: {root}")
     names = set()
+    if not root.is_dir():
+        raise ImageReadError(f"expected a folder of images, got a file: {root}")
     if globs:
         for pattern in globs:
             for path in root.glob("**/" + pattern):
@@ -246,6 +252,20 @@ def parse_image_list(path_or_list: str | os.PathLike | Iterable[str | os.PathLik
     else:
         names = [Path(n).as_posix() if isinstance(n, os.PathLike) else str(n) for n in path_or_list]
     return list(dict.fromkeys(names))
+
+
+def check_names_inside(root: str | os.PathLike, names: Sequence[str]) -> None:
+    """Refuse image names that leave ``root`` (absolute, or ``..`` past it), naming them.
+
+    Names are stored as the keys of the features file, so an image list naming
+    ``../../etc/x.jpg`` would both read outside the image folder and store a key that no
+    other tool resolves the same way.
+    """
+    outside = [n for n in names
+               if Path(n).is_absolute() or os.path.normpath(n).split(os.sep)[0] == ".."]
+    if outside:
+        raise InputError(f"{len(outside)} image name(s) point outside the image folder {root}: "
+                         f"{outside[:5]} (names are relative to it; allow them explicitly to read them anyway)")
 
 
 # --------------------------------------------------------------------------- dataset

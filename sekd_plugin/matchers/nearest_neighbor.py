@@ -7,13 +7,11 @@ distance. Everything is batched tensor code; no Python loop over keypoints.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-NN_CONFS = {
-    "mutual_nn": {"mutual_check": True, "ratio_threshold": None, "distance_threshold": None},
-    "nn-ratio": {"mutual_check": True, "ratio_threshold": 0.8, "distance_threshold": None},
-    "nn-distance": {"mutual_check": True, "ratio_threshold": None, "distance_threshold": 0.7},
-}
+from .base import BaseMatcher
 
 
 def _unpack_bits(desc: torch.Tensor) -> torch.Tensor:
@@ -85,3 +83,25 @@ def match_nearest_neighbor(
     matches = torch.where(valid, nn01, matches)
     scores = torch.where(valid, score, scores)
     return (matches, scores) if batched else (matches[0], scores[0])
+
+
+class NearestNeighbor(BaseMatcher):
+    """hloc's ``nearest_neighbor`` matcher: mutual check, ratio test, distance threshold."""
+
+    default_conf: dict[str, Any] = {
+        "do_mutual_check": True,
+        "ratio_threshold": None,
+        "distance_threshold": None,
+    }
+
+    def _init(self, conf: dict[str, Any]) -> None:
+        pass
+
+    def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        matches0, scores0 = match_nearest_neighbor(
+            data["descriptors0"], data["descriptors1"],
+            mutual_check=self.conf["do_mutual_check"],
+            ratio_threshold=self.conf["ratio_threshold"],
+            distance_threshold=self.conf["distance_threshold"],
+        )
+        return {"matches0": matches0, "matching_scores0": scores0}

@@ -14,9 +14,24 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ..common.errors import CheckpointError  # noqa: F401  (the package's one checkpoint error)
 
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be used; the message names the file and the problem."""
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_2 = b"\x80\x02"  # legacy torch.save files (e.g. the official SEKD checkpoints)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error message, without torch's multi-line advice."""
+    text = str(error).strip()
+    return text.splitlines()[0].split(". ")[0][:200] if text else type(error).__name__
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or Inf, naming the tensors (they would give 0 keypoints silently)."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: non-finite values (NaN or Inf) in {len(bad)} tensor(s): {bad[:10]}")
 
 
 def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -26,19 +41,30 @@ def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
     ``{"model": ...}``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"expected a checkpoint file, got a directory: {path}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(len(_ZIP_MAGIC))
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTOCOL_2)):
+        # text, random bytes...: torch.load would fail with a KeyError or IndexError, or with
+        # advice to retry with weights_only=False, which must never be taken for such a file
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive "
+                              "nor a legacy torch pickle)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        if "weights_only" not in text and "Unsupported" not in text and "global" not in text.lower():
+            raise CheckpointError(f"{path}: damaged PyTorch checkpoint ({_first_line(e)})") from None
         raise CheckpointError(
             f"{path}: refused to load (weights_only=True only allows tensors and plain "
-            f"containers; this file holds other Python objects, nothing was executed): {first}"
+            f"containers; this file holds other Python objects, nothing was executed)"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError,
+            AttributeError, TypeError) as e:
+        raise CheckpointError(f"{path}: damaged PyTorch checkpoint ({_first_line(e)})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -75,5 +101,6 @@ def load_weights(model: nn.Module, path: str | Path, map_location: str | torch.d
     """Load ``path`` into ``model`` with ``strict=True`` after a readable key/shape check."""
     state = load_state_dict(path, map_location)
     check_state_dict(model, state, source=str(path))
+    check_finite(state, str(path))
     model.load_state_dict(state, strict=True)
     return model

@@ -45,6 +45,27 @@ def nms_mask(scores: torch.Tensor, radius: int) -> torch.Tensor:
     return scores == max_filter(scores, radius)
 
 
+def superglue_nms(scores: torch.Tensor, radius: int) -> torch.Tensor:
+    """SuperGlue-style max-pool NMS; returns the bool mask of kept pixels.
+
+    ``scores`` is ``B x 1 x H x W`` (non-negative). A pixel is kept if it is the maximum of
+    its ``(2r+1)^2`` window; then, twice, the windows of kept pixels are zeroed and maxima of
+    what is left (outside those windows) are added.
+    """
+    if radius <= 0:
+        return torch.ones_like(scores, dtype=torch.bool)
+
+    def pool(x: torch.Tensor) -> torch.Tensor:  # = max_pool2d(x, 2r + 1, 1, r), faster
+        return max_filter(x, radius)
+
+    keep = scores == pool(scores)
+    for _ in range(2):
+        covered = pool(keep.to(scores.dtype)) > 0
+        rest = torch.where(covered, torch.zeros_like(scores), scores)
+        keep = keep | ((rest == pool(rest)) & ~covered)
+    return keep
+
+
 def select_keypoints(
     scores: torch.Tensor,
     mask: torch.Tensor,

@@ -15,7 +15,7 @@ Keypoints come from the current network in two settings: ``deploy`` (the extract
 defaults: confidence ``val.deploy_threshold`` = 0.55, NMS 4, 500 keypoints) and ``top500``
 (the strongest 500 NMS peaks, no threshold). Descriptors are sampled as the extractor does and
 matched by the package's matcher (``val.matcher``, mutual nearest neighbour). Metrics per pair
-(from :mod:`sekd_plugin.benchmark.metrics`): MMA@1 and @3, homography accuracy@3 (RANSAC, mean
+(from :mod:`sekd_plugin.benchmark.homography.metrics`): MMA@1 and @3, homography accuracy@3 (RANSAC, mean
 corner error <= 3 px), repeatability@3.
 """
 
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..benchmark import metrics
+from ..benchmark.homography import metrics
 from ..ops import nms_mask, sample_descriptors, select_keypoints
 from .data import derive_seed
 
@@ -185,7 +185,7 @@ def mutual_nn(d0: torch.Tensor, d1: torch.Tensor, matcher: str = "NN-mutual") ->
 
 
 def pair_metrics(k0, d0, k1, d1, H: np.ndarray, size: tuple[int, int], px: float = 3.0, matcher: str = "NN-mutual") -> dict:
-    """Metrics of one pair; ``size = (H, W)`` of both images. Uses :mod:`sekd_plugin.benchmark.metrics`."""
+    """Metrics of one pair; ``size = (H, W)`` of both images. Uses :mod:`sekd_plugin.benchmark.homography.metrics`."""
     h, w = size
     i0, i1 = mutual_nn(d0, d1, matcher)
     matches = np.stack([i0, i1], axis=1) if len(i0) else np.zeros((0, 2), np.int64)
@@ -260,7 +260,7 @@ def dev_benchmark(weights: str, datasets: list[str], output, device: torch.devic
     ``weights`` is a checkpoint path, or ``"official"`` for the official ``sekd`` conf.
     Returns ``{"mma@3", "homography_accuracy@3", "mma@1", "pairs"}`` over all pairs.
     """
-    from ..benchmark.hpatches import run
+    from ..benchmark.homography.run import run
 
     if weights == "official":
         res = run(datasets, output, ["sekd"], "sekd", device=device.type)

@@ -21,7 +21,7 @@ from sekd_plugin.assets import AssetNotFoundError
 from sekd_plugin.extractors.base import ConfigError, get_extractor
 from sekd_plugin.extractors.confs import get_conf
 from sekd_plugin.extractors.d2net import D2Net
-from sekd_plugin.extractors.registry_utils import missing_weights_reason
+from sekd_plugin.extractors.base import missing_weights_reason
 from sekd_plugin.models.checkpoint import CheckpointError
 from sekd_plugin.models.d2net import (
     D2NetModel,

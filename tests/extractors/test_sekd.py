@@ -128,8 +128,13 @@ def test_shipped_selftrained_model_runs_from_its_conf():
     from sekd_plugin.extractors.base import load_extractor
     from sekd_plugin.extractors.confs import get_conf
 
+    from sekd_plugin.assets import locate
+
     conf = get_conf("sekd-selftrained")
-    checkpoint = torch.load(conf["model"]["weights"], weights_only=True)
+    assert "weights" not in conf["model"]  # named by asset, not by an absolute path
+    located = locate(conf["model"]["checkpoint"])
+    assert located.found and located.looked[-1][1] == "shipped with sekd_plugin"
+    checkpoint = torch.load(located.path, weights_only=True)
     assert checkpoint["format"] == "sekd_plugin.train/1"  # produced by our trainer
     model = load_extractor(conf["model"])
     y, x = torch.meshgrid(torch.arange(96.0), torch.arange(128.0), indexing="ij")

@@ -12,7 +12,7 @@ from sekd_plugin import extract_features
 from sekd_plugin.assets import AssetNotFoundError
 from sekd_plugin.extractors.base import ConfigError, get_extractor, load_extractor
 from sekd_plugin.extractors.confs import get_conf
-from sekd_plugin.extractors.registry_utils import missing_weights_reason
+from sekd_plugin.extractors.base import missing_weights_reason
 from sekd_plugin.extractors.superpoint import (
     WEIGHTS_NOTE,
     SuperPoint,

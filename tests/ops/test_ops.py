@@ -45,3 +45,23 @@ def test_max_filter_equals_max_pooling():
     x[0, 0, 3:6, 3:6] = 1.0  # a plateau
     for r in (1, 3, 4):
         assert torch.equal(max_filter(x, r), F.max_pool2d(x, 2 * r + 1, 1, r))
+
+
+def test_superglue_nms_equals_its_max_pool_definition():
+    import torch.nn.functional as F
+
+    from sekd_plugin.ops import superglue_nms
+
+    def reference(scores, r):
+        pool = lambda x: F.max_pool2d(x, 2 * r + 1, 1, r)  # noqa: E731
+        keep = scores == pool(scores)
+        for _ in range(2):
+            covered = pool(keep.float()) > 0
+            rest = torch.where(covered, torch.zeros_like(scores), scores)
+            keep = keep | ((rest == pool(rest)) & ~covered)
+        return keep
+
+    scores = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(0))
+    scores = (scores * 8).round() / 8  # plateaus
+    for r in (1, 3, 4):
+        assert torch.equal(superglue_nms(scores, r), reference(scores, r))

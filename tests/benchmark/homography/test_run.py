@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sekd_plugin.benchmark.hpatches import run
-from sekd_plugin.benchmark.protocols import pixel_scale_matrix, prepare
+from sekd_plugin.benchmark.homography.run import run
+from sekd_plugin.benchmark.homography.protocols import pixel_scale_matrix, prepare
 from sekd_plugin.datasets.hpatches import DatasetError, load_dataset
 
 
@@ -89,6 +89,7 @@ def test_small_images_are_not_upscaled_only_cropped(dataset, tmp_path):
     assert np.allclose(prep.homographies[0], seqs[0].homographies[0])
 
 
+@pytest.mark.integration
 def test_benchmark_end_to_end_and_resume(dataset, tmp_path):
     out = tmp_path / "out"
     res = run([dataset], out, ["sift", "orb"], "sekd", plot_matches=True)
@@ -121,6 +122,7 @@ def test_missing_weights_are_reported_as_skipped(dataset, tmp_path, monkeypatch)
     assert "orb" in res["methods"]
 
 
+@pytest.mark.integration
 def test_labelled_methods_and_weights_invalidate_the_cache(dataset, tmp_path, sekd_weights):
     out = tmp_path / "out"
     res = run([dataset], out, ["official=sekd"], "sekd", weights={"official": sekd_weights})
@@ -149,15 +151,16 @@ def test_too_small_for_protocol_is_a_clear_error(dataset, tmp_path):
         prepare(load_dataset(dataset), "sekd", tmp_path / "img")
 
 
+@pytest.mark.integration
 def test_replaced_checkpoint_file_invalidates_the_cache(dataset, tmp_path, sekd_weights):
     import shutil
 
-    from sekd_plugin.extractors.confs import TRAINED_DIR
+    from sekd_plugin.assets import resolve
 
     ckpt = tmp_path / "model.pth"
     shutil.copy(sekd_weights, ckpt)
     out = tmp_path / "out"
     first = run([dataset], out, ["mine=sekd"], "sekd", weights={"mine": ckpt})
-    shutil.copy(TRAINED_DIR / "sekd_selftrained.pth", ckpt)  # retrained in place
+    shutil.copy(resolve("sekd_selftrained"), ckpt)  # retrained in place
     second = run([dataset], out, ["mine=sekd"], "sekd", weights={"mine": ckpt})
     assert first["methods"]["mine"]["all"]["mma"] != second["methods"]["mine"]["all"]["mma"]

@@ -24,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..datasets.hpatches import D2NET_EXCLUDED, DatasetError, Sequence
-from ..io.images import read_image
+from ...common import write_atomic
+from ...datasets.hpatches import D2NET_EXCLUDED, DatasetError, Sequence
+from ...io.images import read_image
 
 PROTOCOLS = {
     "sekd": {
@@ -91,12 +92,11 @@ def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int,
         interp = INTERPOLATIONS[interpolation or "linear"]
         resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
         cropped = np.ascontiguousarray(resized[:ch, :cw])
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp.png")
         bgr = cv2.cvtColor(cropped, cv2.COLOR_RGB2BGR) if cropped.ndim == 3 else cropped
-        if not cv2.imwrite(str(tmp), bgr):
-            raise OSError(f"cannot write {tmp}")
-        os.replace(tmp, dst)
+        ok, encoded = cv2.imencode(dst.suffix, bgr)
+        if not ok:
+            raise OSError(f"cannot encode {dst}")
+        write_atomic(dst, encoded.tobytes())
     return (cw, ch), A
 
 
@@ -108,7 +108,7 @@ def prepare(sequences: list[Sequence], protocol: str, image_root: Path) -> list[
     if image_root.exists() and (not stamp.exists() or stamp.read_text() != settings):
         shutil.rmtree(image_root)
     image_root.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(settings)
+    write_atomic(stamp, settings)
     out = []
     for seq in sequences:
         if seq.name in p["exclude"]:

@@ -20,22 +20,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import __version__
-from ..datasets.hpatches import Sequence, load_dataset
-from ..extractors.base import get_extractor
-from ..extractors.confs import get_conf
-from ..extractors.registry_utils import missing_weights_reason, weights_fingerprint
-from ..io.h5 import list_names
-from ..io.h5 import read_features
-from ..matchers import match_nearest_neighbor
+from ... import __version__
+from ...datasets.hpatches import Sequence, load_dataset
+from ...common import pick_device, write_atomic, write_json
+from ...extractors.base import get_extractor, missing_weights_reason, weights_fingerprint
+from ...extractors.confs import get_conf
+from ...io.h5 import list_names, read_features
+from ...matchers import get_matcher_conf, load_matcher
 from . import metrics as M
 from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
-from .report import write_atomic
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ("sekd", "sekd-selftrained", "sift", "superpoint", "d2net")
-MATCHER_DEFAULTS = {"mutual_check": True, "ratio_threshold": None, "distance_threshold": None}
+DEFAULT_MATCHER = "NN-mutual"  # the SEKD paper's protocol: mutual nearest neighbours
 
 
 def parse_method(spec: str) -> tuple[str, str]:
@@ -61,14 +59,6 @@ def method_conf(method: str, protocol: str, weights: str | Path | None = None) -
     return conf
 
 
-def missing_weights(method: str, conf: dict[str, Any]) -> str | None:
-    """Why ``method`` cannot run (its weights are absent), or None; names the conf, not the model."""
-    reason = missing_weights_reason(conf["model"])
-    if reason is None:
-        return None
-    return method + reason[len(conf["model"]["name"]):] if reason.startswith(conf["model"]["name"]) else reason
-
-
 def extract_method(method, conf, image_root, names, feature_path, overwrite, device,
                    protocol_settings: dict | None = None) -> dict[str, float]:
     """Extract (or reuse) features; returns per-image extraction times in ms (cached in a json).
@@ -76,7 +66,7 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     The conf used is stored beside the features; a different conf (options, weights)
     invalidates the cache instead of silently mixing features.
     """
-    from ..extract_features import extract
+    from ...extract_features import extract
 
     conf_path = feature_path.with_suffix(".conf.json")
     conf_text = json.dumps({"conf": conf, "protocol": protocol_settings,
@@ -95,20 +85,20 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     new = getattr(result, "timings", {}) or {}
     if new:
         timings.update(new)
-        write_atomic(timing_path, json.dumps(timings, indent=1))
+        write_json(timing_path, timings)
     if result.failed:
         logger.warning("%s: %d images failed: %s", method, len(result.failed), ", ".join(result.failed))
     return timings
 
 
-def evaluate_pair(f0, f1, H, matcher_conf) -> dict[str, Any]:
-    """All metrics of one image pair (1, k)."""
+def evaluate_pair(f0, f1, H, matcher) -> dict[str, Any]:
+    """All metrics of one image pair (1, k); ``matcher`` is a :class:`~sekd_plugin.matchers.BaseMatcher`."""
     kp0, kp1 = f0["keypoints"].astype(np.float64), f1["keypoints"].astype(np.float64)
     size0, size1 = tuple(int(v) for v in f0["image_size"]), tuple(int(v) for v in f1["image_size"])
     d0, d1 = torch.from_numpy(f0["descriptors"]), torch.from_numpy(f1["descriptors"])
     if d0.dtype != torch.uint8:
         d0, d1 = d0.float(), d1.float()
-    m0, _ = match_nearest_neighbor(d0, d1, **matcher_conf)
+    m0 = matcher({"descriptors0": d0[None], "descriptors1": d1[None]})["matches0"][0]
     valid = m0 >= 0
     matches = torch.stack([torch.nonzero(valid)[:, 0], m0[valid]], 1).numpy()
     err = M.reprojection_errors(kp0, kp1, matches, H)
@@ -147,7 +137,7 @@ def run(
     output: str | Path,
     methods: list[str] | None = None,
     protocol: str = "sekd",
-    matcher: dict[str, Any] | None = None,
+    matcher: dict[str, Any] | str | None = None,
     overwrite: bool = False,
     device: str | None = None,
     plot_matches: bool = False,
@@ -157,7 +147,8 @@ def run(
     """Run the benchmark; writes results.json, results.md and plots into ``output``.
 
     ``methods`` are conf names or ``LABEL=CONF`` (e.g. ``ours=sekd``); ``weights`` maps a
-    label to a checkpoint (e.g. one our trainer wrote).
+    label to a checkpoint (e.g. one our trainer wrote). ``matcher`` is a matcher conf name of
+    :mod:`sekd_plugin.matchers.confs` or a matcher model conf (default ``NN-mutual``).
     """
     from . import report
 
@@ -166,16 +157,19 @@ def run(
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol '{protocol}'; choose from {sorted(PROTOCOLS)}")
     methods = list(methods or DEFAULT_METHODS)
-    matcher_conf = {**MATCHER_DEFAULTS, **(matcher or {})}
+    if matcher is None or isinstance(matcher, str):
+        matcher = get_matcher_conf(matcher or DEFAULT_MATCHER)["model"]
+    matcher_model = load_matcher(matcher)
+    matcher_conf = {"name": matcher["name"], **matcher_model.conf}
 
     demo = not datasets
     if demo:
-        from ..datasets.demo import build_demo_hpatches
+        from ...datasets.demo import build_demo_hpatches
 
         demo_root = output / "demo_hpatches"
         build_demo_hpatches(demo_root)
         datasets = [demo_root]
-        print(f"No --dataset given: running on the embedded demo (HPatches-layout sequences built from "
+        logger.warning(f"No --dataset given: running on the embedded demo (HPatches-layout sequences built from "
               f"scikit-image's photos in {demo_root}). For the real benchmark: "
               f"python -m sekd_plugin.datasets fetch hpatches, then --dataset <that folder>.")
     sequences: list[Sequence] = [s for d in datasets for s in load_dataset(d, types)]
@@ -191,7 +185,7 @@ def run(
         "sequences": {s.key: s.kind for s in prepared},
         "versions": {"sekd_plugin": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
-        "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        "device": str(pick_device(device)),
         "methods": {}, "skipped": {},
     }
     match_records = {}
@@ -199,9 +193,9 @@ def run(
     for spec in methods:
         method = parse_method(spec)[0]
         conf = method_conf(spec, protocol, weights.get(method))
-        reason = missing_weights(method, conf)
+        reason = missing_weights_reason(conf["model"], label=method)
         if reason:
-            print(reason)
+            logger.warning(reason)
             results["skipped"][method] = reason
             continue
         feature_path = output / "features" / protocol / f"{method}.h5"
@@ -213,7 +207,7 @@ def run(
         done = set(list_names(feature_path)) if feature_path.exists() else set()
         missing = [n for n in names if n not in done]
         if missing:  # images the extractor failed on: their pairs are left out, and said so
-            print(f"{method}: no features for {len(missing)} image(s) ({', '.join(missing[:5])}"
+            logger.warning(f"{method}: no features for {len(missing)} image(s) ({', '.join(missing[:5])}"
                   f"{', ...' if len(missing) > 5 else ''}); their pairs are left out")
         for seq in tqdm(prepared, desc=f"match {method}", unit="seq"):
             if seq.names[0] not in done:
@@ -223,7 +217,7 @@ def run(
                 if seq.names[k] not in done:
                     continue
                 fk = read_features(feature_path, seq.names[k])
-                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_conf)
+                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_model)
                 records[(seq.key, k + 1)] = (f1["keypoints"], fk["keypoints"], r.pop("_matches"), r.pop("_errors"))
                 per_pair[f"{seq.key}/1-{k + 1}"] = {"kind": seq.kind, **r}
         pairs = list(per_pair.values())

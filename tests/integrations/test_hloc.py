@@ -9,9 +9,9 @@ from copy import deepcopy
 import numpy as np
 import pytest
 
-from .conftest import shared_file
+from ..conftest import shared_file
 
-import sekd_plugin.hloc
+import sekd_plugin.integrations.hloc
 
 
 def test_register_without_hloc(monkeypatch):
@@ -19,13 +19,13 @@ def test_register_without_hloc(monkeypatch):
     for name in [n for n in sys.modules if n == "hloc" or n.startswith("hloc.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "hloc", None)  # makes "import hloc" raise ImportError
-    assert sekd_plugin.hloc.register() is False
+    assert sekd_plugin.integrations.hloc.register() is False
 
 
 @pytest.fixture(scope="module")
 def registered():
     pytest.importorskip("hloc", reason="hloc is not installed (optional; install it from its git repository)")
-    assert sekd_plugin.hloc.register() is True
+    assert sekd_plugin.integrations.hloc.register() is True
     return True
 
 
@@ -38,9 +38,9 @@ def test_register_adds_confs_and_module(registered):
     assert "hloc.extractors.sekd" in sys.modules
     Model = dynamic_load(extractors, "sekd")
     assert inspect.isclass(Model) and issubclass(Model, BaseModel)
-    assert sekd_plugin.hloc.register() is True  # idempotent
+    assert sekd_plugin.integrations.hloc.register() is True  # idempotent
     assert dynamic_load(extractors, "sekd") is Model
-    assert sekd_plugin.hloc.is_registered()
+    assert sekd_plugin.integrations.hloc.is_registered()
 
 
 def test_hloc_model_contract(registered, sekd_weights):
@@ -59,6 +59,7 @@ def test_hloc_model_contract(registered, sekd_weights):
         assert torch.allclose(pred["descriptors"].norm(dim=1), torch.ones(1, n), atol=1e-4)
 
 
+@pytest.mark.integration
 def test_hloc_pipeline_end_to_end(registered, sekd_weights, tmp_path, monkeypatch):
     """hloc's extract_features -> pairs_from_exhaustive -> match_features -> reconstruction, unchanged."""
     from hloc import extract_features, match_features, pairs_from_exhaustive, reconstruction

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...common import write_atomic, write_json
+
 COLUMNS = ("MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@1", "H@3", "H@5", "rep@3", "#kp", "#matches", "ms/img")
 SPLITS = (("i", "Illumination"), ("v", "Viewpoint"), ("all", "Overall"))
-
-
-def _clean(obj):
-    """JSON-safe copy: numpy scalars to Python, non-finite floats to None, keys to str."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    return obj
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def table_rows(results: dict[str, Any], split: str) -> list[list[str]]:
@@ -113,18 +91,17 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
 
 
 def write_all(results: dict[str, Any], output: Path) -> None:
-    write_atomic(output / "results.json", json.dumps(_clean(results), indent=1))
+    write_json(output / "results.json", results)
     text = markdown_report(results)
     write_atomic(output / "results.md", text)
     plot_curves(results, output / "curves.png")
-    print(text)
 
 
 def plot_matches(results, prepared, match_records, image_root: Path, out_dir: Path, threshold: float = 3.0) -> None:
     """Side-by-side match images per pair: green = correct (error <= threshold), red = wrong."""
     import cv2
 
-    from ..io.images import read_image
+    from ...io.images import read_image
 
     for method, records in match_records.items():
         d = out_dir / method
