@@ -21,6 +21,7 @@ corner error <= 3 px), repeatability@3.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -149,8 +150,9 @@ def extract(net, images: torch.Tensor, conf, threshold: float) -> list[tuple[np.
     return out
 
 
+@functools.lru_cache(maxsize=4)
 def _matcher(name: str):
-    """The package's matcher by name (registry when available)."""
+    """The package's matcher by name (``sekd_plugin.matchers`` registry, hloc conf names)."""
     try:
         from ..matchers import get_matcher_conf, load_matcher  # the registry (issue 16)
     except ImportError:
