@@ -45,6 +45,13 @@ def _speed(args) -> int:
     return 0
 
 
+def _train_speed(args) -> int:
+    from .train_speed import run
+
+    run(args.config, args.device, args.iters, args.reps, args.threads, args.overrides, args.skip)
+    return 0
+
+
 def _methods(args) -> list[str] | None:
     value = args.methods or args.extractors
     return [m for m in value.split(",") if m] if value else None
@@ -95,6 +102,15 @@ def main(argv=None) -> int:
     sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
     sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
     sp.set_defaults(func=_speed)
+    ts = sub.add_parser("train-speed", help="trainer throughput: training views/s (fp32, bf16), step-1/3 label ms per image")
+    ts.add_argument("--config", help="training config (default: benchmark_configs/train/gpu-short.yaml)")
+    ts.add_argument("--device", choices=["cpu", "cuda"])
+    ts.add_argument("--iters", type=int, default=5, help="timed training batches per measurement")
+    ts.add_argument("--reps", type=int, default=2, help="timed label images per step")
+    ts.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ts.add_argument("--skip", action="append", choices=["train", "labels"], help="skip a part (repeatable)")
+    ts.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
+    ts.set_defaults(func=_train_speed)
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
