@@ -40,7 +40,15 @@ def _speed(args) -> int:
 
     if args.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {args.runs}")
-    run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads)
+    run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads,
+        args.backends.split(",") if args.backends else None, args.breakdown, args.matching)
+    return 0
+
+
+def _train_speed(args) -> int:
+    from .train_speed import run
+
+    run(args.config, args.device, args.iters, args.reps, args.threads, args.overrides, args.skip)
     return 0
 
 
@@ -89,7 +97,20 @@ def main(argv=None) -> int:
     sp.add_argument("--runs", type=int, default=5)
     sp.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     sp.add_argument("--device", choices=["cpu", "cuda"])
+    sp.add_argument("--backends", help="SEKD network backends, comma-separated (default: torch,onnxruntime; "
+                    "onnxruntime only when installed, CPU only)")
+    sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
+    sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
     sp.set_defaults(func=_speed)
+    ts = sub.add_parser("train-speed", help="trainer throughput: training views/s (fp32, bf16), step-1/3 label ms per image")
+    ts.add_argument("--config", help="training config (default: benchmark_configs/train/gpu-short.yaml)")
+    ts.add_argument("--device", choices=["cpu", "cuda"])
+    ts.add_argument("--iters", type=int, default=5, help="timed training batches per measurement")
+    ts.add_argument("--reps", type=int, default=2, help="timed label images per step")
+    ts.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ts.add_argument("--skip", action="append", choices=["train", "labels"], help="skip a part (repeatable)")
+    ts.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
+    ts.set_defaults(func=_train_speed)
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
