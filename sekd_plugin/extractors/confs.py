@@ -64,6 +64,14 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "sift", "rootsift": True},
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
+    # RootSIFT with COLMAP's own extraction defaults (first octave -1, i.e. the image upsampled
+    # once, peak threshold 0.02 / 3, at most 8192 features): what `colmap feature_extractor` gives.
+    "sift-colmap": {
+        "output": "feats-rootsift-colmap-n8192-r1600",
+        "model": {"name": "sift", "rootsift": True, "first_octave": -1, "peak_threshold": 0.02 / 3,
+                  "max_keypoints": 8192},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
     # RootSIFT with a keypoint budget comparable to the learned detectors.
     "sift-n4096": {
         "output": "feats-rootsift-n4096-r1600",

@@ -25,6 +25,7 @@ COLMAP = "colmap"
 METHODS: dict[str, dict[str, Any]] = {
     "colmap-sift": {"pipeline": COLMAP, "matcher": "COLMAP (ratio 0.8, distance 0.7, cross-check)"},
     "sift": {"extractor": "sift", "matcher": "NN-ratio"},
+    "sift-colmap": {"extractor": "sift-colmap", "matcher": "NN-ratio"},
     "sekd": {"extractor": "sekd", "matcher": "NN-mutual"},
     "sekd-sfm": {"extractor": "sekd-sfm", "matcher": "NN-mutual"},
     "sekd-selftrained": {"extractor": "sekd-selftrained", "matcher": "NN-mutual"},

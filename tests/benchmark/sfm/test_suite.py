@@ -20,6 +20,7 @@ def test_method_entries_and_plan(tmp_path):
     assert Mth.method_entry("sift") == {"pipeline": "hloc", "extractor": "sift", "matcher": "NN-ratio"}
     assert Mth.method_entry("superpoint")["matcher"] == "NN-superpoint"
     assert Mth.method_entry("sekd-sfm")["extractor"] == "sekd-sfm"
+    assert Mth.method_entry("sift-colmap") == {"pipeline": "hloc", "extractor": "sift-colmap", "matcher": "NN-ratio"}
     assert Mth.method_entry("colmap-sift")["pipeline"] == "colmap"
     assert Mth.method_entry("sift-n4096")["matcher"] == "NN-ratio"  # any conf: its model's matcher
     assert Mth.method_entry("orb")["matcher"] == "NN-mutual"
