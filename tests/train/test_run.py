@@ -62,6 +62,7 @@ def test_model_loads_in_the_extractor(tiny_run):
     assert out["keypoints"].shape[-1] == 2 and out["descriptors"].shape[1] == 128
 
 
+@pytest.mark.integration
 def test_resume_after_interrupt_continues_without_redoing(image_dir, tmp_path, monkeypatch, capsys):
     extra = ["schedule.epochs_descriptor=2"]
     ref = tmp_path / "reference"
