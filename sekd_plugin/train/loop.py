@@ -595,6 +595,11 @@ class Trainer:
         if self.conf.val.dev_datasets:
             row["dev"] = validate.dev_benchmark("official", list(self.conf.val.dev_datasets), self.out / "dev" / "official", self.device)
         self.history["official"] = row
+        dev = row.get("dev", {})
+        self.log(
+            f"[sekd-train] official checkpoint {path}: validation MMA@3 {row.get('mma@3', float('nan')):.3f}"
+            + (f", DEV MMA@3 {dev.get('mma@3', float('nan')):.3f}, H@3 {dev.get('homography_accuracy@3', float('nan')):.3f}" if dev else "")
+        )
 
     def _validate(self, r: int, after: str) -> None:
         if self.main and self.val_groups:
