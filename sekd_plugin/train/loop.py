@@ -556,6 +556,9 @@ class Trainer:
                     desc=f"round {r} step {step_id} {step} epoch {e + 1}/{epochs}",
                     reduce=lambda v: ddp.reduce_mean(v, self.dist),
                     scheduler=scheduler if per_step else None,
+                    # under DDP a rank must not stop alone mid-epoch (the others would wait in
+                    # the gradient all-reduce): the epoch-end reduction stops all of them together
+                    check_every=0 if self.dist.enabled else 50,
                 )
             except steps.NonFiniteLoss as err:
                 raise RunError(
