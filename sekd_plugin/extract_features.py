@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import logging
 import os
 import pprint
+import queue
+import shutil
+import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,18 +31,31 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .common import EXIT_FAILED, EXIT_OK, pick_device, run_cli, sigterm_as_interrupt
+from . import distributed
+from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.errors import ConfigError, InputError
-from .extractors.base import load_extractor
+from .extractors.base import get_extractor, load_extractor, locate_weights
 from .extractors.confs import confs, get_conf
-from .io.h5 import list_names, write_features
-from .io.images import IMAGE_EXTENSIONS, ImageDataset, check_names_inside, check_preprocessing, list_images, parse_image_list
+from .io.h5 import H5FileError, check_name, conf_differences, list_names, merge_files, read_conf, record_conf, write_features
+from .io.images import (
+    IMAGE_EXTENSIONS,
+    ImageDataset,
+    check_names_inside,
+    check_preprocessing,
+    list_images,
+    parse_image_list,
+    resized_size,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class NoImagesError(InputError):
     """There is nothing to extract: the folder or image list has no images."""
+
+
+class FeatureConfMismatch(InputError):
+    """The features file holds features of another conf (or other weights)."""
 
 
 @dataclasses.dataclass
@@ -92,6 +110,128 @@ def _image_names(image_dir: Path, image_list, globs, allow_outside: bool = False
     return names
 
 
+def provenance(conf: dict[str, Any]) -> dict[str, Any]:
+    """What makes features comparable: the effective model conf (defaults filled in, without
+    execution-only keys and the weights path), the preprocessing and the weights' sha256."""
+    model = dict(conf["model"])
+    cls = get_extractor(model["name"])
+    model = {**cls.default_conf, **model}
+    for key in (*getattr(cls, "runtime_conf_keys", ()), "weights"):
+        model.pop(key, None)
+    preprocessing = {k: v for k, v in check_preprocessing(conf.get("preprocessing")).items() if k != "globs"}
+    out: dict[str, Any] = {"model": model, "preprocessing": preprocessing}
+    located = locate_weights(conf["model"])
+    if located is not None and located.found:
+        digest = hashlib.sha256()
+        with open(located.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out["weights_sha256"] = digest.hexdigest()
+    return out
+
+
+def _check_provenance(path: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
+    """Raise :class:`FeatureConfMismatch` when ``path`` holds features of another conf.
+
+    Returns True when ``path`` must be rebuilt (``overwrite`` with a different conf)."""
+    if not path.exists():
+        return False
+    found = read_conf(path)
+    if found is None or found == wanted:
+        return False
+    if overwrite:
+        logger.warning("%s holds features of another conf; --overwrite: rebuilding it (%s)",
+                       path, "; ".join(conf_differences(found, wanted)))
+        return True
+    raise FeatureConfMismatch(
+        f"{path} holds features of another conf ({'; '.join(conf_differences(found, wanted))}; "
+        f"the file has {found['model'].get('name')} features, this run asks for {wanted['model'].get('name')}). "
+        "Use another output file, or --overwrite to replace its features")
+
+
+def _probe_sizes(image_dir: Path, names: Sequence[str], preprocessing: dict[str, Any]) -> list[tuple[int, int] | None]:
+    """Model-input size ``(W, H)`` of every image from its header (no decoding); None if unknown."""
+    import PIL.Image
+
+    out = []
+    for name in names:
+        try:
+            with PIL.Image.open(image_dir / name) as image:
+                size = image.size
+            out.append(resized_size(size, preprocessing["resize_max"], preprocessing["resize_force"]))
+        except Exception:  # unreadable here: the loader reports it by name
+            out.append(None)
+    return out
+
+
+def make_batches(sizes: Sequence[tuple[int, int] | None], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of at most ``batch_size`` images of one size, in list order.
+
+    An image of unknown size is a batch of its own. Batches are ordered by their first image.
+    """
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, size in enumerate(sizes):
+        groups[size if size is not None else ("unknown", i)].append(i)
+    batches = [g[k:k + batch_size] for g in groups.values() for k in range(0, len(g), batch_size)]
+    return sorted(batches, key=lambda b: b[0])
+
+
+def collate_same_size(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Loader collate: ``{"errors": [(name, message)], "batches": [{"names", "image" B x C x H x W,
+    "original_size" B x 2, "size" B x 2}]}`` with one batch per actual size."""
+    errors = [(it["name"], it["error"]) for it in items if "error" in it]
+    by_shape: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for it in items:
+        if "error" not in it:
+            by_shape[tuple(it["image"].shape)].append(it)
+    batches = [{"names": [it["name"] for it in group],
+                "image": torch.stack([it["image"] for it in group]),
+                "original_size": np.stack([it["original_size"] for it in group]),
+                "size": np.stack([it["size"] for it in group])} for group in by_shape.values()]
+    return {"errors": errors, "batches": batches}
+
+
+class _Writer:
+    """Writes feature groups in a background thread, so h5 writing overlaps the next batch's compute."""
+
+    def __init__(self, path: Path, as_half: bool, depth: int):
+        self.path, self.as_half = path, as_half
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, depth))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="h5-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                name, pred, uncertainty = item
+                try:
+                    write_features(self.path, name, pred, as_half=self.as_half, uncertainty=uncertainty)
+                except BaseException as error:  # re-raised in the main thread
+                    self.error = error
+
+    def put(self, name: str, pred: dict[str, np.ndarray], uncertainty: float | None) -> None:
+        self._raise()
+        self.queue.put((name, pred, uncertainty))
+
+    def close(self) -> None:
+        """Finish the queued writes (also on interruption: they are computed already)."""
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _parts_dir(feature_path: Path) -> Path:
+    return feature_path.with_name(feature_path.name + ".parts")
+
+
 def extract(
     conf: dict[str, Any],
     image_dir: str | os.PathLike,
@@ -103,13 +243,22 @@ def extract(
     device: str | torch.device | None = None,
     num_workers: int = 1,
     allow_outside: bool = False,
+    batch_size: int = 1,
 ) -> ExtractionResult:
     """:func:`main` returning an :class:`ExtractionResult` (what was done and what failed).
 
-    Names of an ``image_list`` must stay inside ``image_dir`` unless ``allow_outside``."""
+    Names of an ``image_list`` must stay inside ``image_dir`` unless ``allow_outside``.
+    ``batch_size > 1`` groups images of equal (resized) size into one forward pass where the
+    extractor supports it (``extract_batch``; SEKD does), with identical features. Under
+    ``torchrun`` the images are split across the ranks (balanced by pixel count); each rank
+    writes ``<output>.parts/rank<r>-of<N>.h5`` and rank 0 merges them into the output
+    atomically (see :mod:`sekd_plugin.distributed`). Every rank returns the totals.
+    """
     image_dir = Path(image_dir)
     if "model" not in conf or "name" not in conf["model"]:
         raise ConfigError("extraction conf needs model.name (e.g. confs['sekd'])")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     preprocessing = check_preprocessing(conf.get("preprocessing"))
     if feature_path is None:
         if export_dir is None or "output" not in conf:
@@ -117,57 +266,68 @@ def extract(
         feature_path = Path(export_dir, conf["output"] + ".h5")
     feature_path = Path(feature_path)
     result = ExtractionResult(feature_path)
+    ctx = distributed.context()
+    parts_dir = _parts_dir(feature_path)
 
     names = _image_names(image_dir, image_list, preprocessing["globs"], allow_outside)
-    feature_path.parent.mkdir(parents=True, exist_ok=True)
-    if feature_path.exists() and not overwrite:
-        done = set(list_names(feature_path))
-        result.skipped = [n for n in names if n in done]
-        names = [n for n in names if n not in done]
-    if not names:
+    undecodable = set()
+    for name in names:  # HDF5 names are UTF-8: report such a file by name and go on
+        try:
+            check_name(name)
+        except H5FileError as error:
+            undecodable.add(name)
+            result.failed[name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")] = str(error)
+    if undecodable:
+        logger.warning("skipping %d image(s) whose file name is not valid UTF-8: %s",
+                       len(result.failed), ", ".join(result.failed))
+        names = [n for n in names if n not in undecodable]
+    wanted = provenance(conf)
+
+    # rank 0 checks (and with overwrite clears) what is there; every rank then reads the same state
+    message = None
+    if ctx.is_main:
+        feature_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            rebuild = _check_provenance(feature_path, wanted, overwrite)
+            for part in sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else []:
+                rebuild |= _check_provenance(part, wanted, overwrite)
+            if rebuild:
+                feature_path.unlink(missing_ok=True)
+            if overwrite:
+                shutil.rmtree(parts_dir, ignore_errors=True)
+        except InputError as error:
+            message = error
+    message = ctx.gather(message)[0]
+    if message is not None:
+        raise message
+    done: set[str] = set()
+    if not overwrite:
+        for path in [feature_path, *(sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else [])]:
+            if path.exists():
+                done |= set(list_names(path))
+    ctx.barrier()  # everyone has read before anyone writes
+    result.skipped = [n for n in names if n in done]
+    todo = [n for n in names if n not in done]
+
+    sizes = _probe_sizes(image_dir, todo, preprocessing) if (batch_size > 1 or ctx.active) else [None] * len(todo)
+    if ctx.active:
+        share = distributed.balanced_split([(s[0] * s[1]) if s else 1 for s in sizes], ctx.world)[ctx.rank]
+        todo, sizes = [todo[i] for i in share], [sizes[i] for i in share]
+        output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
+        output.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        output = feature_path
+
+    if todo:
+        logger.info("Extracting %d images (%d already done) into %s%s with:\n%s", len(todo), len(result.skipped),
+                    output, f" (rank {ctx.rank} of {ctx.world})" if ctx.active else "", pprint.pformat(conf))
+        _extract_into(output, conf, image_dir, todo, sizes, preprocessing, wanted, as_half,
+                      ctx.device(device), num_workers, batch_size, result)
+    elif not ctx.active:
         logger.info("All %d images are already in %s; nothing to extract.", len(result.skipped), feature_path)
-        return result
-    logger.info("Extracting %d images (%d already done) into %s with:\n%s",
-                len(names), len(result.skipped), feature_path, pprint.pformat(conf))
 
-    device = pick_device(device)
-    model = load_extractor(conf["model"], device)
-    loader = torch.utils.data.DataLoader(
-        ImageDataset(image_dir, names, preprocessing),
-        batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda",
-    )
-    with torch.inference_mode(), sigterm_as_interrupt():  # after pycolmap's import (see there)
-        for data in tqdm(loader, total=len(names), desc="extract", unit="img"):
-            name = data["name"]
-            if "error" in data:
-                result.failed[name] = data["error"]
-                logger.warning("skipping %s: %s", name, data["error"])
-                continue
-            image = data["image"].to(device, non_blocking=True)[None]
-            try:
-                start = time.perf_counter()
-                pred = model({"image": image})
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                result.timings[name] = 1000 * (time.perf_counter() - start)
-            except ConfigError:
-                raise
-            except ValueError as error:  # the extractor rejects this image (e.g. too small)
-                (W, H), (w, h) = (tuple(int(v) for v in data[k]) for k in ("original_size", "size"))
-                resized = f", resized to {w} x {h} px" if (w, h) != (W, H) else ""
-                error = f"{error} (the file is {W} x {H} px{resized})"
-                result.failed[name] = error
-                logger.warning("skipping %s: %s", name, error)
-                continue
-            pred = {k: v[0].cpu().numpy() for k, v in pred.items()}
-            pred, uncertainty = postprocess(pred, np.asarray(data["original_size"]),
-                                            np.asarray(data["size"]), getattr(model, "detection_noise", 1.0))
-            write_features(feature_path, name, pred, as_half=as_half,
-                           uncertainty=uncertainty if "keypoints" in pred else None)
-            result.extracted.append(name)
-            n = len(pred["keypoints"]) if "keypoints" in pred else 0
-            result.summary.append((name, tuple(int(x) for x in pred["image_size"]), n))
-
+    if ctx.active or parts_dir.is_dir():
+        _gather_and_merge(ctx, result, feature_path, parts_dir, wanted)
     if result.failed:
         logger.warning("%d image(s) failed: %s", len(result.failed), ", ".join(result.failed))
     if result.extracted:
@@ -175,6 +335,89 @@ def extract(
     elif not feature_path.exists():
         logger.warning("No image could be extracted; %s was not written", feature_path)
     return result
+
+
+def _gather_and_merge(ctx: distributed.Context, result: ExtractionResult, feature_path: Path, parts_dir: Path,
+                      wanted: dict[str, Any]) -> None:
+    """All ranks' results into ``result``; rank 0 merges the part files into the output atomically."""
+    mine = (result.extracted, result.failed, result.summary, result.timings)
+    everyone = ctx.gather(mine)  # also the barrier: every rank has finished writing its part
+    if ctx.active:
+        result.extracted = sorted({n for e, _, _, _ in everyone for n in e})
+        result.failed = {k: v for _, f, _, _ in everyone for k, v in f.items()}
+        result.summary = sorted({row for _, _, s, _ in everyone for row in s})
+        result.timings = {k: v for _, _, _, t in everyone for k, v in t.items()}
+    error = None
+    if ctx.is_main:
+        try:
+            parts = sorted(parts_dir.glob("*.h5"))
+            if parts:
+                merge_files(parts, feature_path, "features", conf=wanted)
+            shutil.rmtree(parts_dir, ignore_errors=True)
+        except BaseException as exc:  # every rank raises it (a rank that raised alone would hang the others)
+            error = exc
+    error = ctx.gather(error)[0]
+    if error is not None:
+        raise error
+
+
+def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: list[str],
+                  sizes: list[tuple[int, int] | None], preprocessing: dict[str, Any], wanted: dict[str, Any],
+                  as_half: bool, device: torch.device, num_workers: int, batch_size: int,
+                  result: ExtractionResult) -> None:
+    """Extract ``names`` into ``output`` (records ``wanted`` as its conf first)."""
+    record_conf(output, wanted)
+    model = load_extractor(conf["model"], device)
+    batched = batch_size > 1 and hasattr(model, "extract_batch")
+    batches = make_batches(sizes, batch_size if batched else 1)
+    loader = torch.utils.data.DataLoader(
+        ImageDataset(image_dir, names, preprocessing), batch_sampler=batches, collate_fn=collate_same_size,
+        num_workers=num_workers, pin_memory=device.type == "cuda" and torch.cuda.is_available(),
+        persistent_workers=False,
+    )
+    noise = getattr(model, "detection_noise", 1.0)
+    writer = _Writer(output, as_half, depth=2 * batch_size)
+    try:
+        with torch.inference_mode(), sigterm_as_interrupt(), \
+                tqdm(total=len(names), desc="extract", unit="img") as bar:  # after pycolmap's import (see there)
+            for item in loader:
+                for name, error in item["errors"]:
+                    result.failed[name] = error
+                    logger.warning("skipping %s: %s", name, error)
+                for batch in item["batches"]:
+                    _run_batch(model, batch, batched, device, noise, writer, result)
+                bar.update(sum(len(b["names"]) for b in item["batches"]) + len(item["errors"]))
+    finally:
+        writer.close()
+
+
+def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device, noise: float,
+               writer: _Writer, result: ExtractionResult) -> None:
+    names = batch["names"]
+    images = batch["image"].to(device, non_blocking=True)
+    try:
+        start = time.perf_counter()
+        if batched:
+            preds = model.extract_batch(images)
+        else:
+            preds = [{k: v[0] for k, v in model({"image": images[i:i + 1]}).items()} for i in range(len(names))]
+        preds = [{k: v.cpu().numpy() for k, v in p.items()} for p in preds]  # synchronises the device
+        elapsed = 1000 * (time.perf_counter() - start) / len(names)
+    except ConfigError:
+        raise
+    except ValueError as error:  # the extractor rejects these images (e.g. too small): all of one size
+        for name, (W, H), (w, h) in zip(names, batch["original_size"].tolist(), batch["size"].tolist()):
+            resized = f", resized to {w} x {h} px" if (w, h) != (W, H) else ""
+            result.failed[name] = f"{error} (the file is {W} x {H} px{resized})"
+            logger.warning("skipping %s: %s", name, result.failed[name])
+        return
+    for name, pred, original_size, size in zip(names, preds, batch["original_size"], batch["size"]):
+        pred, uncertainty = postprocess(pred, original_size, size, noise)
+        writer.put(name, pred, uncertainty if "keypoints" in pred else None)
+        result.timings[name] = elapsed
+        result.extracted.append(name)
+        n = len(pred["keypoints"]) if "keypoints" in pred else 0
+        result.summary.append((name, tuple(int(x) for x in pred["image_size"]), n))
 
 
 def main(
@@ -186,6 +429,7 @@ def main(
     feature_path: str | os.PathLike | None = None,
     overwrite: bool = False,
     device: str | torch.device | None = None,
+    batch_size: int = 1,
 ) -> Path:
     """hloc-compatible entry point: extract features of the images of ``image_dir``.
 
@@ -195,7 +439,8 @@ def main(
     float32 arrays are stored as float16. ``device`` defaults to CUDA when available.
     Returns the features path. Failed images are logged (and skipped), not raised.
     """
-    return extract(conf, image_dir, export_dir, as_half, image_list, feature_path, overwrite, device).feature_path
+    return extract(conf, image_dir, export_dir, as_half, image_list, feature_path, overwrite, device,
+                   batch_size=batch_size).feature_path
 
 
 # --------------------------------------------------------------------------- CLI
@@ -232,20 +477,33 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-outside-images", action="store_true",
                         help="accept --image-list names outside --images (absolute or with ..)")
     parser.add_argument("--full-precision", action="store_true", help="store float32 instead of float16")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="images of equal (resized) size per forward pass (SEKD; default 1)")
+    parser.add_argument("--num-workers", type=int, default=1, help="image decoding processes (default 1)")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"],
+                        help="SEKD network backend (default: the conf's, torch); onnxruntime is the CPU fast path")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
     args = parser.parse_args(argv)
 
     conf = get_conf(args.conf)
     if args.weights is not None:
         conf["model"]["weights"] = str(args.weights)
+    if args.backend is not None:
+        if conf["model"]["name"] != "sekd":
+            parser.error(f"--backend applies to SEKD confs, not to {args.conf}")
+        conf["model"]["backend"] = args.backend
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 prints the summary
 
     def summary(result: ExtractionResult) -> int:
-        _print_summary(result)
+        if main_rank:
+            _print_summary(result)
         return EXIT_FAILED if result.failed else EXIT_OK
 
     return run_cli(extract, conf=conf, image_dir=args.images, export_dir=args.export_dir,
                    as_half=not args.full_precision, image_list=args.image_list, feature_path=args.output,
-                   overwrite=args.overwrite, device=args.device, allow_outside=args.allow_outside_images, on_success=summary, quiet=args.quiet,
+                   overwrite=args.overwrite, device=args.device, allow_outside=args.allow_outside_images,
+                   batch_size=args.batch_size, num_workers=args.num_workers, on_success=summary,
+                   quiet=args.quiet or not main_rank,
                    resume_hint="the images written so far are kept; run the same command again to resume")
 
 

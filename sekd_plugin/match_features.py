@@ -28,6 +28,9 @@ import argparse
 import logging
 import os
 import pprint
+import queue
+import shutil
+import threading
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,9 +39,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .common import ConfigError, pick_device, run_cli
-from .io.h5 import H5FileError, _find_pair, list_names, open_h5, read_features, write_matches
+from . import distributed
+from .common import ConfigError, run_cli
+from .io.h5 import H5FileError, _find_pair, list_names, merge_files, open_h5, read_features, write_matches
 from .matchers import load_matcher
+from .matchers.nearest_neighbor import pad_descriptors
 from .matchers.confs import confs, get_conf  # noqa: F401  (hloc's names: match_features.confs[...])
 from .pairs import read_pairs, unique_pairs
 
@@ -116,7 +121,7 @@ def match_from_paths(
     """Match the new pairs of ``pairs_path``; returns counts ``{"pairs", "matched", "skipped"}``."""
     if "model" not in conf:
         raise ConfigError(f"matcher conf needs a 'model' entry, got keys {sorted(conf)}")
-    device = pick_device(device)
+    device = distributed.context().device(device)
     matcher = load_matcher(conf["model"], device)
     for path, what in ((feature_path_q, "query"), (feature_path_ref, "reference")):
         if not Path(path).exists():
@@ -140,34 +145,111 @@ def match_from_paths(
 
     desc_q = _DescriptorCache(feature_path_q, device)
     desc_r = desc_q if Path(feature_path_ref) == Path(feature_path_q) else _DescriptorCache(feature_path_ref, device)
-
-    # Group pairs whose descriptor arrays have the same shapes: they are matched in one call.
     shapes_q = _descriptor_shapes(feature_path_q, {a for a, _ in pairs})
     shapes_r = _descriptor_shapes(feature_path_ref, {b for _, b in pairs})
-    groups: dict[tuple, list[tuple[str, str]]] = defaultdict(list)
     for name0, name1 in pairs:
         s0, s1 = shapes_q[name0], shapes_r[name1]
         if s0[0][0] != s1[0][0] or s0[1] != s1[1]:
             raise H5FileError(f"descriptors of {name0} {s0[0]} {s0[1]} and {name1} {s1[0]} {s1[1]} "
                               "cannot be compared (different size or type)")
-        groups[(s0, s1)].append((name0, name1))
 
-    with torch.inference_mode(), tqdm(total=len(pairs), desc="match", unit="pair") as bar:
-        for (s0, s1), group in groups.items():
-            per_pair = max(1, s0[0][1] * s1[0][1])
-            batch = max(1, MAX_BATCH_ELEMENTS // per_pair)
-            for start in range(0, len(group), batch):
-                chunk = group[start:start + batch]
-                d0 = torch.stack([desc_q(a) for a, _ in chunk])
-                d1 = torch.stack([desc_r(b) for _, b in chunk])
-                pred = matcher({"descriptors0": d0, "descriptors1": d1})
-                matches0 = pred["matches0"].cpu().numpy()
-                scores0 = pred["matching_scores0"].cpu().numpy()
-                for k, (name0, name1) in enumerate(chunk):
-                    write_matches(match_path, name0, name1, matches0[k], scores0[k])
-                bar.update(len(chunk))
+    # One image against all its partners in one call (pairs grouped by their first image);
+    # under torchrun the groups are split across ranks, balanced by distance-matrix size.
+    by_first: dict[str, list[str]] = defaultdict(list)
+    for name0, name1 in pairs:
+        by_first[name0].append(name1)
+    firsts = list(by_first)
+    ctx = distributed.context()
+    parts_dir = match_path.with_name(match_path.name + ".parts")
+    output = match_path
+    if ctx.active:
+        costs = [shapes_q[a][0][1] * sum(shapes_r[b][0][1] for b in by_first[a]) + 1 for a in firsts]
+        firsts = [firsts[i] for i in distributed.balanced_split(costs, ctx.world)[ctx.rank]]
+        output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        done = set()
+        if output.exists() and not overwrite:  # resume this rank's part
+            with open_h5(output, "r", "matches") as fd:
+                done = {(a, b) for a in firsts for b in by_first[a] if _find_pair(fd, a, b) is not None}
+        by_first = {a: [b for b in by_first[a] if (a, b) not in done] for a in firsts}
+        firsts = [a for a in firsts if by_first[a]]
+    grouped = hasattr(matcher, "match_one_to_many")
+    writer = _MatchWriter(output)
+    todo = sum(len(by_first[a]) for a in firsts)
+    try:
+        with torch.inference_mode(), tqdm(total=todo, desc="match", unit="pair", disable=not ctx.is_main) as bar:
+            for name0 in firsts:
+                partners = by_first[name0]
+                n0 = shapes_q[name0][0][1]
+                if grouped:
+                    widest = max(shapes_r[b][0][1] for b in partners)
+                    step = max(1, MAX_BATCH_ELEMENTS // max(1, n0 * widest))
+                    for start in range(0, len(partners), step):
+                        chunk = partners[start:start + step]
+                        d1, counts1 = pad_descriptors([desc_r(b) for b in chunk])
+                        pred = matcher.match_one_to_many(desc_q(name0), d1, counts1)
+                        matches0 = pred["matches0"].cpu().numpy()  # one transfer per group
+                        scores0 = pred["matching_scores0"].cpu().numpy()
+                        for k, name1 in enumerate(chunk):
+                            writer.put(name0, name1, matches0[k], scores0[k])
+                        bar.update(len(chunk))
+                else:
+                    for name1 in partners:
+                        pred = matcher({"descriptors0": desc_q(name0)[None], "descriptors1": desc_r(name1)[None]})
+                        writer.put(name0, name1, pred["matches0"][0].cpu().numpy(),
+                                   pred["matching_scores0"][0].cpu().numpy())
+                        bar.update(1)
+    finally:
+        writer.close()
+    if ctx.active:
+        ctx.barrier()
+        error = None
+        if ctx.is_main:
+            try:
+                parts = sorted(parts_dir.glob("*.h5"))
+                if parts:
+                    merge_files(parts, match_path, "matches")
+                shutil.rmtree(parts_dir, ignore_errors=True)
+            except BaseException as exc:  # raised on every rank, so none waits forever
+                error = exc
+        error = ctx.gather(error)[0]
+        if error is not None:
+            raise error
     logger.info("Wrote matches of %d pairs to %s", len(pairs), match_path)
     return counts
+
+
+class _MatchWriter:
+    """Writes pairs in a background thread, overlapping the next group's matching."""
+
+    def __init__(self, path: Path, depth: int = 256):
+        self.path = path
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="h5-match-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    write_matches(self.path, *item)
+                except BaseException as error:  # re-raised in the main thread
+                    self.error = error
+
+    def put(self, name0: str, name1: str, matches0: np.ndarray, scores0: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((name0, name1, matches0, scores0))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def main(
@@ -211,6 +293,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def summary(counts: dict[str, int]) -> None:
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints
+            return
         if counts["pairs"] == 0:
             print(f"no pairs in {args.pairs}: nothing matched, {args.output} not written")
         else:

@@ -25,6 +25,7 @@ class FakeExtractor(BaseExtractor):
     send itself SIGTERM on its n-th call to simulate `kill` during a run."""
 
     default_conf = {"sigterm_at": None}
+    runtime_conf_keys = ("sigterm_at",)  # a test hook, not part of what the features are
 
     def _init(self, conf):
         self.calls = 0

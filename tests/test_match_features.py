@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sekd_plugin import match_features as MF
-from sekd_plugin.io.h5 import H5FileError, get_matches, has_matches, write_features, write_matches
+from sekd_plugin.io.h5 import H5FileError, get_matches, has_matches, read_features, write_features, write_matches
 from sekd_plugin.matchers import match_nearest_neighbor
 from sekd_plugin.matchers import nearest_neighbor as NN
 from sekd_plugin.pairs import write_pairs
@@ -80,15 +80,15 @@ def test_same_result_as_single_calls(scene, monkeypatch):
         assert np.allclose(scores, s.numpy()[valid], atol=1e-3)
 
 
-def test_batches_equal_shapes(scene, monkeypatch):
+def test_one_call_per_image_against_all_its_partners(scene, monkeypatch):
     calls = []
-    real = NN.match_nearest_neighbor
+    real = NN.match_one_to_many
 
-    def spy(d0, d1, **kw):
-        calls.append(d0.shape[0])
-        return real(d0, d1, **kw)
+    def spy(d0, d1, counts1=None, **kw):
+        calls.append(d1.shape[0])
+        return real(d0, d1, counts1, **kw)
 
-    monkeypatch.setattr(NN, "match_nearest_neighbor", spy)
+    monkeypatch.setattr(NN, "match_one_to_many", spy)
     feats = scene["feats"]
     rng = np.random.default_rng(1)
     for name in ("x.jpg", "y.jpg", "z.jpg"):
@@ -97,7 +97,13 @@ def test_batches_equal_shapes(scene, monkeypatch):
     pairs = write_pairs(scene["tmp"] / "xyz.txt", [("x.jpg", "y.jpg"), ("x.jpg", "z.jpg"), ("y.jpg", "z.jpg"),
                                                    ("a.jpg", "x.jpg")])
     MF.main(MF.get_conf("mutual_nn"), pairs, feats, matches=scene["tmp"] / "xyz.h5")
-    assert sorted(calls) == [4]  # all four pairs are 50 x 50: one batched call
+    assert calls == [2, 1, 1]  # x against y and z in one call; then y, then a
+    for name0, name1 in [("x.jpg", "y.jpg"), ("x.jpg", "z.jpg"), ("a.jpg", "x.jpg")]:
+        d0 = torch.from_numpy(read_features(feats, name0)["descriptors"].astype(np.float32))
+        d1 = torch.from_numpy(read_features(feats, name1)["descriptors"].astype(np.float32))
+        m, _ = NN.match_nearest_neighbor(d0, d1)
+        got, _ = get_matches(scene["tmp"] / "xyz.h5", name0, name1)
+        assert np.array_equal(got[:, 1], m[m >= 0].numpy()) and np.array_equal(got[:, 0], np.flatnonzero(m >= 0))
 
 
 def test_reuses_existing_pairs_and_overwrite(scene, monkeypatch):
@@ -105,8 +111,8 @@ def test_reuses_existing_pairs_and_overwrite(scene, monkeypatch):
     conf = MF.get_conf("mutual_nn")
     MF.main(conf, scene["pairs"], scene["feats"], matches=matches)
     calls = []
-    real = NN.match_nearest_neighbor
-    monkeypatch.setattr(NN, "match_nearest_neighbor", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = NN.match_one_to_many
+    monkeypatch.setattr(NN, "match_one_to_many", lambda *a, **k: calls.append(1) or real(*a, **k))
     counts = MF.match_from_paths(conf, scene["pairs"], matches, scene["feats"], scene["feats"])
     assert calls == [] and counts == {"pairs": 3, "matched": 0, "skipped": 3}
     # a pair stored by someone else in reverse order counts as done

@@ -1,82 +1,233 @@
-"""Extraction speed: ms per 640 x 480 image for each extractor (median after warm-up).
+"""Extraction and matching speed (median after warm-up).
 
     python -m sekd_plugin.benchmark speed [--methods sekd,sift] [--runs 5] [--device cpu]
+        [--backends torch,onnxruntime] [--breakdown] [--matching]
 
-For SEKD it also times the network alone, so the post-processing cost (NMS, selection,
-sampling) is visible.
+* Extraction: ms per 640 x 480 image for each extractor. SEKD methods run once per backend
+  (``torch``, and ``onnxruntime`` when installed), **interleaved** run by run, so that the
+  ratio between the backends is measured under the same machine load; the network alone is
+  timed too.
+* ``--breakdown``: the end-to-end path of one image split into its stages (JPEG decoding,
+  conversion and resizing, network, NMS, selection, descriptor sampling, h5 writing).
+* ``--matching``: mutual-nearest-neighbour pairs/s on synthetic unit descriptors shaped like
+  SIFT's (default 8 images x 7,000 keypoints, all 28 pairs): one pair at a time vs one image
+  against all its partners in one matrix product, on CPU and (when present) on CUDA.
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
+from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 import torch
 
+from ..common import ConfigError, pick_device
 from ..extractors.base import load_extractor
 from ..extractors.confs import get_conf
 from ..extractors.sekd import SEKD
 
 DEFAULT_METHODS = ("sekd", "sekd-ms", "sift", "superpoint", "d2net-ss", "orb", "akaze", "brisk")
+BACKENDS = ("torch", "onnxruntime")
 SIZE = (640, 480)  # (W, H)
 
 
-def test_image(grayscale: bool) -> torch.Tensor:
-    """A real photo (scikit-image's astronaut) at 640 x 480, as a 1 x C x H x W tensor in [0, 1]."""
+def test_photo() -> np.ndarray:
+    """A real photo (scikit-image's astronaut) at 640 x 480, uint8 RGB ``H x W x 3``."""
     from skimage import data
 
-    image = cv2.resize(data.astronaut(), SIZE, interpolation=cv2.INTER_AREA)
+    return cv2.resize(data.astronaut(), SIZE, interpolation=cv2.INTER_AREA)
+
+
+def test_image(grayscale: bool) -> torch.Tensor:
+    """:func:`test_photo` as a ``1 x C x H x W`` float tensor in [0, 1]."""
+    image = test_photo()
     if grayscale:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
     return torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous()
 
 
-def _time(fn, runs: int, device: torch.device) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], object], runs: int, device: torch.device) -> float:
     """Median wall time of ``fn()`` in ms over ``runs`` calls after two warm-up calls."""
-    times = []
+    return _time_interleaved({"x": fn}, runs, device)["x"]
+
+
+def _time_interleaved(fns: dict[str, Callable[[], object]], runs: int, device: torch.device) -> dict[str, float]:
+    """Median ms of each function, the functions called in turn within every run (same load)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for i in range(runs + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= 2:
-            times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+        for key, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= 2:
+                times[key].append(1000 * (time.perf_counter() - start))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None) -> list[dict]:
+def available_backends(requested=None) -> tuple[list[str], list[str]]:
+    """(backends to run, messages about those skipped)."""
+    from ..models.onnx_runtime import onnx_missing
+
+    wanted = list(requested or BACKENDS)
+    unknown = sorted(set(wanted) - set(BACKENDS))
+    if unknown:
+        raise ConfigError(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
+    notes = []
+    if "onnxruntime" in wanted and onnx_missing():
+        notes.append(f"backend onnxruntime skipped: {onnx_missing()}")
+        wanted.remove("onnxruntime")
+    return wanted, notes
+
+
+def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
+    """Median ms of each stage of SEKD's end-to-end path on one 640 x 480 JPEG."""
+    from ..io.h5 import write_features
+    from ..io.images import preprocess
+    from ..ops import nms_mask, sample_descriptors_batched, select_keypoints_batched
+
+    conf = model.conf
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(test_photo(), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+    large = cv2.resize(test_photo(), (2 * SIZE[0], 2 * SIZE[1]))
+    flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
+    gray_u8 = cv2.imdecode(jpeg, flags)
+    pre = {"grayscale": True, "resize_max": max(SIZE)}
+    gray = preprocess(gray_u8, pre)["image"].to(device)[None]
+    prob, desc_map, padded = model.network_batch(gray[:, 0])
+    mask = nms_mask(prob[:, None], conf["nms_radius"])[:, 0]
+    batch, rows_cols, scores = select_keypoints_batched(prob, mask, conf["confidence_threshold"], conf["max_keypoints"])
+    pos = rows_cols.flip(-1).to(prob.dtype)
+    out = model({"image": gray})
+    pred = {"keypoints": out["keypoints"][0].cpu().numpy(), "scores": out["scores"][0].cpu().numpy(),
+            "descriptors": out["descriptors"][0].cpu().numpy(), "image_size": np.array(SIZE)}
+    with tempfile.TemporaryDirectory() as tmp:
+        h5 = Path(tmp, "f.h5")
+        stages = {
+            "decode (JPEG -> uint8)": lambda: cv2.imdecode(jpeg, flags),
+            "to float tensor (no resize)": lambda: preprocess(gray_u8, pre),
+            "resize 1280x960 -> 640x480": lambda: preprocess(cv2.cvtColor(large, cv2.COLOR_RGB2GRAY), pre),
+            "network": lambda: model.network_batch(gray[:, 0]),
+            "NMS": lambda: nms_mask(prob[:, None], conf["nms_radius"]),
+            "selection (threshold + top-k)": lambda: select_keypoints_batched(
+                prob, mask, conf["confidence_threshold"], conf["max_keypoints"]),
+            "descriptor sampling": lambda: sample_descriptors_batched(desc_map, batch, pos, padded, conf["sampling"]),
+            "to host (numpy)": lambda: {k: v[0].cpu().numpy() for k, v in out.items()},
+            "h5 write (float16)": lambda: write_features(h5, "img.jpg", pred, as_half=True, uncertainty=1.0),
+        }
+        with torch.inference_mode():
+            return _time_interleaved(stages, runs, device)
+
+
+def matching(runs: int, device: torch.device, images: int = 8, keypoints: int = 7000, dim: int = 128) -> list[dict]:
+    """Pairs/s of mutual NN over all pairs of ``images`` synthetic images, per pair vs grouped."""
+    from ..matchers.nearest_neighbor import match_nearest_neighbor, match_one_to_many, pad_descriptors, pairwise_distance
+
+    g = torch.Generator().manual_seed(0)
+    descs = [torch.nn.functional.normalize(torch.randn(dim, keypoints - 37 * i, generator=g), dim=0).to(device)
+             for i in range(images)]
+    pairs = [(i, j) for i in range(images) for j in range(i + 1, images)]
+    partners = {i: [j for a, j in pairs if a == i] for i in range(images)}
+    padded = {i: pad_descriptors([descs[j] for j in js]) for i, js in partners.items() if js}
+
+    def distance_matrix_per_pair():  # the formulation before this change (hloc's): full distance matrix
+        for i, j in pairs:
+            dist = pairwise_distance(descs[i][None], descs[j][None])
+            top = dist.topk(1, dim=-1, largest=False)
+            nn01 = top.indices[..., 0]
+            mutual = dist.argmin(dim=1).gather(1, nn01) == torch.arange(dist.shape[1], device=device)
+            torch.where(mutual, nn01, -1).cpu(), (1 - top.values[..., 0].square() / 4).cpu()
+
+    def per_pair():
+        for i, j in pairs:
+            match_nearest_neighbor(descs[i], descs[j])[0].cpu()
+
+    def grouped():
+        for i, (d1, counts) in padded.items():
+            match_one_to_many(descs[i], d1, counts)[0].cpu()
+
+    modes = {"distance matrix, one pair at a time (before)": distance_matrix_per_pair,
+             "similarity, one pair at a time": per_pair,
+             "similarity, one image vs all its partners": grouped}
+    with torch.inference_mode():
+        ms = _time_interleaved(modes, runs, device)
+    return [{"mode": k, "device": str(device), "pairs": len(pairs), "keypoints": keypoints,
+             "pairs_per_s": len(pairs) / (v / 1000)} for k, v in ms.items()]
+
+
+def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None,
+        backends=None, show_breakdown: bool = False, show_matching: bool = False) -> list[dict]:
     from ..extractors.base import missing_weights_reason
 
     if threads:
         torch.set_num_threads(threads)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    rows = []
+    dev = pick_device(device)
+    backends, notes = available_backends(backends)
+    for note in notes:
+        print(note)
+    rows, stages = [], {}
     for method in methods or DEFAULT_METHODS:
         conf = get_conf(method)  # an unknown name is an error listing the known ones
         reason = missing_weights_reason(conf["model"], label=method)
         if reason:
             print(reason)
             continue
-        model = load_extractor(conf["model"], dev)
         image = test_image(conf.get("preprocessing", {}).get("grayscale", False)).to(dev)
+        is_sekd = conf["model"]["name"] == "sekd"
+        variants = [b for b in backends if dev.type == "cpu" or b == "torch"] if is_sekd else [None]
+        models = {}
+        for backend in variants:
+            model_conf = dict(conf["model"], backend=backend) if backend else conf["model"]
+            models[backend] = load_extractor(model_conf, dev)
         with torch.inference_mode():
-            total = _time(lambda: model({"image": image}), runs, dev)
-            n = model({"image": image})["keypoints"].shape[1]
-            net = None
-            if isinstance(model, SEKD):  # the network alone, to show the post-processing cost
-                gray = image[0].mean(0) if image.shape[1] == 3 else image[0, 0]
-                net = _time(lambda: model.network(gray), runs, dev)
-        rows.append({"method": method, "ms_end_to_end": total, "ms_network": net, "keypoints": n})
+            total = _time_interleaved({b: (lambda m=m: m({"image": image})) for b, m in models.items()}, runs, dev)
+            net = {}
+            if is_sekd:  # the network alone, to show the post-processing cost
+                gray = image[:, 0] if image.shape[1] == 1 else image.mean(1)
+                net = _time_interleaved({b: (lambda m=m: m.network_batch(gray)) for b, m in models.items()}, runs, dev)
+        for backend, model in models.items():
+            with torch.inference_mode():
+                n = model({"image": image})["keypoints"].shape[1]
+            rows.append({"method": method, "backend": backend or "-", "ms_end_to_end": total[backend],
+                         "ms_network": net.get(backend), "keypoints": n,
+                         "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None})
+            if show_breakdown and is_sekd:
+                stages[f"{method} [{backend}]"] = breakdown(model, runs, dev)
     threads_used = torch.get_num_threads()
-    print(f"\nms per {SIZE[0]}x{SIZE[1]} image, median of {runs} runs after 2 warm-up runs; "
-          f"device {dev}{'' if dev.type == 'cuda' else f', {threads_used} threads'}, torch {torch.__version__}\n")
-    print("| method | ms/img (end to end) | ms/img (network only) | #kp |")
-    print("|---|---|---|---|")
+    print(f"\nms per {SIZE[0]}x{SIZE[1]} image, median of {runs} runs after 2 warm-up runs (backends of one "
+          f"method interleaved run by run); device {dev}{'' if dev.type == 'cuda' else f', {threads_used} threads'}, "
+          f"torch {torch.__version__}\n")
+    print("| method | backend | ms/img (end to end) | ms/img (network only) | end to end vs torch | #kp |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         net = f"{r['ms_network']:.1f}" if r["ms_network"] is not None else "-"
-        print(f"| {r['method']} | {r['ms_end_to_end']:.1f} | {net} | {r['keypoints']} |")
+        ratio = f"{r['vs_torch']:.2f}x" if r["vs_torch"] is not None else "-"
+        print(f"| {r['method']} | {r['backend']} | {r['ms_end_to_end']:.1f} | {net} | {ratio} | {r['keypoints']} |")
+    if stages:
+        print("\nEnd-to-end split of one 640x480 JPEG (ms, median; stages timed separately):\n")
+        names = list(stages)
+        print("| stage | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        for stage in next(iter(stages.values())):
+            print(f"| {stage} | " + " | ".join(f"{stages[n][stage]:.2f}" for n in names) + " |")
+    if show_matching:
+        devices = [torch.device("cpu")] + ([dev] if dev.type == "cuda" else [])
+        match_rows = [r for d in devices for r in matching(max(1, min(runs, 3)), d)]
+        first = match_rows[0]
+        print(f"\nMutual nearest neighbour, {first['pairs']} pairs of ~{first['keypoints']} x 128-D unit "
+              "descriptors (synthetic), median of the runs:\n")
+        print("| mode | device | pairs/s |")
+        print("|---|---|---|")
+        for r in match_rows:
+            print(f"| {r['mode']} | {r['device']} | {r['pairs_per_s']:.2f} |")
+        rows.extend(match_rows)
     return rows

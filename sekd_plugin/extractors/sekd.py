@@ -11,6 +11,15 @@ single scale, no sub-pixel). Where the release has quirks we offer both behaviou
   loses keypoints there); we pad by edge replication and keep every pixel of the image.
 * Multi-scale: coordinates are mapped back with the exact per-axis size ratio (the
   release uses the nominal factor 2^k, identical whenever the sizes divide evenly).
+
+Backends (``backend``): ``"torch"`` (default, any device) or ``"onnxruntime"`` (CPU fast path,
+``pip install -e ".[onnx]"``; the network is exported once per checkpoint fingerprint into the
+cache, see :mod:`sekd_plugin.models.onnx_runtime`). Only the network changes; NMS, selection
+and sampling are the same batched torch functions for both.
+
+Batches: :meth:`SEKD.extract_batch` takes ``B`` images of one size and runs one network pass
+and one pass of every post-processing step over the whole batch (no loop over images); each
+image gets exactly the features it gets alone.
 """
 
 from __future__ import annotations
@@ -22,12 +31,33 @@ import torch
 import torch.nn.functional as F
 
 from ..models.sekd import SEKDNet
-from ..ops import SAMPLING_MODES, nms_mask, parabola_offsets, sample_descriptors, select_keypoints
+from ..ops import (
+    SAMPLING_MODES,
+    nms_mask,
+    parabola_offsets,
+    sample_descriptors_batched,
+    select_keypoints_batched,
+    topk_in_groups,
+)
 from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch_of_one
 
 MIN_SIDE = 8  # smaller images carry no usable structure at the network's 1/4 resolution
+BACKENDS = ("torch", "onnxruntime")
+
+# (batch M, keypoints M x 2 (x, y), scores M, descriptors 128 x M), grouped by image, strongest first
+Packed = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+
+
+def gray_batch(image: torch.Tensor, who: str = "sekd") -> torch.Tensor:
+    """``B x C x H x W`` (C = 1 or 3) -> ``B x 1 x H x W`` gray (ITU-R 601 weights, as OpenCV)."""
+    if image.ndim != 4 or image.shape[1] not in (1, 3) or image.shape[0] < 1:
+        raise ValueError(f"{who} expects a B x C x H x W image batch (C = 1 or 3), got {tuple(image.shape)}")
+    if image.shape[1] == 3:
+        weights = image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        image = (image * weights).sum(1, keepdim=True)
+    return image
 
 
 class SEKD(BaseExtractor):
@@ -44,58 +74,97 @@ class SEKD(BaseExtractor):
         "subpixel_score": "peak",  # or "reread" (the release's quirk)
         "sampling": "official",  # or "centered"
         "channels_last": True,  # ~1.6x faster on CPU; prob differs from NCHW by ~2e-7
+        "backend": "torch",  # or "onnxruntime" (CPU fast path, pip install -e ".[onnx]")
+        "backend_threads": 0,  # onnxruntime intra-op threads; 0 = torch.get_num_threads()
     }
     required_inputs = ["image"]
     detection_noise = 1.0
+    # how the network runs, not what it computes: a features file may mix them
+    runtime_conf_keys = ("backend", "backend_threads", "channels_last")
 
     def _init(self, conf: dict[str, Any]) -> None:
         if conf["sampling"] not in SAMPLING_MODES:
             raise ConfigError(f"sekd: sampling must be one of {SAMPLING_MODES}, got '{conf['sampling']}'")
         if conf["subpixel_score"] not in ("peak", "reread"):
             raise ConfigError(f"sekd: subpixel_score must be 'peak' or 'reread', got '{conf['subpixel_score']}'")
+        if conf["backend"] not in BACKENDS:
+            raise ConfigError(f"sekd: backend must be one of {BACKENDS}, got '{conf['backend']}'")
         self.net = SEKDNet()
         self.load_checkpoint(self.net)
         self.net.eval()
-        if conf["channels_last"]:
+        self.runner = None
+        if conf["backend"] == "onnxruntime":
+            from ..models.onnx_runtime import OnnxNetwork, onnx_missing
+
+            if onnx_missing():
+                raise ConfigError(f"sekd: {onnx_missing()}")
+            self.runner = OnnxNetwork(self.net, threads=conf["backend_threads"] or None)
+        elif conf["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ forward
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         image = gray_batch_of_one(data["image"], "sekd")
-        h, w = image.shape[-2:]
-        if min(h, w) < MIN_SIDE:
-            raise ImageTooSmallError(f"image of {w} x {h} px is too small for SEKD (minimum {MIN_SIDE} px per side)")
+        self._check_size(image)
         with torch.inference_mode():
             kpts, scores, desc = self.extract(image[0, 0])
         return {"keypoints": kpts[None], "scores": scores[None], "descriptors": desc[None]}
 
+    @staticmethod
+    def _check_size(image: torch.Tensor) -> None:
+        h, w = image.shape[-2:]
+        if min(h, w) < MIN_SIDE:
+            raise ImageTooSmallError(f"image of {w} x {h} px is too small for SEKD (minimum {MIN_SIDE} px per side)")
+
+    def extract_batch(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Features of a batch of equal-size images, one network pass for the whole batch.
+
+        Args:
+            images: ``B x C x H x W`` in [0, 1] (C = 1 or 3).
+        Returns:
+            one dict per image with ``keypoints`` ``N_i x 2``, ``scores`` ``N_i`` and
+            ``descriptors`` ``128 x N_i`` (no batch dimension), identical to what
+            ``self({"image": images[i:i+1]})`` returns.
+        """
+        gray = gray_batch(images)
+        self._check_size(gray)
+        with torch.inference_mode():
+            batch, kpts, scores, desc = self.extract_packed(gray[:, 0])
+            counts = torch.bincount(batch, minlength=gray.shape[0]).tolist()  # one host sync
+        return [{"keypoints": k, "scores": s, "descriptors": d}
+                for k, s, d in zip(kpts.split(counts), scores.split(counts), desc.split(counts, dim=1))]
+
     def extract(self, gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keypoints ``N x 2`` (x, y), scores ``N`` and unit descriptors ``128 x N`` of a gray ``H x W`` image."""
-        conf = self.conf
-        kpts, scores, desc = self.detect_single_scale(gray)
-        if conf["multi_scale"]:
-            parts = [(kpts, scores, desc)]
-            h, w = gray.shape
-            factor = 2.0
-            img_np = None
-            while int(h / factor) > conf["multi_scale_min_size"] and int(w / factor) > conf["multi_scale_min_size"]:
-                hs, ws = int(h / factor), int(w / factor)
-                if img_np is None:
-                    img_np = gray.float().cpu().numpy()
-                # cv2 bilinear on the float image, as the release (bit-exact pyramid)
-                small = torch.from_numpy(cv2.resize(img_np, (ws, hs))).to(gray)
-                k, s, d = self.detect_single_scale(small)
-                ratio = k.new_tensor([w / ws, h / hs])
-                parts.append(((k + 0.5) * ratio - 0.5, s, d))
-                factor *= 2.0
-            kpts = torch.cat([p[0] for p in parts])
-            scores = torch.cat([p[1] for p in parts])
-            desc = torch.cat([p[2] for p in parts], dim=1)
-            order = torch.sort(scores, descending=True, stable=True)[1]
-            if conf["max_keypoints"] >= 0:
-                order = order[: conf["max_keypoints"]]
-            kpts, scores, desc = kpts[order], scores[order], desc[:, order]
+        _, kpts, scores, desc = self.extract_packed(gray[None])
         return kpts, scores, desc
+
+    def extract_packed(self, gray: torch.Tensor) -> Packed:
+        """Features of ``B x H x W`` gray images, packed: see :data:`Packed`."""
+        conf = self.conf
+        packed = self.detect_packed(gray)
+        if not conf["multi_scale"]:
+            return packed
+        parts = [packed]
+        b, h, w = gray.shape
+        factor = 2.0
+        img_np = None
+        while int(h / factor) > conf["multi_scale_min_size"] and int(w / factor) > conf["multi_scale_min_size"]:
+            hs, ws = int(h / factor), int(w / factor)
+            if img_np is None:
+                img_np = gray.float().cpu().numpy()
+            # cv2 bilinear on the float image, as the release (bit-exact pyramid); one call per image
+            small = torch.stack([torch.from_numpy(cv2.resize(img_np[i], (ws, hs))) for i in range(b)]).to(gray)
+            bi, k, s, d = self.detect_packed(small)
+            ratio = k.new_tensor([w / ws, h / hs])
+            parts.append((bi, (k + 0.5) * ratio - 0.5, s, d))
+            factor *= 2.0
+        batch = torch.cat([p[0] for p in parts])
+        kpts = torch.cat([p[1] for p in parts])
+        scores = torch.cat([p[2] for p in parts])
+        desc = torch.cat([p[3] for p in parts], dim=1)
+        order = topk_in_groups(batch, scores, conf["max_keypoints"])
+        return batch[order], kpts[order], scores[order], desc[:, order]
 
     def network(self, gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Run the network on ``H x W`` padded to multiples of 4 by edge replication.
@@ -103,37 +172,47 @@ class SEKD(BaseExtractor):
         Returns the probability map ``Hp x Wp``, the raw descriptor map ``128 x Hp/4 x Wp/4``
         and the padded size ``(Hp, Wp)``.
         """
-        h, w = gray.shape
+        prob, desc, size = self.network_batch(gray[None])
+        return prob[0].contiguous(), desc[0].contiguous(), size
+
+    def network_batch(self, gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """:meth:`network` for ``B x H x W``: prob ``B x Hp x Wp``, desc ``B x 128 x Hp/4 x Wp/4``, ``(Hp, Wp)``."""
+        h, w = gray.shape[-2:]
         ph, pw = -h % 4, -w % 4
-        x = gray[None, None].float()
+        x = gray[:, None].float()
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        if self.conf["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        prob, desc = self.net(x)
-        return prob[0, 0].contiguous(), desc[0].contiguous(), (h + ph, w + pw)
+        if self.runner is not None:
+            prob, desc = self.runner(x)
+        else:
+            if self.conf["channels_last"]:
+                x = x.contiguous(memory_format=torch.channels_last)
+            prob, desc = self.net(x)
+        return prob[:, 0], desc.contiguous(), (h + ph, w + pw)
 
-    def detect_single_scale(self, gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def detect_packed(self, gray: torch.Tensor) -> Packed:
+        """Single-scale detection and description of ``B x H x W`` gray images (see :data:`Packed`)."""
         conf = self.conf
-        h, w = gray.shape
-        prob, desc_map, padded_size = self.network(gray)
-        valid = nms_mask(prob[None, None], conf["nms_radius"])[0, 0]
+        h, w = gray.shape[-2:]
+        prob, desc_map, padded_size = self.network_batch(gray)
+        valid = nms_mask(prob[:, None], conf["nms_radius"])[:, 0]
         b = conf["remove_borders"]
         # never keep the replicated padding; optionally drop a border strip of the image
-        region = torch.zeros_like(valid)
+        region = torch.zeros_like(valid[0])
         region[b : h - b, b : w - b] = True
-        rows_cols, scores = select_keypoints(prob, valid & region, conf["confidence_threshold"], conf["max_keypoints"])
+        batch, rows_cols, scores = select_keypoints_batched(
+            prob, valid & region, conf["confidence_threshold"], conf["max_keypoints"])
         pos = rows_cols.flip(-1).to(prob.dtype)  # (x, y)
         if conf["sub_pixel"] and len(rows_cols):
-            offsets = parabola_offsets(prob, rows_cols).flip(-1)  # (dx, dy)
+            offsets = parabola_offsets(prob, rows_cols, batch).flip(-1)  # (dx, dy)
             pos = pos + offsets
             if conf["subpixel_score"] == "reread":
                 # the release truncates the float64 refined position to read the score
                 idx = (rows_cols.double() + offsets.flip(-1).double()).long()
-                scores = prob[idx[:, 0], idx[:, 1]]
-                order = torch.sort(scores, descending=True, stable=True)[1]
-                rows_cols, pos, scores = rows_cols[order], pos[order], scores[order]
+                scores = prob[batch, idx[:, 0], idx[:, 1]]
+                order = topk_in_groups(batch, scores, None)
+                batch, rows_cols, pos, scores = batch[order], rows_cols[order], pos[order], scores[order]
             # a peak on the last image row/column next to the padding may not move past it
             pos = torch.minimum(pos.clamp(min=0), pos.new_tensor([w - 1, h - 1]))
-        desc = sample_descriptors(desc_map, pos, padded_size, conf["sampling"])
-        return pos, scores, desc
+        desc = sample_descriptors_batched(desc_map, batch, pos, padded_size, conf["sampling"])
+        return batch, pos, scores, desc

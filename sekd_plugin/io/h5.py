@@ -34,12 +34,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import json
+import logging
+import shutil
+import time
+
 import h5py
 import numpy as np
 
 from ..common.errors import InputError
 
+logger = logging.getLogger(__name__)
+
 FORMAT_ATTR = "sekd_plugin_format"
+CONF_ATTR = "sekd_plugin_conf"  # JSON of what produced the entries (conf + weights fingerprint)
+LOCK_TIMEOUT_ENV = "SEKD_PLUGIN_H5_LOCK_TIMEOUT"  # seconds to wait for another process's lock
+DEFAULT_LOCK_TIMEOUT = 120.0
 COMPLETE_ATTR = "complete"
 # A dataset that identifies a group as an entry of each kind in files without FORMAT_ATTR.
 _KIND_DATASETS = {
@@ -110,6 +120,28 @@ def _check_kind(fd: h5py.File, path: Path, kind: str, adopt: bool) -> None:
     fd.attrs[FORMAT_ATTR] = kind
 
 
+# The HDF5 1.8 file format: read by every HDF5 since 2008 and, unlike the newest format, no
+# "open for write" superblock flags that a killed writer would leave set (see h5_recovery).
+LIBVER = ("earliest", "v108")
+
+
+def _open_file(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode, libver=LIBVER)
+    except OSError as error:
+        if "already open for write" not in str(error):
+            raise
+        # HDF5 took the file lock before reading the flags: no live process has the file
+        # open, the flags were left by a writer that was killed. Clear them and go on.
+        from .h5_recovery import clear_write_flags
+
+        if not clear_write_flags(path):
+            raise
+        logger.warning("%s was left open by a process that was killed; reopened it "
+                       "(its complete entries are kept)", path)
+        return h5py.File(path, mode, libver=LIBVER)
+
+
 @contextmanager
 def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File]:
     """Open an hloc ``kind`` ("features" or "matches") file with a clear error if it is not one.
@@ -125,10 +157,7 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
         path.unlink()  # e.g. a run killed while creating it: nothing to lose
     if path.exists() and not h5py.is_hdf5(path):
         raise H5FileError(f"{path} is not an HDF5 file (or it is damaged); delete it or choose another output")
-    try:
-        fd = h5py.File(path, mode, libver="latest")
-    except OSError as error:
-        raise H5FileError(f"cannot open {path} as HDF5: {error}") from None
+    fd = _open_waiting(path, mode)
     try:
         _check_kind(fd, path, kind, adopt=(mode != "r"))
         yield fd
@@ -143,6 +172,146 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
             fd.close()
         except (RuntimeError, OSError):  # closing a damaged file: the error above says it
             pass
+
+
+def _holders(path: Path) -> list[int]:
+    """Ids of the other local processes that have ``path`` open (Linux ``/proc``; else [])."""
+    try:
+        target = os.path.realpath(path)
+        proc = Path("/proc")
+        pids = [p for p in proc.iterdir() if p.name.isdigit() and int(p.name) != os.getpid()]
+    except OSError:
+        return []
+    found = []
+    for pid in pids:
+        try:
+            if any(os.path.realpath(fd) == target for fd in (pid / "fd").iterdir()):
+                found.append(int(pid.name))
+        except OSError:  # gone, or not ours to inspect
+            continue
+    return sorted(found)
+
+
+def _process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return ""
+
+
+def _open_waiting(path: Path, mode: str) -> h5py.File:
+    """``h5py.File(path, mode)``, waiting while another process holds HDF5's file lock.
+
+    HDF5 locks a file for as long as a writer has it open. Our writers hold it for one image
+    (or pair) at a time, so two runs writing one file take turns; a lock held longer than
+    ``$SEKD_PLUGIN_H5_LOCK_TIMEOUT`` seconds (default 120) is an :class:`H5FileError` that
+    names the process holding it when it can be known (same machine, Linux).
+    """
+    timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            return _open_file(path, mode)
+        except OSError as error:
+            if "lock" not in str(error).lower():
+                raise H5FileError(f"cannot open {path} as HDF5: {_first_line(error)}") from None
+            if time.monotonic() >= deadline:
+                pids = _holders(path)
+                who = ("process " + ", ".join(f"{pid} ({_process_name(pid)})" for pid in pids)) if pids else \
+                    "a process this machine cannot name (another user, host or container)"
+                raise H5FileError(
+                    f"another process holds {path} open (HDF5 file lock): {who}; waited {timeout:g} s. "
+                    f"Wait for it to finish or write to another file (${LOCK_TIMEOUT_ENV} sets the wait)"
+                ) from None
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
+
+
+def check_name(name: str) -> None:
+    """Raise :class:`H5FileError` when ``name`` cannot be an HDF5 group name (not valid UTF-8).
+
+    Python turns undecodable bytes of file names into lone surrogates; HDF5 names are UTF-8.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise H5FileError(f"the file name {shown!r} is not valid UTF-8 and cannot be stored in an .h5 file "
+                          "(HDF5 names are UTF-8); rename the file") from None
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def read_conf(path: str | os.PathLike, kind: str = "features") -> dict[str, Any] | None:
+    """The conf recorded in ``path`` by :func:`record_conf`, or None (none recorded / no file)."""
+    if not Path(path).exists():
+        return None
+    with open_h5(path, "r", kind) as fd:
+        text = fd.attrs.get(CONF_ATTR)
+    if text is None:
+        return None
+    return json.loads(text.decode() if isinstance(text, bytes) else text)
+
+
+def record_conf(path: str | os.PathLike, conf: dict[str, Any], kind: str = "features") -> None:
+    """Store ``conf`` (JSON-serialisable) as the file's provenance (creating the file)."""
+    with open_h5(path, "a", kind) as fd:
+        fd.attrs[CONF_ATTR] = json.dumps(conf, sort_keys=True)
+
+
+def conf_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["key: old -> new", ...]`` for every differing (nested) key."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += conf_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def merge_files(parts: list[str | os.PathLike], dest: str | os.PathLike, kind: str,
+                conf: dict[str, Any] | None = None) -> int:
+    """Merge the complete entries of ``parts`` (and of ``dest`` if it exists) into ``dest``, atomically.
+
+    The merged file is built next to ``dest`` and moved into place (``os.replace``), so a
+    reader sees the old file or the whole new one, never a mix. Entries of later parts
+    replace those of earlier ones; ``conf`` is recorded as the provenance. Returns the
+    number of entries copied from the parts.
+    """
+    from ..common.files import write_atomic
+
+    dest = Path(dest)
+    copied = 0
+
+    def build(tmp: Path) -> None:
+        nonlocal copied
+        if dest.exists():
+            with open_h5(dest, "r", kind):
+                pass  # a foreign or damaged destination fails here, before anything moves
+            shutil.copyfile(dest, tmp)
+        with open_h5(tmp, "a", kind) as out:
+            for part in parts:
+                with open_h5(part, "r", kind) as src:
+                    for name in _entries(src, complete_only=True):
+                        if name in out:
+                            del out[name]
+                        parent, _, leaf = name.rpartition("/")
+                        target = out.require_group(parent) if parent else out
+                        src.copy(src[name], target, name=leaf)
+                        copied += 1
+            if conf is not None:
+                out.attrs[CONF_ATTR] = json.dumps(conf, sort_keys=True)
+            out.flush()
+
+    write_atomic(dest, build)
+    return copied
 
 
 # --------------------------------------------------------------------------- features
@@ -160,8 +329,10 @@ def write_features(
     ``pred`` maps dataset names to numpy arrays (``keypoints`` N x 2, ``scores`` N,
     ``descriptors`` D x N, ``image_size`` (W, H), ...). With ``as_half`` float32 arrays
     are stored as float16. ``uncertainty`` becomes the ``keypoints`` attribute of that name.
-    An existing group ``name`` (complete or not) is replaced.
+    An existing group ``name`` (complete or not) is replaced. A name that is not valid
+    UTF-8 raises :class:`H5FileError` before the file is touched.
     """
+    check_name(name)
     with open_h5(path, "a", "features") as fd:
         if name in fd:
             del fd[name]

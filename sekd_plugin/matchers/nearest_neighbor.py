@@ -34,6 +34,109 @@ def pairwise_distance(desc0: torch.Tensor, desc1: torch.Tensor) -> torch.Tensor:
     return (2 - 2 * sim).clamp(min=0).sqrt()
 
 
+def _similarity(desc0: torch.Tensor, desc1: torch.Tensor, equation: str) -> torch.Tensor:
+    """Similarity (larger = closer) for ``einsum(equation)``: the dot product for float
+    descriptors, minus the Hamming distance in bits for uint8 ones."""
+    if desc0.dtype == torch.uint8:
+        b0, b1 = _unpack_bits_any(desc0), _unpack_bits_any(desc1)
+        dot = torch.einsum(equation, b0, b1)
+        ones0 = b0.sum(-2)  # ... x N0
+        ones1 = b1.sum(-2)  # ... x N1
+        return 2 * dot - ones0[..., :, None] - ones1[..., None, :]
+    return torch.einsum(equation, desc0.float(), desc1.float())
+
+
+def _unpack_bits_any(desc: torch.Tensor) -> torch.Tensor:
+    """``... x D x N`` uint8 -> ``... x 8D x N`` float {0, 1}."""
+    bits = torch.arange(8, device=desc.device, dtype=torch.uint8)
+    unpacked = (desc[..., :, None, :] >> bits[:, None]) & 1
+    return unpacked.flatten(-3, -2).float()
+
+
+def _match_similarity(
+    sim: torch.Tensor,
+    binary: bool,
+    bits: int,
+    mutual_check: bool,
+    ratio_threshold: float | None,
+    distance_threshold: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest-neighbour decisions from a similarity ``B x N0 x N1`` (``-inf`` = no column).
+
+    Works in similarity space (one top-k and one argmax over the matrix); distances are only
+    computed for the selected values: ``sqrt(2 - 2 s)`` for float, ``-s`` bits for binary.
+    Returns ``matches0`` ``B x N0`` (long, -1 unmatched) and ``scores0`` ``B x N0``.
+    """
+    n0, n1 = sim.shape[-2:]
+
+    def distance(s: torch.Tensor) -> torch.Tensor:
+        return -s if binary else (2 - 2 * s).clamp(min=0).sqrt()
+
+    k = 2 if ratio_threshold is not None and n1 > 1 else 1
+    if k == 2:
+        top = sim.topk(2, dim=-1, largest=True)
+        s1, nn01 = top.values[..., 0], top.indices[..., 0]
+    else:  # a plain maximum is cheaper than top-1
+        s1, nn01 = sim.max(dim=-1)
+    d1 = distance(s1)
+    valid = torch.isfinite(s1)
+    if k == 2:
+        valid &= d1 < ratio_threshold * distance(top.values[..., 1])
+    if distance_threshold is not None:
+        valid &= d1 < distance_threshold
+    if mutual_check:
+        # B x N1; a reduction over the last axis of a transposed copy is ~2x faster on CPU
+        # than one over the middle axis (measured on 7,000 x 7,000)
+        nn10 = sim.transpose(-1, -2).contiguous().max(dim=-1).indices
+        valid &= torch.gather(nn10, -1, nn01) == torch.arange(n0, device=sim.device)
+    score = 1 - d1 / bits if binary else 1 - d1.square() / 4
+    matches = torch.where(valid, nn01, torch.full_like(nn01, -1))
+    return matches, torch.where(valid, score, torch.zeros_like(score))
+
+
+def pad_descriptors(descs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack ``D x N_i`` descriptors into ``P x D x max(N_i)`` (zero padded) and counts ``P``."""
+    if not descs:
+        raise ValueError("pad_descriptors needs at least one descriptor array")
+    counts = torch.tensor([d.shape[-1] for d in descs], device=descs[0].device)
+    padded = torch.nn.utils.rnn.pad_sequence([d.t() for d in descs], batch_first=True)  # P x M x D
+    return padded.transpose(1, 2), counts
+
+
+def match_one_to_many(
+    desc0: torch.Tensor,
+    desc1: torch.Tensor,
+    counts1: torch.Tensor | None = None,
+    mutual_check: bool = True,
+    ratio_threshold: float | None = None,
+    distance_threshold: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Match one image against all its partners with one matrix product.
+
+    Same decisions and scores as :func:`match_nearest_neighbor` on each pair ``(desc0,
+    desc1[p, :, :counts1[p]])`` (ties in distance are broken on the similarity).
+
+    Args:
+        desc0: ``D x N0`` descriptors of the image (float unit vectors, or uint8 packed bits).
+        desc1: ``P x D x M`` descriptors of its ``P`` partners, zero padded to ``M`` columns
+            (see :func:`pad_descriptors`).
+        counts1: ``P`` number of valid columns of every partner; None = all ``M``.
+        mutual_check, ratio_threshold, distance_threshold: as :func:`match_nearest_neighbor`.
+    Returns:
+        ``matches0`` ``P x N0`` (long, index into partner p or -1) and ``scores0`` ``P x N0``.
+    """
+    p, n0, m = desc1.shape[0], desc0.shape[-1], desc1.shape[-1]
+    if n0 == 0 or m == 0:
+        return (torch.full((p, n0), -1, dtype=torch.long, device=desc0.device),
+                torch.zeros((p, n0), device=desc0.device))
+    sim = _similarity(desc0, desc1, "dn,pdm->pnm")
+    if counts1 is not None:
+        pad = torch.arange(m, device=desc1.device)[None] >= counts1.to(desc1.device)[:, None]  # P x M
+        sim = sim.masked_fill(pad[:, None, :], float("-inf"))
+    return _match_similarity(sim, desc0.dtype == torch.uint8, 8 * desc0.shape[0],
+                             mutual_check, ratio_threshold, distance_threshold)
+
+
 def match_nearest_neighbor(
     desc0: torch.Tensor,
     desc1: torch.Tensor,
@@ -64,22 +167,10 @@ def match_nearest_neighbor(
     scores = torch.zeros((b, n0), device=desc0.device)
     if n0 == 0 or n1 == 0:
         return (matches, scores) if batched else (matches[0], scores[0])
-    dist = pairwise_distance(desc0, desc1)
-    k = 2 if ratio_threshold is not None and n1 > 1 else 1
-    top = dist.topk(k, dim=-1, largest=False)
-    d1, nn01 = top.values[..., 0], top.indices[..., 0]
-    valid = torch.ones_like(nn01, dtype=torch.bool)
-    if k == 2:
-        valid &= d1 < ratio_threshold * top.values[..., 1]
-    if distance_threshold is not None:
-        valid &= d1 < distance_threshold
-    if mutual_check:
-        nn10 = dist.argmin(dim=1)  # B x N1
-        valid &= torch.gather(nn10, 1, nn01) == torch.arange(n0, device=desc0.device)[None]
-    if desc0.dtype == torch.uint8:
-        score = 1 - d1 / (8 * desc0.shape[1])
-    else:
-        score = 1 - d1.square() / 4
+    sim = _similarity(desc0, desc1, "bdn,bdm->bnm")
+    nn01, score = _match_similarity(sim, desc0.dtype == torch.uint8, 8 * desc0.shape[1],
+                                    mutual_check, ratio_threshold, distance_threshold)
+    valid = nn01 >= 0
     matches = torch.where(valid, nn01, matches)
     scores = torch.where(valid, score, scores)
     return (matches, scores) if batched else (matches[0], scores[0])
@@ -100,6 +191,19 @@ class NearestNeighbor(BaseMatcher):
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         matches0, scores0 = match_nearest_neighbor(
             data["descriptors0"], data["descriptors1"],
+            mutual_check=self.conf["do_mutual_check"],
+            ratio_threshold=self.conf["ratio_threshold"],
+            distance_threshold=self.conf["distance_threshold"],
+        )
+        return {"matches0": matches0, "matching_scores0": scores0}
+
+    def match_one_to_many(self, desc0: torch.Tensor, desc1: torch.Tensor,
+                          counts1: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One image (``D x N0``) against its ``P`` partners (``P x D x M`` padded, ``counts1`` P)
+        in one matrix product: ``matches0`` / ``matching_scores0`` ``P x N0``, equal per pair to
+        :meth:`forward` (see :func:`match_one_to_many`)."""
+        matches0, scores0 = match_one_to_many(
+            desc0, desc1, counts1,
             mutual_check=self.conf["do_mutual_check"],
             ratio_threshold=self.conf["ratio_threshold"],
             distance_threshold=self.conf["distance_threshold"],

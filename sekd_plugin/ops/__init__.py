@@ -1,6 +1,15 @@
-from .descriptors import SAMPLING_MODES, sample_descriptors
-from .nms import max_filter, nms_mask, select_keypoints, superglue_nms
+from .descriptors import SAMPLING_MODES, sample_descriptors, sample_descriptors_batched
+from .nms import (
+    max_filter,
+    nms_mask,
+    rank_in_groups,
+    select_keypoints,
+    select_keypoints_batched,
+    superglue_nms,
+    topk_in_groups,
+)
 from .subpixel import parabola_offsets
 
-__all__ = ["SAMPLING_MODES", "max_filter", "nms_mask", "parabola_offsets", "sample_descriptors",
-           "select_keypoints", "superglue_nms"]
+__all__ = ["SAMPLING_MODES", "max_filter", "nms_mask", "parabola_offsets", "rank_in_groups", "sample_descriptors",
+           "sample_descriptors_batched", "select_keypoints", "select_keypoints_batched", "superglue_nms",
+           "topk_in_groups"]

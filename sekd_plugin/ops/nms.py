@@ -92,3 +92,67 @@ def select_keypoints(
     idx, vals = idx[order], vals[order]
     w = scores.shape[-1]
     return torch.stack([idx // w, idx % w], dim=-1), vals
+
+
+def rank_in_groups(groups: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order of items grouped by ascending ``groups``, descending ``values`` within a group.
+
+    Ties keep the input order (two stable sorts), so for a single group this is
+    ``torch.sort(values, descending=True, stable=True)``.
+
+    Args:
+        groups: ``M`` long group index of every item (e.g. the image in a batch).
+        values: ``M`` scores.
+    Returns:
+        ``(order M, rank M)``: ``order`` permutes the items; ``rank[j]`` is the position of
+        item ``order[j]`` within its group (0 = strongest).
+    """
+    order = torch.sort(values, descending=True, stable=True)[1]
+    order = order[torch.sort(groups[order], stable=True)[1]]
+    g = groups[order]
+    if len(g) == 0:
+        return order, g.clone()
+    position = torch.arange(len(g), device=g.device)
+    starts = torch.ones_like(g, dtype=torch.bool)
+    starts[1:] = g[1:] != g[:-1]
+    first = torch.cummax(torch.where(starts, position, torch.zeros_like(position)), dim=0)[0]
+    return order, position - first
+
+
+def topk_in_groups(groups: torch.Tensor, values: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Indices of the ``k`` strongest items of every group, by group then descending value.
+
+    ``k`` None or negative keeps all (still sorted). Shapes: ``groups``, ``values`` ``M``;
+    returns ``M'`` long indices into them.
+    """
+    order, rank = rank_in_groups(groups, values)
+    if k is not None and k >= 0:
+        order = order[rank < k]
+    return order
+
+
+def select_keypoints_batched(
+    scores: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: float,
+    max_keypoints: int = -1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`select_keypoints` for a batch of maps, in one pass (no loop over images).
+
+    Args:
+        scores: ``B x H x W`` score maps.
+        mask: ``B x H x W`` bool.
+        threshold: strict lower bound on the score.
+        max_keypoints: the strongest k of every image; ``-1`` keeps all.
+    Returns:
+        ``(batch M long, rows_cols M x 2 long (y, x), scores M)``, sorted by image, then by
+        descending score, ties by raster order: for each image exactly what
+        :func:`select_keypoints` returns.
+    """
+    b, h, w = scores.shape
+    keep = (mask & (scores > threshold)).reshape(b, h * w)
+    bi, idx = torch.nonzero(keep, as_tuple=True)
+    vals = scores.reshape(b, h * w)[bi, idx]
+    order = topk_in_groups(bi, vals, max_keypoints)
+    bi, idx, vals = bi[order], idx[order], vals[order]
+    return bi, torch.stack([idx // w, idx % w], dim=-1), vals

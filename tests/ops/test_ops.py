@@ -47,6 +47,27 @@ def test_max_filter_equals_max_pooling():
         assert torch.equal(max_filter(x, r), F.max_pool2d(x, 2 * r + 1, 1, r))
 
 
+def test_batched_selection_and_sampling_equal_per_image():
+    from sekd_plugin.ops import sample_descriptors_batched, select_keypoints_batched, topk_in_groups
+
+    torch.manual_seed(0)
+    s = torch.rand(3, 24, 32)
+    s[1, 4:8, 4:8] = 0.95  # a plateau: ties keep raster order
+    mask = nms_mask(s[:, None], 2)[:, 0]
+    bi, rc, v = select_keypoints_batched(s, mask, 0.3, max_keypoints=7)
+    dmap = torch.randn(3, 16, 6, 8)
+    desc = sample_descriptors_batched(dmap, bi, rc.flip(-1).float(), (24, 32), "official")
+    for i in range(3):
+        rc1, v1 = select_keypoints(s[i], mask[i], 0.3, max_keypoints=7)
+        assert torch.equal(rc[bi == i], rc1) and torch.equal(v[bi == i], v1)
+        assert torch.equal(desc[:, bi == i], sample_descriptors(dmap[i], rc1.flip(-1).float(), (24, 32), "official"))
+    empty = select_keypoints_batched(s, torch.zeros_like(mask), 0.3)
+    assert [len(t) for t in empty] == [0, 0, 0]
+    assert sample_descriptors_batched(dmap, empty[0], empty[1].float(), (24, 32)).shape == (16, 0)
+    groups, values = torch.tensor([1, 0, 1, 0, 1]), torch.tensor([0.5, 0.1, 0.9, 0.1, 0.5])
+    assert topk_in_groups(groups, values, 2).tolist() == [1, 3, 2, 0]
+
+
 def test_superglue_nms_equals_its_max_pool_definition():
     import torch.nn.functional as F
 

@@ -1,0 +1,86 @@
+"""Work split across processes started by ``torchrun`` (one or many nodes).
+
+``torchrun --nproc_per_node N [--nnodes M --rdzv-backend c10d --rdzv-endpoint HOST:PORT] -m
+sekd_plugin.extract_features ...`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; this module
+reads them, joins a ``gloo`` process group (CPU tensors only: it carries barriers and small
+Python objects, never features), splits work deterministically and balanced, and lets rank 0
+merge what the ranks wrote. Without ``torchrun`` everything degrades to one process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import heapq
+import os
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+
+# A rank may wait for the slowest one for as long as its share takes.
+BARRIER_TIMEOUT = datetime.timedelta(hours=int(os.environ.get("SEKD_PLUGIN_DIST_TIMEOUT_H", "72")))
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """This process's place in the run: ``rank`` of ``world``, ``local_rank`` on its node."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (a picklable object), on every rank; ``[obj]`` alone."""
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def device(self, requested: str | torch.device | None) -> torch.device:
+        """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA is used, else the request."""
+        from .common.device import pick_device
+
+        device = pick_device(requested)
+        if self.active and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        return device
+
+
+def context() -> Context:
+    """The context of this process; joins the ``gloo`` group on first use under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context()
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def balanced_split(costs: Sequence[float], parts: int) -> list[list[int]]:
+    """Indices of ``costs`` in ``parts`` groups of about equal total cost, deterministically.
+
+    Longest-processing-time rule: items by decreasing cost (ties by index) go to the part
+    with the least total so far (ties by part number). Each part's indices are ascending.
+    """
+    order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+    heap = [(0.0, p) for p in range(parts)]
+    out: list[list[int]] = [[] for _ in range(parts)]
+    for i in order:
+        load, p = heapq.heappop(heap)
+        out[p].append(i)
+        heapq.heappush(heap, (load + float(costs[i]), p))
+    return [sorted(o) for o in out]

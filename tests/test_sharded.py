@@ -1,0 +1,118 @@
+"""Batched and sharded extraction / matching: the same files as one process, batch size 1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from sekd_plugin import extract_features as ef
+from sekd_plugin.distributed import balanced_split
+from sekd_plugin.extractors.confs import get_conf
+from sekd_plugin.io.h5 import list_names
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _texture(h, w, seed):
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2)
+    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+def _folder(root: Path) -> Path:
+    """7 images in 3 sizes (one needs resizing to 160 px), one unreadable, a nested name."""
+    (root / "sub").mkdir(parents=True)
+    sizes = [(96, 128), (96, 128), (80, 64), (96, 128), (80, 64), (120, 200), (96, 128)]
+    for i, (h, w) in enumerate(sizes):
+        cv2.imwrite(str(root / ("sub" if i == 3 else "") / f"im{i}.png"), _texture(h, w, i))
+    (root / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def _contents(path: Path) -> dict:
+    out = {}
+    with h5py.File(path, "r") as fd:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = (obj[()], dict(obj.attrs))
+        fd.visititems(visit)
+    return out
+
+
+def _assert_same_features(a: Path, b: Path) -> None:
+    ca, cb = _contents(a), _contents(b)
+    assert sorted(ca) == sorted(cb)
+    for key in ca:
+        assert ca[key][0].dtype == cb[key][0].dtype and np.array_equal(ca[key][0], cb[key][0]), key
+        assert ca[key][1] == cb[key][1], key
+
+
+def test_balanced_split_is_deterministic_and_balanced():
+    costs = [9, 1, 1, 5, 5, 3, 3, 1]
+    parts = balanced_split(costs, 3)
+    assert parts == balanced_split(costs, 3)
+    assert sorted(i for p in parts for i in p) == list(range(len(costs)))
+    loads = [sum(costs[i] for i in p) for p in parts]
+    assert max(loads) - min(loads) <= 1
+    assert ef.make_batches([(4, 4), (2, 2), (4, 4), None, (4, 4)], 2) == [[0, 2], [1], [3], [4]]
+
+
+def test_batch_size_gives_the_same_file_as_one_at_a_time(tmp_path, sekd_weights):
+    images = _folder(tmp_path / "images")
+    conf = get_conf("sekd")
+    conf["model"].update(weights=str(sekd_weights), max_keypoints=100)
+    conf["preprocessing"]["resize_max"] = 160
+    one = ef.extract(conf, images, feature_path=tmp_path / "one.h5", num_workers=0)
+    many = ef.extract(conf, images, feature_path=tmp_path / "many.h5", num_workers=2, batch_size=3)
+    assert list(one.failed) == list(many.failed) == ["broken.png"]
+    assert sorted(many.extracted) == sorted(one.extracted) and len(one.extracted) == 7
+    _assert_same_features(tmp_path / "one.h5", tmp_path / "many.h5")
+
+
+def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_port", "0", "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0", *args]
+    # the two ranks share the machine; cwd is the project root so `-m` imports this checkout
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.integration
+def test_torchrun_extraction_and_matching_equal_one_process(tmp_path):
+    pytest.importorskip("pycolmap")
+    images = _folder(tmp_path / "images")
+    single = tmp_path / "single.h5"
+    ef.extract(get_conf("sift"), images, feature_path=single, num_workers=0, as_half=True)
+
+    # resume: a previous 2-rank run was interrupted after rank 1 had written one image
+    sharded = tmp_path / "sharded.h5"
+    parts = sharded.with_name(sharded.name + ".parts")
+    ef.extract(get_conf("sift"), images, image_list=["im5.png"], feature_path=parts / "rank1-of2.h5", num_workers=0)
+    run = _torchrun(["-m", "sekd_plugin.extract_features", "--conf", "sift", "--images", str(images),
+                     "--output", str(sharded), "--num-workers", "0"])
+    assert run.returncode == 1, run.stderr[-3000:]  # 1: broken.png failed, reported once by rank 0
+    assert "1 images failed: broken.png" in run.stdout and "6 extracted, 1 already done" in run.stdout
+    assert not parts.exists()
+    _assert_same_features(single, sharded)
+
+    pairs = tmp_path / "pairs.txt"
+    names = list_names(single)
+    pairs.write_text("".join(f"{a} {b}\n" for i, a in enumerate(names) for b in names[i + 1:]))
+    from sekd_plugin import match_features as mf
+
+    mf.main(mf.get_conf("NN-mutual"), pairs, single, matches=tmp_path / "m1.h5")
+    run = _torchrun(["-m", "sekd_plugin.match_features", "--pairs", str(pairs), "--features", str(sharded),
+                     "--output", str(tmp_path / "m2.h5")])
+    assert run.returncode == 0, run.stderr[-3000:]
+    c1, c2 = _contents(tmp_path / "m1.h5"), _contents(tmp_path / "m2.h5")
+    assert sorted(c1) == sorted(c2) and len(c1) == 2 * len(names) * (len(names) - 1) // 2
+    assert all(np.array_equal(c1[k][0], c2[k][0]) for k in c1)
