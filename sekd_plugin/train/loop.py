@@ -596,7 +596,7 @@ class Trainer:
         load_weights(net, path, map_location=self.device)
         row = {"weights": str(path), **validate.evaluate(net, self.val_groups, self.conf.val, self.device)}
         if self.conf.val.dev_datasets:
-            row["dev"] = validate.dev_benchmark("official", list(self.conf.val.dev_datasets), self.out / "dev" / "official", self.device)
+            row["dev"] = validate.dev_benchmark(str(path), list(self.conf.val.dev_datasets), self.out / "dev" / "official", self.device, label="official")
         self.history["official"] = row
         dev = row.get("dev", {})
         self.log(
