@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,8 +141,8 @@ def test_sigkill_ten_times_then_resume_equals_uninterrupted(images, reference, t
     _run_faults(images, reference, tmp_path, kills=10, seed=1718)
 
 
-@pytest.fixture()
-def mid_run(images, tmp_path, monkeypatch) -> Path:
+@pytest.fixture(scope="module")
+def interrupted_run(images, tmp_path_factory) -> Path:
     """A run interrupted at round 0's detector step (its resume needs the step-3 label file)."""
     real = steps.train_epoch
 
@@ -150,12 +151,18 @@ def mid_run(images, tmp_path, monkeypatch) -> Path:
             raise KeyboardInterrupt
         return real(kind, *a, **k)
 
-    monkeypatch.setattr(steps, "train_epoch", stop)
-    out = tmp_path / "mid"
-    assert cli(["--images", str(images), "--output", str(out), "--no-progress", *SETTINGS]) == 130
-    monkeypatch.setattr(steps, "train_epoch", real)
+    out = tmp_path_factory.mktemp("fault_mid") / "mid"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(steps, "train_epoch", stop)
+        assert cli(["--images", str(images), "--output", str(out), "--no-progress", *SETTINGS]) == 130
     assert loop.load_state(out / "state.pth")["progress"] == {"round": 0, "step": "detector", "epoch": 0}
     return out
+
+
+@pytest.fixture()
+def mid_run(interrupted_run, tmp_path) -> Path:
+    """A fresh copy of the interrupted run for each damage."""
+    return Path(shutil.copytree(interrupted_run, tmp_path / "mid"))
 
 
 def _damage(path: Path, how: str) -> None:
