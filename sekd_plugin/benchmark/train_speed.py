@@ -76,17 +76,25 @@ def _train_views_per_s(conf, device, kind: str, amp: str, iters: int, warmup: in
     warm = [next(it) for _ in range(warmup)]
     steps.train_epoch(kind, model, frozen, warm, opt, conf, device, progress=False, check_every=0)
     _sync(device)
-    timed = [next(it) for _ in range(iters)] if workers == 0 else None
+    timed = [next(it) for _ in range(iters)] if workers == 0 else _Take(it, iters)
     t0 = time.perf_counter()
-    steps.train_epoch(kind, model, frozen, timed if timed is not None else _take(it, iters), opt, conf, device,
-                      progress=False, check_every=0)
+    steps.train_epoch(kind, model, frozen, timed, opt, conf, device, progress=False, check_every=0)
     _sync(device)
     return 2 * bs * iters / (time.perf_counter() - t0)
 
 
-def _take(it, n):
-    for _ in range(n):
-        yield next(it)
+class _Take:
+    """The next ``n`` batches of a running loader (workers keep preparing them while we train)."""
+
+    def __init__(self, it, n: int):
+        self.it, self.n = it, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        for _ in range(self.n):
+            yield next(self.it)
 
 
 def _label_ms(conf, device, kind: str, reps: int) -> float:

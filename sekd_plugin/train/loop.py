@@ -556,6 +556,9 @@ class Trainer:
                     desc=f"round {r} step {step_id} {step} epoch {e + 1}/{epochs}",
                     reduce=lambda v: ddp.reduce_mean(v, self.dist),
                     scheduler=scheduler if per_step else None,
+                    # under DDP a rank must not stop alone mid-epoch (the others would wait in
+                    # the gradient all-reduce): the epoch-end reduction stops all of them together
+                    check_every=0 if self.dist.enabled else 50,
                 )
             except steps.NonFiniteLoss as err:
                 raise RunError(
@@ -593,8 +596,13 @@ class Trainer:
         load_weights(net, path, map_location=self.device)
         row = {"weights": str(path), **validate.evaluate(net, self.val_groups, self.conf.val, self.device)}
         if self.conf.val.dev_datasets:
-            row["dev"] = validate.dev_benchmark("official", list(self.conf.val.dev_datasets), self.out / "dev" / "official", self.device)
+            row["dev"] = validate.dev_benchmark(str(path), list(self.conf.val.dev_datasets), self.out / "dev" / "official", self.device, label="official")
         self.history["official"] = row
+        dev = row.get("dev", {})
+        self.log(
+            f"[sekd-train] official checkpoint {path}: validation MMA@3 {row.get('mma@3', float('nan')):.3f}"
+            + (f", DEV MMA@3 {dev.get('mma@3', float('nan')):.3f}, H@3 {dev.get('homography_accuracy@3', float('nan')):.3f}" if dev else "")
+        )
 
     def _validate(self, r: int, after: str) -> None:
         if self.main and self.val_groups:

@@ -44,8 +44,10 @@ def render_markdown(history: dict) -> str:
     lines += [
         f"- device: {history.get('device', '?')}, processes: {history.get('world_size', 1)}",
         f"- training images: {d.get('train_images', '?')}, validation images: {d.get('val_images', '?')}, "
-        f"unreadable (skipped): {d.get('skipped_unreadable', 0)}",
+        f"unreadable (skipped): {d.get('skipped_unreadable', 0)}, too small or thin (skipped): {d.get('skipped_too_small', 0)}",
         f"- status: {history.get('status', 'running')}",
+        *(f"- resumed with {c['to']} process(es) (saved with {c['from']}) at round {c['at']['round']}, step {c['at']['step']}"
+          for c in history.get("world_size_changes", [])),
         "",
         "## Validation (synthetic pairs of held-out images; mean over the groups, top-500 keypoints)",
         "",

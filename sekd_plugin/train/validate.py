@@ -259,17 +259,14 @@ def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, ba
 def dev_benchmark(weights: str, datasets: list[str], output, device: torch.device, label: str = "model") -> dict:
     """The package's HPatches benchmark (``--protocol sekd``) of a checkpoint on real sequences.
 
-    ``weights`` is a checkpoint path, or ``"official"`` for the official ``sekd`` conf.
-    Returns ``{"mma@3", "homography_accuracy@3", "mma@1", "pairs"}`` over all pairs.
+    ``weights`` is a checkpoint path (ours, or the official ``sekd.pth``), run with the
+    ``sekd`` extractor conf under ``label``. Returns ``{"mma@1", "mma@3",
+    "homography_accuracy@3", "pairs"}`` over all pairs, or ``{"skipped": reason}``.
     """
     from ..benchmark.homography.run import run
 
-    if weights == "official":
-        res = run(datasets, output, ["sekd"], "sekd", device=device.type)
-        m = res["methods"].get("sekd")
-    else:
-        res = run(datasets, output, [f"{label}=sekd"], "sekd", overwrite=True, device=device.type, weights={label: weights})
-        m = res["methods"].get(label)
+    res = run(datasets, output, [f"{label}=sekd"], "sekd", overwrite=True, device=device.type, weights={label: weights})
+    m = res["methods"].get(label)
     if not m:
         return {"skipped": str(res.get("skipped"))}
     a = m["all"]

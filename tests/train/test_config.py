@@ -44,3 +44,22 @@ def test_cli_unknown_key_exit_2(tmp_path, image_dir, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: unknown config key") and "valid keys" in err
     assert len(err.splitlines()) == 1
+
+
+def test_release_yaml_is_the_release_schedule():
+    conf = config.load_config(ROOT / "benchmark_configs/train/release.yaml")
+    assert conf.schedule.rounds == 5 and conf.schedule.epochs_descriptor == conf.schedule.epochs_detector == 10
+    assert conf.detect.num_refs == conf.reliability.num_refs == 12 and conf.optim.lr == 1e-4 and conf.optim.batch_size == 2
+    assert conf.pair_warp.degrees == 40 and conf.reliability.desc_mode == "native" and conf.schedule.first_round == "skip"
+
+
+@pytest.mark.integration
+def test_release_yaml_runs_tiny_on_cpu(tmp_path, image_dir):
+    from .conftest import TINY
+
+    tiny = [o for o in TINY if not o.startswith(("schedule.rounds", "data.crop_size"))]
+    rc = main(["--images", str(image_dir), "--output", str(tmp_path / "rel"), "--no-progress",
+               "--config", str(ROOT / "benchmark_configs/train/release.yaml"), *tiny,
+               "schedule.rounds=1", "data.crop_size=32", "data.num_workers=0", "val.dev_datasets=[]",
+               "val.official_weights=null", "optim.amp=none"])
+    assert rc == 0

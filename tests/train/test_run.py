@@ -62,6 +62,7 @@ def test_model_loads_in_the_extractor(tiny_run):
     assert out["keypoints"].shape[-1] == 2 and out["descriptors"].shape[1] == 128
 
 
+@pytest.mark.integration
 def test_resume_after_interrupt_continues_without_redoing(image_dir, tmp_path, monkeypatch, capsys):
     extra = ["schedule.epochs_descriptor=2"]
     ref = tmp_path / "reference"
@@ -138,3 +139,20 @@ def test_only_unreadable_images_is_an_error(tmp_path, capsys):
 
 def test_loop_module_exports():
     assert loop.STEPS == ("detect", "descriptor", "reliability", "detector", "validate")
+
+
+@pytest.mark.integration
+def test_dev_benchmark_per_round_and_official_line(image_dir, tmp_path):
+    from ..conftest import shared_file
+
+    hp = shared_file("data/hpatches")
+    weights = shared_file("weights/sekd.pth")
+    out = tmp_path / "dev"
+    extra = ["schedule.rounds=1", f"val.dev_datasets=[{hp}]", f"val.official_weights={weights}"]
+    assert main(_args(image_dir, out, *extra)) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["official"]["dev"]["pairs"] == 5 and 0 < m["official"]["dev"]["mma@3"] <= 1
+    assert [d["round"] for d in m["dev"]] == [0] and m["dev"][0]["pairs"] == 5
+    assert (out / "dev.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "official sekd.pth" in report and "Real DEV sequences" in report
