@@ -57,7 +57,7 @@ def _from_corners(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
 
 
-def random_homography(height: int, width: int, rng: np.random.Generator, corner_shift: float, degrees: float) -> np.ndarray:
+def corner_homography(rng: np.random.Generator, width: int, height: int, corner_shift: float, degrees: float) -> np.ndarray:
     """Homography moving the image corners (rotated about the centre) by up to ``corner_shift`` x size."""
     src = _corners(height, width)
     c = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
@@ -101,7 +101,7 @@ def make_pair(img: np.ndarray, group: str, conf, rng: np.random.Generator) -> tu
     im0 = fit_image(img, hh, ww)
     centre = np.array([(ww - 1) / 2.0, (hh - 1) / 2.0])
     if group == "mild":
-        H = random_homography(hh, ww, rng, conf.corner_shift, conf.degrees)
+        H = corner_homography(rng, ww, hh, conf.corner_shift, conf.degrees)
     elif group == "rotation":
         H = _similarity(hh, ww, rng.choice([-1.0, 1.0]) * rng.uniform(40.0, 90.0), 1.0, centre, 0.02, rng)
     elif group == "zoom":
@@ -110,7 +110,7 @@ def make_pair(img: np.ndarray, group: str, conf, rng: np.random.Generator) -> tu
         c = centre + rng.uniform(-0.1, 0.1, 2) * np.array([ww, hh])
         H = _similarity(hh, ww, rng.uniform(-10.0, 10.0), z, c, 0.02, rng)
     elif group == "photometric":
-        H = random_homography(hh, ww, rng, 0.05, 5.0)
+        H = corner_homography(rng, ww, hh, 0.05, 5.0)
     else:
         raise ValueError(f"unknown validation group '{group}'")
     im1 = cv2.warpPerspective(im0, H, (ww, hh), flags=cv2.INTER_LINEAR, borderValue=0)
@@ -153,26 +153,13 @@ def extract(net, images: torch.Tensor, conf, threshold: float) -> list[tuple[np.
 @functools.lru_cache(maxsize=4)
 def _matcher(name: str):
     """The package's matcher by name (``sekd_plugin.matchers`` registry, hloc conf names)."""
-    try:
-        from ..matchers import get_matcher_conf, load_matcher  # the registry (issue 16)
-    except ImportError:
-        load_matcher = None
-    if load_matcher is not None:
-        m = load_matcher(get_matcher_conf(name)["model"])
+    from ..matchers import get_matcher_conf, load_matcher
 
-        def match(d0: torch.Tensor, d1: torch.Tensor) -> np.ndarray:
-            out = m({"descriptors0": d0.T[None], "descriptors1": d1.T[None]})
-            return out["matches0"][0].cpu().numpy()
-
-        return match
-    from ..matchers import match_nearest_neighbor
-
-    if name != "NN-mutual":
-        raise ValueError(f"matcher '{name}' needs the matcher registry")
+    m = load_matcher(get_matcher_conf(name)["model"])
 
     def match(d0: torch.Tensor, d1: torch.Tensor) -> np.ndarray:
-        m0, _ = match_nearest_neighbor(d0.T, d1.T, mutual_check=True)
-        return m0.cpu().numpy()
+        out = m({"descriptors0": d0.T[None], "descriptors1": d1.T[None]})
+        return out["matches0"][0].cpu().numpy()
 
     return match
 
