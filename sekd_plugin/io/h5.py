@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import json
+import logging
 import shutil
 import time
 
@@ -42,6 +43,8 @@ import h5py
 import numpy as np
 
 from ..common.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 FORMAT_ATTR = "sekd_plugin_format"
 CONF_ATTR = "sekd_plugin_conf"  # JSON of what produced the entries (conf + weights fingerprint)
@@ -117,6 +120,28 @@ def _check_kind(fd: h5py.File, path: Path, kind: str, adopt: bool) -> None:
     fd.attrs[FORMAT_ATTR] = kind
 
 
+# The HDF5 1.8 file format: read by every HDF5 since 2008 and, unlike the newest format, no
+# "open for write" superblock flags that a killed writer would leave set (see h5_recovery).
+LIBVER = ("earliest", "v108")
+
+
+def _open_file(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode, libver=LIBVER)
+    except OSError as error:
+        if "already open for write" not in str(error):
+            raise
+        # HDF5 took the file lock before reading the flags: no live process has the file
+        # open, the flags were left by a writer that was killed. Clear them and go on.
+        from .h5_recovery import clear_write_flags
+
+        if not clear_write_flags(path):
+            raise
+        logger.warning("%s was left open by a process that was killed; reopened it "
+                       "(its complete entries are kept)", path)
+        return h5py.File(path, mode, libver=LIBVER)
+
+
 @contextmanager
 def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File]:
     """Open an hloc ``kind`` ("features" or "matches") file with a clear error if it is not one.
@@ -187,10 +212,10 @@ def _open_waiting(path: Path, mode: str) -> h5py.File:
     delay = 0.01
     while True:
         try:
-            return h5py.File(path, mode, libver="latest")
+            return _open_file(path, mode)
         except OSError as error:
             if "lock" not in str(error).lower():
-                raise H5FileError(f"cannot open {path} as HDF5: {error}") from None
+                raise H5FileError(f"cannot open {path} as HDF5: {_first_line(error)}") from None
             if time.monotonic() >= deadline:
                 pids = _holders(path)
                 who = ("process " + ", ".join(f"{pid} ({_process_name(pid)})" for pid in pids)) if pids else \
