@@ -100,8 +100,9 @@ def test_torchrun_extraction_and_matching_equal_one_process(tmp_path):
     run = _torchrun(["-m", "sekd_plugin.extract_features", "--conf", "sift", "--images", str(images),
                      "--output", str(sharded), "--num-workers", "0"])
     assert run.returncode == 1, run.stderr[-3000:]  # 1: broken.png failed, reported once by rank 0
-    assert "1 images failed: broken.png" in run.stdout and "6 extracted, 1 already done" in run.stdout
-    assert not parts.exists()
+    log = run.stdout + run.stderr[-3000:]
+    assert "1 images failed: broken.png" in run.stdout and "6 extracted, 1 already done" in run.stdout, log
+    assert not parts.exists(), log
     _assert_same_features(single, sharded)
 
     pairs = tmp_path / "pairs.txt"
