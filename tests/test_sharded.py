@@ -117,3 +117,25 @@ def test_torchrun_extraction_and_matching_equal_one_process(tmp_path):
     c1, c2 = _contents(tmp_path / "m1.h5"), _contents(tmp_path / "m2.h5")
     assert sorted(c1) == sorted(c2) and len(c1) == 2 * len(names) * (len(names) - 1) // 2
     assert all(np.array_equal(c1[k][0], c2[k][0]) for k in c1)
+
+
+def test_parts_of_an_interrupted_sharded_matching_are_kept(tmp_path):
+    from sekd_plugin import match_features as mf
+    from sekd_plugin.io.h5 import get_matches, write_features, write_matches
+
+    feats = tmp_path / "f.h5"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        d = rng.normal(size=(16, 20)).astype(np.float32)
+        write_features(feats, name, {"keypoints": np.zeros((20, 2), np.float32),
+                                     "descriptors": d / np.linalg.norm(d, axis=0)})
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("a b\na c\nb c\n")
+    out = tmp_path / "m.h5"
+    marker = np.full(20, 7, np.int16)  # not what matching would give: proves the part was kept
+    out.with_name("m.h5.parts").mkdir()
+    write_matches(out.with_name("m.h5.parts") / "rank1-of2.h5", "b", "c", marker, np.ones(20))
+    counts = mf.match_from_paths(mf.get_conf("NN-mutual"), pairs, out, feats, feats)
+    assert counts == {"pairs": 3, "matched": 2, "skipped": 1}
+    assert not out.with_name("m.h5.parts").exists()
+    assert (get_matches(out, "b", "c")[0][:, 1] == 7).all()
