@@ -366,7 +366,11 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
                   as_half: bool, device: torch.device, num_workers: int, batch_size: int,
                   result: ExtractionResult) -> None:
     """Extract ``names`` into ``output`` (records ``wanted`` as its conf first)."""
-    record_conf(output, wanted)
+    if output.exists() and read_conf(output) is None and list_names(output):
+        logger.warning("%s holds features without a recorded conf (e.g. written by hloc); adding to it "
+                       "without checking that they are comparable", output)
+    else:
+        record_conf(output, wanted)
     model = load_extractor(conf["model"], device)
     batched = batch_size > 1 and hasattr(model, "extract_batch")
     batches = make_batches(sizes, batch_size if batched else 1)
