@@ -134,7 +134,7 @@ def matching(runs: int, device: torch.device, images: int = 6, keypoints: int = 
     from ..matchers.nearest_neighbor import match_nearest_neighbor, match_one_to_many, pad_descriptors, pairwise_distance
 
     g = torch.Generator().manual_seed(0)
-    descs = [torch.nn.functional.normalize(torch.randn(dim, keypoints - 37 * i, generator=g), dim=0).to(device)
+    descs = [torch.nn.functional.normalize(torch.randn(dim, keypoints - (keypoints // 200) * i, generator=g), dim=0).to(device)
              for i in range(images)]
     pairs = [(i, j) for i in range(images) for j in range(i + 1, images)]
     partners = {i: [j for a, j in pairs if a == i] for i in range(images)}
