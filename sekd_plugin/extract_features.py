@@ -36,7 +36,16 @@ from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.errors import ConfigError, InputError
 from .extractors.base import get_extractor, load_extractor, locate_weights
 from .extractors.confs import confs, get_conf
-from .io.h5 import H5FileError, check_name, conf_differences, list_names, merge_files, read_conf, record_conf, write_features
+from .io.h5 import (
+    H5FileError,
+    check_name,
+    conf_differences,
+    list_names,
+    merge_files,
+    read_conf,
+    record_conf,
+    write_features,
+)
 from .io.images import (
     IMAGE_EXTENSIONS,
     ImageDataset,

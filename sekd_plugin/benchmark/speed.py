@@ -131,11 +131,16 @@ def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
 
 def matching(runs: int, device: torch.device, images: int = 6, keypoints: int = 7000, dim: int = 128) -> list[dict]:
     """Pairs/s of mutual NN over all pairs of ``images`` synthetic images, per pair vs grouped."""
-    from ..matchers.nearest_neighbor import match_nearest_neighbor, match_one_to_many, pad_descriptors, pairwise_distance
+    from ..matchers.nearest_neighbor import (
+        match_nearest_neighbor,
+        match_one_to_many,
+        pad_descriptors,
+        pairwise_distance,
+    )
 
     g = torch.Generator().manual_seed(0)
-    descs = [torch.nn.functional.normalize(torch.randn(dim, keypoints - (keypoints // 200) * i, generator=g), dim=0).to(device)
-             for i in range(images)]
+    counts = [keypoints - (keypoints // 200) * i for i in range(images)]  # unequal, as real images
+    descs = [torch.nn.functional.normalize(torch.randn(dim, n, generator=g), dim=0).to(device) for n in counts]
     pairs = [(i, j) for i in range(images) for j in range(i + 1, images)]
     partners = {i: [j for a, j in pairs if a == i] for i in range(images)}
     padded = {i: pad_descriptors([descs[j] for j in js]) for i, js in partners.items() if js}
