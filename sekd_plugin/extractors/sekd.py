@@ -76,6 +76,7 @@ class SEKD(BaseExtractor):
         "channels_last": True,  # ~1.6x faster on CPU; prob differs from NCHW by ~2e-7
         "backend": "torch",  # or "onnxruntime" (CPU fast path, pip install -e ".[onnx]")
         "backend_threads": 0,  # onnxruntime intra-op threads; 0 = torch.get_num_threads()
+        "precision": "fp32",  # or "bf16": the network under torch autocast (torch backend; opt-in)
     }
     required_inputs = ["image"]
     detection_noise = 1.0
@@ -89,6 +90,10 @@ class SEKD(BaseExtractor):
             raise ConfigError(f"sekd: subpixel_score must be 'peak' or 'reread', got '{conf['subpixel_score']}'")
         if conf["backend"] not in BACKENDS:
             raise ConfigError(f"sekd: backend must be one of {BACKENDS}, got '{conf['backend']}'")
+        if conf["precision"] not in ("fp32", "bf16"):
+            raise ConfigError(f"sekd: precision must be 'fp32' or 'bf16', got '{conf['precision']}'")
+        if conf["precision"] == "bf16" and conf["backend"] != "torch":
+            raise ConfigError("sekd: precision 'bf16' is implemented for backend 'torch' (autocast) only")
         self.net = SEKDNet()
         self.load_checkpoint(self.net)
         self.net.eval()
@@ -187,7 +192,12 @@ class SEKD(BaseExtractor):
         else:
             if self.conf["channels_last"]:
                 x = x.contiguous(memory_format=torch.channels_last)
-            prob, desc = self.net(x)
+            if self.conf["precision"] == "bf16":
+                with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                    prob, desc = self.net(x)
+                prob, desc = prob.float(), desc.float()
+            else:
+                prob, desc = self.net(x)
         return prob[:, 0], desc.contiguous(), (h + ph, w + pw)
 
     def detect_packed(self, gray: torch.Tensor) -> Packed:
