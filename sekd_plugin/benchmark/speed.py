@@ -189,7 +189,9 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
             continue
         image = test_image(conf.get("preprocessing", {}).get("grayscale", False)).to(dev)
         is_sekd = conf["model"]["name"] == "sekd"
-        variants = [b for b in backends if dev.type == "cpu" or b == "torch"] if is_sekd else [None]
+        # onnxruntime: CPU and fp32 only
+        fp32 = conf["model"].get("precision", "fp32") == "fp32"
+        variants = [b for b in backends if (dev.type == "cpu" and fp32) or b == "torch"] if is_sekd else [None]
         models = {}
         for backend in variants:
             model_conf = dict(conf["model"], backend=backend) if backend else conf["model"]
