@@ -179,11 +179,11 @@ def test_reconstruct_config_fountain6(tmp_path):
 def test_benchmark_reconstruction(tmp_path, monkeypatch):
     """Benchmark runner on 3 images: results files, and a method without weights is skipped."""
     shared_file("scenes/fountain-P11")
-    from sekd_plugin.benchmark import hpatches
     from sekd_plugin.benchmark.__main__ import main as bench_main
+    from sekd_plugin.extractors import base
 
-    monkeypatch.setattr(hpatches, "missing_weights",
-                        lambda method, conf: "sekd skipped: weights not found (test)" if method == "sekd" else None)
+    monkeypatch.setattr(base, "missing_weights_reason",
+                        lambda model, label=None: "sekd skipped: weights not found (test)" if label == "sekd" else None)
     listing = tmp_path / "list.txt"
     listing.write_text("0004.jpg\n0005.jpg\n0006.jpg\n")
     out = tmp_path / "bench"
