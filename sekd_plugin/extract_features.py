@@ -411,7 +411,7 @@ def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device
     try:
         start = time.perf_counter()
         if batched:
-            preds = model.extract_batch(images)
+            preds = model.extract_batch(images, output_device="cpu")  # one transfer per batch
         else:
             preds = [{k: v[0] for k, v in model({"image": images[i:i + 1]}).items()} for i in range(len(names))]
         preds = [{k: v.cpu().numpy() for k, v in p.items()} for p in preds]  # synchronises the device

@@ -121,11 +121,14 @@ class SEKD(BaseExtractor):
         if min(h, w) < MIN_SIDE:
             raise ImageTooSmallError(f"image of {w} x {h} px is too small for SEKD (minimum {MIN_SIDE} px per side)")
 
-    def extract_batch(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def extract_batch(self, images: torch.Tensor,
+                      output_device: str | torch.device | None = None) -> list[dict[str, torch.Tensor]]:
         """Features of a batch of equal-size images, one network pass for the whole batch.
 
         Args:
             images: ``B x C x H x W`` in [0, 1] (C = 1 or 3).
+            output_device: where the results go (e.g. ``"cpu"``): the packed results are moved
+                in one transfer per array, before they are split per image.
         Returns:
             one dict per image with ``keypoints`` ``N_i x 2``, ``scores`` ``N_i`` and
             ``descriptors`` ``128 x N_i`` (no batch dimension), identical to what
@@ -135,6 +138,8 @@ class SEKD(BaseExtractor):
         self._check_size(gray)
         with torch.inference_mode():
             batch, kpts, scores, desc = self.extract_packed(gray[:, 0])
+            if output_device is not None:
+                batch, kpts, scores, desc = (t.to(output_device) for t in (batch, kpts, scores, desc))
             counts = torch.bincount(batch, minlength=gray.shape[0]).tolist()  # one host sync
         return [{"keypoints": k, "scores": s, "descriptors": d}
                 for k, s, d in zip(kpts.split(counts), scores.split(counts), desc.split(counts, dim=1))]
