@@ -1,4 +1,5 @@
-"""SfM stage, config runner and benchmark on real data (small and fast), plus option checks."""
+"""SfM stage (``sekd_plugin.reconstruction``) on real data (small and fast), option checks, and
+what it says and refuses when things go wrong."""
 
 from __future__ import annotations
 
@@ -8,16 +9,14 @@ import numpy as np
 import pycolmap
 import pytest
 
-from sekd_plugin import match_features, pairs as P, reconstruct, reconstruction as R
-from sekd_plugin.eval_sfm import intrinsics_from_gt, load_gt_cameras
+from sekd_plugin import match_features, pairs as P, reconstruction as R
+from sekd_plugin.common import InputError
+from sekd_plugin.datasets.strecha import intrinsics_from_gt, load_gt_cameras
 from sekd_plugin.extract_features import extract
-from sekd_plugin.extractors.base import ConfigError
 from sekd_plugin.extractors.confs import get_conf
 from sekd_plugin.io.h5 import get_keypoints
 
-from .conftest import SHARED, shared_file
-
-CONFIG = "benchmark_configs/reconstruction/fountain-P11.yaml"
+from .conftest import shared_file
 
 
 def test_options_and_helpers():
@@ -27,12 +26,19 @@ def test_options_and_helpers():
         R.pipeline_options({"mapper": {"bogus": 1}})
     with pytest.raises(R.ReconstructionError, match="valid"):
         R.pipeline_options({"not_an_option": 1})
+    with pytest.raises(R.ReconstructionError, match="must be a int"):
+        R.pipeline_options({"mapper": {"init_min_num_inliers": "many"}})
+    with pytest.raises(R.ReconstructionError, match="unknown verification option 'ransac.bogus'"):
+        R.verification_options({"ransac": {"bogus": 1}})
+    assert R.verification_options({"ransac": {"max_error": 2.0}}).ransac.max_num_trials == 20000  # hloc's kept
+    assert issubclass(R.ReconstructionError, InputError)
     with pytest.raises(R.ReconstructionError, match="camera_mode"):
         R._camera_mode("PER_PLANET")
     assert R._camera_mode("single") == pycolmap.CameraMode.SINGLE
     K = np.array([[1000.0, 0, 768], [0, 1000, 512], [0, 0, 1]])
     half = R._scaled_K(K, (1536, 1024), (768, 512))
     assert np.allclose(half, [[500, 0, 384], [0, 500, 256], [0, 0, 1]])
+    assert np.allclose(R._scaled_K(K, (1536, 1024), (1536, 1024)), K)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,7 @@ def fountain3(tmp_path_factory):
     conf["preprocessing"]["resize_max"] = 640
     features = extract(conf, images, image_list=names, feature_path=out / "feats.h5", as_half=False).feature_path
     pairs = P.main(out / "pairs.txt", image_list=names)
-    matches = match_features.main(match_features.get_conf("mutual_nn"), pairs, features, matches=out / "m.h5")
+    matches = match_features.main(match_features.get_conf("NN-ratio"), pairs, features, matches=out / "m.h5")
     return {"images": images, "gt": gt_dir, "out": out, "names": names, "features": features,
             "pairs": pairs, "matches": matches}
 
@@ -62,6 +68,8 @@ def test_reconstruction_end_to_end_fast(fountain3):
     assert (sfm / "models" / "0" / "images.bin").exists()
     stats = json.loads((sfm / "stats.json").read_text())
     assert stats["registered_images"] == 3 and stats["num_verified_pairs"] == 3
+    assert stats["verification_min_inliers"] == 15 and stats["max_pair_inliers"] >= stats["median_pair_inliers"] > 100
+    assert stats["init_min_num_inliers"] == 100 and stats["num_pairs_above_init_min_inliers"] == 3
     assert stats["mean_track_length"] >= 2 and stats["mean_reprojection_error_px"] < 2
     assert set(stats["timings"]) == {"import_s", "verification_s", "mapping_s"}
     # keypoints are stored with COLMAP's corner origin: +0.5
@@ -100,117 +108,73 @@ def test_reconstruction_skip_verification_and_input_errors(fountain3):
         R.main(f["out"] / "sfm-y", f["images"], f["pairs"], f["features"], f["out"] / "none.h5")
 
 
-# --------------------------------------------------------------------------- config runner
 
 
-def test_config_errors(tmp_path, monkeypatch):
-    cfg = reconstruct.load_config(CONFIG, ["extractor=sift", "resize_max=800", "mapper.num_threads=1"])
-    assert cfg["scene"] == "fountain-P11" and cfg["resize_max"] == 800 and cfg["mapper"] == {"num_threads": 1}
-    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['bogus'\].*valid keys"):
-        reconstruct.load_config(CONFIG, ["bogus=1"])
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("images: x\nimagez: y\n")
-    with pytest.raises(ConfigError, match="imagez"):
-        reconstruct.load_config(bad)
-    cfg = reconstruct.load_config(CONFIG, ["extractor=sekd", "extractor_options.sekd.max_keypoints=2000",
-                                           "extractor_options.sift.max_keypoints=7"])
-    assert reconstruct.extraction_conf(cfg)["model"]["max_keypoints"] == 2000
-    cfg["extractor"] = "sift"
-    assert reconstruct.extraction_conf(cfg)["model"]["max_keypoints"] == 7
-    cfg["extractor"] = "sift-n4096"  # options of other extractors are ignored
-    assert reconstruct.extraction_conf(cfg)["model"]["max_keypoints"] == 4096
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['bogus'\] in extractor_options.sekd"):
-        reconstruct.load_config(CONFIG, ["extractor=sekd", "extractor_options.sekd.bogus=1"])
-    with pytest.raises(ConfigError, match="must be a mapping"):
-        reconstruct.load_config(CONFIG, ["extractor_options.max_keypoints=1"])
-    with pytest.raises(ConfigError, match="unknown extraction conf"):
-        reconstruct.load_config(CONFIG, ["extractor=nope"])
-    with pytest.raises(ConfigError, match="matcher"):
-        reconstruct.load_config(CONFIG, ["matcher=nope"])
-    with pytest.raises(ConfigError, match="intrinsics"):
-        reconstruct.load_config(CONFIG, ["intrinsics=magic"])
-    with pytest.raises(ConfigError, match="gt_cameras"):
-        reconstruct.load_config("benchmark_configs/reconstruction/sacre_coeur.yaml", ["intrinsics=gt"])
-    with pytest.raises(ConfigError, match="not found"):
-        reconstruct.load_config(tmp_path / "missing.yaml")
-    cfg = reconstruct.load_config(CONFIG, [f"data_root={tmp_path / 'nowhere'}"])
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        reconstruct.run(cfg)
-    monkeypatch.setenv(reconstruct.SCENES_ENV, str(tmp_path / "env-scenes"))
-    with pytest.raises(FileNotFoundError, match="env-scenes"):
-        reconstruct.data_root(reconstruct.load_config(CONFIG))
+# --------------------------------------------------------------------------- #18: what it refuses and says
 
 
-def test_shipped_configs_load():
-    from pathlib import Path
-
-    configs = sorted(Path("benchmark_configs/reconstruction").glob("*.yaml"))
-    assert {c.stem for c in configs} >= {"sacre_coeur", "fountain-P11", "Herz-Jesu-P8", "castle-P19", "castle-P30",
-                                         "entry-P10", "Herz-Jesu-P25"}
-    for config in configs:
-        cfg = reconstruct.load_config(config)
-        assert cfg["scene"] == config.stem and cfg["images"] == f"{config.stem}/images"
-
-
-def test_reconstruct_config_fountain6(tmp_path):
-    """SIFT on 6 fountain-P11 images at 800 px with GT intrinsics: all register, cm-level accuracy."""
-    shared_file("scenes/fountain-P11")
-    listing = tmp_path / "list.txt"
-    listing.write_text("".join(f"{i:04d}.jpg\n" for i in range(3, 9)))
-    cfg = reconstruct.load_config(CONFIG, [
-        "extractor=sift", "resize_max=800", "intrinsics=gt", f"image_list={listing}", f"output={tmp_path / 'out'}",
-        f"data_root={SHARED / 'scenes'}", "num_threads=2", "device=cpu"])
-    stats = reconstruct.run(cfg)
-    assert stats["total_images"] == 6 and stats["registered_images"] >= 5
-    gt = stats["gt"]
-    assert gt["registered_images"] >= 5 and gt["median_center_error_m"] < 0.05
-    assert gt["median_rotation_error_deg"] < 1.0
-    saved = json.loads((tmp_path / "out" / "stats.json").read_text())
-    assert saved["gt"]["median_center_error_m"] == pytest.approx(gt["median_center_error_m"])
-    assert {"extract_s", "match_s", "sfm_s"} <= set(saved["timings"])
-    assert (tmp_path / "out" / "sfm" / "points3D.bin").exists()
-    # a second run reuses features and matches
-    again = reconstruct.run(cfg)
-    assert again["cached"] == {"extract": True, "match": True}
-    assert again["timings"]["extract_s"] == pytest.approx(stats["timings"]["extract_s"])
-    assert "GT: median centre error" in reconstruct.format_summary(again)
+def test_existing_sfm_dir_is_never_wiped(fountain3, tmp_path, capsys):
+    """Before: ``--sfm-dir EXISTING`` deleted EXISTING/models/ recursively without a word."""
+    f = fountain3
+    sfm = tmp_path / "mine"
+    (sfm / "models").mkdir(parents=True)
+    keep = sfm / "models" / "my_notes.txt"
+    keep.write_text("precious")
+    argv = ["--sfm-dir", str(sfm), "--images", str(f["images"]), "--pairs", str(f["pairs"]), "--features",
+            str(f["features"]), "--matches", str(f["matches"]), "--image-list", str(f["out"] / "list.txt"),
+            "--camera-mode", "SINGLE"]
+    (f["out"] / "list.txt").write_text("\n".join(f["names"]) + "\n")
+    assert R.cli(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds a reconstruction" in err and "--overwrite" in err
+    assert keep.read_text() == "precious"
+    assert R.cli([*argv, "--overwrite"]) == 2  # even with --overwrite: models/ holds a file we did not write
+    assert "did not write (my_notes.txt)" in capsys.readouterr().err and keep.exists()
+    keep.unlink()
+    (sfm / "models").rmdir()
+    assert R.cli(argv) == 0 and (sfm / "models" / "0" / "images.bin").exists()
+    capsys.readouterr()
+    assert R.cli(argv) == 2 and "already holds" in capsys.readouterr().err  # our own output: refused too
+    assert R.cli([*argv, "--overwrite"]) == 0 and (sfm / "points3D.bin").exists()
 
 
-def test_benchmark_reconstruction(tmp_path, monkeypatch):
-    """Benchmark runner on 3 images: results files, and a method without weights is skipped."""
-    shared_file("scenes/fountain-P11")
-    from sekd_plugin.benchmark.__main__ import main as bench_main
-    from sekd_plugin.extractors import base
+def test_noise_scene_says_what_verification_required(tmp_path):
+    """Before: "6/6 verified pairs" while nothing registered, no word on the inlier counts."""
+    import cv2
 
-    monkeypatch.setattr(base, "missing_weights_reason",
-                        lambda model, label=None: "sekd skipped: weights not found (test)" if label == "sekd" else None)
-    listing = tmp_path / "list.txt"
-    listing.write_text("0004.jpg\n0005.jpg\n0006.jpg\n")
-    out = tmp_path / "bench"
-    rc = bench_main(["reconstruction", "--config", CONFIG, "--extractors", "sekd,sift", "--output", str(out),
-                     "resize_max=640", f"image_list={listing}", f"data_root={SHARED / 'scenes'}", "num_threads=2",
-                     "device=cpu"])
-    assert rc == 0
-    results = json.loads((out / "results.json").read_text())
-    assert "fountain-P11/sekd" in results["skipped"]
-    r = results["scenes"]["fountain-P11"]["sift"]
-    assert r["registered_images"] == 3 and r["gt"]["registered_images"] == 3
-    md = (out / "results.md").read_text()
-    assert "| fountain-P11 | sift | 3/3 |" in md and "skipped fountain-P11/sekd" in md
-    assert (out / "results.png").stat().st_size > 1000
-    assert (out / "fountain-P11" / "sift" / "sfm" / "images.bin").exists()
+    images = tmp_path / "noise"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"{i}.png" for i in range(4)]
+    for name in names:
+        cv2.imwrite(str(images / name), cv2.GaussianBlur(rng.integers(0, 256, (480, 640), dtype=np.uint8), (3, 3), 0))
+    conf = get_conf("sift")
+    features = extract(conf, images, feature_path=tmp_path / "f.h5", as_half=False).feature_path
+    pairs = P.main(tmp_path / "pairs.txt", image_list=names)
+    matches = match_features.main(match_features.get_conf("NN-mutual"), pairs, features, matches=tmp_path / "m.h5")
+    rec = R.main(tmp_path / "sfm", images, pairs, features, matches, num_threads=2)
+    stats = json.loads((tmp_path / "sfm" / "stats.json").read_text())
+    assert rec is None and stats["registered_images"] == 0
+    assert stats["verification_min_inliers"] == 15 and stats["init_min_num_inliers"] == 100
+    assert stats["max_pair_inliers"] < 100 and stats["num_pairs_above_init_min_inliers"] == 0
+    hint = stats["failure_hint"]
+    assert ("init_min_num_inliers" in hint and str(stats["max_pair_inliers"]) in hint) or "no image pair" in hint
+    from sekd_plugin.benchmark.sfm.runner import verification_summary
+
+    line = verification_summary({**stats, "num_pairs": 6})
+    assert "(>= 15 inliers" in line and "100" in line
 
 
-def test_unreadable_image_is_left_out_not_fatal(tmp_path):
-    """One broken image: a warning, the others are reconstructed, totals still count it."""
-    src = shared_file("scenes/fountain-P11/images")
-    images = tmp_path / "scene" / "images"
-    images.mkdir(parents=True)
-    for i in range(3, 8):
-        (images / f"{i:04d}.jpg").symlink_to(src / f"{i:04d}.jpg")
-    (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    cfg = reconstruct.load_config(CONFIG, [
-        "extractor=sift", "resize_max=640", "gt_cameras=null", "images=scene/images",
-        f"data_root={tmp_path}", f"output={tmp_path / 'out'}", "num_threads=2", "device=cpu"])
-    stats = reconstruct.run(cfg)
-    assert stats["total_images"] == 6 and 3 <= stats["registered_images"] <= 5
+def test_two_image_scene_explains_the_rejected_initial_pair(fountain3, capsys):
+    """Before: "Could not reconstruct any model!" without the hint that COLMAP's initial pair was rejected."""
+    f = fountain3
+    names = f["names"][:2]
+    (f["out"] / "two.txt").write_text("\n".join(names) + "\n")
+    argv = ["--sfm-dir", str(f["out"] / "sfm-two"), "--images", str(f["images"]), "--pairs", str(f["pairs"]),
+            "--features", str(f["features"]), "--matches", str(f["matches"]), "--image-list",
+            str(f["out"] / "two.txt"), "--camera-mode", "SINGLE", "--overwrite",
+            "--mapper-option", "mapper.init_min_tri_angle=60"]  # a pair COLMAP must reject
+    assert R.cli(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no model could be reconstructed" in err[0]
+    assert "initial image pair" in err[0] and "init_min_tri_angle" in err[0] and "60" in err[0]

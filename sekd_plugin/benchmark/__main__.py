@@ -1,4 +1,4 @@
-"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction}``."""
+"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction,pose}``."""
 
 from __future__ import annotations
 
@@ -45,13 +45,32 @@ def _speed(args) -> int:
     return 0
 
 
-def _reconstruction(args) -> int:
-    from .reconstruction import DEFAULT_EXTRACTORS, run
+def _train_speed(args) -> int:
+    from .train_speed import run
 
-    extractors = [m for m in args.extractors.split(",") if m] if args.extractors else list(DEFAULT_EXTRACTORS)
-    results = run(args.config, extractors, args.output, args.overrides)
-    print((Path(args.output) / "results.md").read_text())
-    return 0 if any(results["scenes"].values()) or not results["failed"] else 1
+    run(args.config, args.device, args.iters, args.reps, args.threads, args.overrides, args.skip)
+    return 0
+
+
+def _methods(args) -> list[str] | None:
+    value = args.methods or args.extractors
+    return [m for m in value.split(",") if m] if value else None
+
+
+def _reconstruction(args) -> int:
+    from .sfm.suite import main as suite_main
+
+    suite_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
+               work=args.work)
+    return 0
+
+
+def _pose(args) -> int:
+    from .pose.run import main as pose_main
+
+    pose_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
+              pairs=args.pairs, threshold_px=args.threshold, work=args.work)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -83,14 +102,38 @@ def main(argv=None) -> int:
     sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
     sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
     sp.set_defaults(func=_speed)
+    ts = sub.add_parser("train-speed", help="trainer throughput: training views/s (fp32, bf16), step-1/3 label ms per image")
+    ts.add_argument("--config", help="training config (default: benchmark_configs/train/gpu-short.yaml)")
+    ts.add_argument("--device", choices=["cpu", "cuda"])
+    ts.add_argument("--iters", type=int, default=5, help="timed training batches per measurement")
+    ts.add_argument("--reps", type=int, default=2, help="timed label images per step")
+    ts.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ts.add_argument("--skip", action="append", choices=["train", "labels"], help="skip a part (repeatable)")
+    ts.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
+    ts.set_defaults(func=_train_speed)
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
-    rc.add_argument("--extractors", help="comma-separated extractor confs (default: sekd,sekd-selftrained,sift)")
+    rc.add_argument("--methods", help="comma-separated methods (colmap-sift, sift, sekd, sekd-sfm, sekd-selftrained, "
+                    "sekd-selftrained-sfm, superpoint, d2net or any extractor conf; default: "
+                    "colmap-sift,sift,sekd,sekd-sfm,sekd-selftrained,sekd-selftrained-sfm)")
+    rc.add_argument("--extractors", help="the same as --methods (older name)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
+    rc.add_argument("--work", help="folder of the per-run caches (features, matches, models); default: --output")
     rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="config overrides applied to every config (e.g. intrinsics=gt resize_max=1024)")
     rc.set_defaults(func=_reconstruction)
+    po = sub.add_parser("pose", help="relative-pose AUC@5/10/20 on scene configs with GT cameras")
+    po.add_argument("--config", action="append", required=True,
+                    help="scene config YAML with gt_cameras (repeatable)")
+    po.add_argument("--methods", help="comma-separated methods (as for reconstruction)")
+    po.add_argument("--extractors", help=argparse.SUPPRESS)
+    po.add_argument("--pairs", help="pair list (name0 name1 per line; default: every pair of each scene)")
+    po.add_argument("--threshold", type=float, default=1.0, help="RANSAC inlier threshold in pixels (default 1.0)")
+    po.add_argument("--output", default="outputs/pose", help="output folder")
+    po.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
+    po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides (e.g. resize_max=1024)")
+    po.set_defaults(func=_pose)
     args = parser.parse_args(argv)
     return run_cli(args.func, args=args, on_success=lambda code: code, quiet=True,
                    resume_hint="cached features are kept; run the same command again to resume")

@@ -26,6 +26,21 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "sekd", "checkpoint": "sekd_selftrained"},  # shipped: sekd_plugin/trained/
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
+    # SEKD for reconstruction (chosen on the DEV scenes fountain-P11 / Herz-Jesu-P8, README
+    # "Reconstruction"): a keypoint budget like hloc's SuperPoint setting, a low confidence
+    # threshold so that the budget is reached, sub-pixel refinement, full resolution.
+    "sekd-sfm": {
+        "output": "feats-sekd-sfm-n4096-r1600",
+        "model": {"name": "sekd", "max_keypoints": 4096, "confidence_threshold": 0.1, "sub_pixel": True},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    # The same SfM setting with the shipped self-trained weights.
+    "sekd-selftrained-sfm": {
+        "output": "feats-sekd-selftrained-sfm-n4096-r1600",
+        "model": {"name": "sekd", "checkpoint": "sekd_selftrained", "max_keypoints": 4096,
+                  "confidence_threshold": 0.1, "sub_pixel": True},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
     # Same, with multi-scale detection.
     "sekd-ms": {
         "output": "feats-sekd-ms-n500-r1600",
@@ -53,6 +68,14 @@ confs: dict[str, dict[str, Any]] = {
     "sift": {
         "output": "feats-rootsift-r1600",
         "model": {"name": "sift", "rootsift": True},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    # RootSIFT with COLMAP's own extraction defaults (first octave -1, i.e. the image upsampled
+    # once, peak threshold 0.02 / 3, at most 8192 features): what `colmap feature_extractor` gives.
+    "sift-colmap": {
+        "output": "feats-rootsift-colmap-n8192-r1600",
+        "model": {"name": "sift", "rootsift": True, "first_octave": -1, "peak_threshold": 0.02 / 3,
+                  "max_keypoints": 8192},
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
     # RootSIFT with a keypoint budget comparable to the learned detectors.

@@ -214,7 +214,7 @@ def _open_waiting(path: Path, mode: str) -> h5py.File:
         try:
             return _open_file(path, mode)
         except OSError as error:
-            if "lock" not in str(error).lower():
+            if "unable to lock file" not in str(error).lower():  # not e.g. "sblock->base_addr"
                 raise H5FileError(f"cannot open {path} as HDF5: {_first_line(error)}") from None
             if time.monotonic() >= deadline:
                 pids = _holders(path)

@@ -8,6 +8,6 @@ repeatability), then validation on synthetic homographies of held-out images.
 """
 
 from .config import TrainConfig, TrainConfigError, load_config
-from .loop import RunError, Trainer, main
+from .loop import RunError, Trainer, cli, main
 
-__all__ = ["RunError", "TrainConfig", "TrainConfigError", "Trainer", "load_config", "main"]
+__all__ = ["RunError", "TrainConfig", "TrainConfigError", "Trainer", "cli", "load_config", "main"]

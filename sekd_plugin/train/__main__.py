@@ -1,8 +1,8 @@
-"""``python -m sekd_plugin.train``: see :func:`sekd_plugin.train.loop.main`."""
+"""``python -m sekd_plugin.train``: see :func:`sekd_plugin.train.loop.cli`."""
 
 import sys
 
-from .loop import main
+from .loop import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

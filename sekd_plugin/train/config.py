@@ -15,84 +15,123 @@ from typing import Any, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..common.errors import ConfigError
 
-class TrainConfigError(ValueError):
-    """Invalid training configuration (the message is meant for the command line)."""
+
+class TrainConfigError(ConfigError):
+    """Invalid training configuration (one line for the command line; also a ValueError)."""
 
 
 @dataclass
 class DataConf:
     max_images: Optional[int] = None  # cap on training images (seeded random pick); None = all
     max_side: Optional[int] = None  # downscale images whose longer side exceeds this (INTER_AREA)
-    crop_size: int = 512  # square training crops (multiple of 4), zero-padded when the image is smaller
+    crop_size: int = 512  # square training crops (multiple of 4)
     context: float = 1.5  # crops are cut with this much context so warped views have fewer empty borders
+    # where crops lie: "inside" = the context window is placed inside the image (shrunk to the
+    # image when it is smaller, then resized up), so views hold no zero padding; "pad" = the
+    # former behaviour (a random placement, zero padding where the image ends)
+    crop_mode: str = "inside"
     sub_set: int = 5  # round r trains on images[r % sub_set :: sub_set]
     val_images: int = 16  # held-out images for validation (never trained on)
-    cache: bool = False  # keep decoded gray images in memory
-    num_workers: int = 0
+    cache: bool = False  # keep decoded uint8 RGB images in memory
+    num_workers: int = 0  # DataLoader workers (CPU-side crops); views are made on the device
+    pin_memory: bool = True  # pinned host batches when training on CUDA
 
 
 @dataclass
 class WarpConf:
+    """Random affine warps and colour jitter (defaults: the release's ``TransformerAffine``)."""
+
+    # a preset replaces the numbers below: "release" (the defaults) or "mild" (this package's
+    # former pair warps: +-20 deg, isotropic scale 0.8-1.2, shear +-20 deg, both views warped);
+    # "custom" keeps the values as given
+    preset: str = "custom"
     degrees: float = 40.0  # rotation +-degrees
-    translate: float = 0.04  # translation +- fraction of the image size
+    translate: float = 0.02  # translation +- fraction of the size (the release: 0.04 in [-1, 1] units)
     scale: List[float] = field(default_factory=lambda: [0.7, 1.4])
-    shear: float = 40.0  # x-shear +-degrees (torchvision RandomAffine convention)
+    shear: float = 40.0  # shear +-degrees
+    # "release": independent x / y scales, the shear added to the angle of the y axis, drawn as
+    # the release's view -> source matrix; "legacy": this package's former isotropic scale and
+    # tan x-shear, drawn as a source -> view matrix
+    form: str = "release"
     perspective: float = 0.0  # 0 = affine; > 0 adds a random projective part of this strength
+    # training pairs only: 1 = view 0 is the plain crop and view 1 its warped copy (the
+    # release); 2 = both views are random warps of the context crop
+    warped_views: int = 1
     brightness: List[float] = field(default_factory=lambda: [0.6, 1.4])
     contrast: List[float] = field(default_factory=lambda: [0.6, 1.4])
+    saturation: List[float] = field(default_factory=lambda: [0.6, 1.4])  # on the RGB image
+    hue: float = 0.2  # +- fraction of the hue circle, on the RGB image (before gray conversion)
 
 
-def _pair_warp() -> WarpConf:
-    # the release's pair generator (datasets/local_feature_pair.py) uses milder warps
-    return WarpConf(degrees=20.0, scale=[0.8, 1.2], shear=20.0)
+WARP_PRESETS = {
+    "release": dict(degrees=40.0, translate=0.02, scale=[0.7, 1.4], form="release", shear=40.0, perspective=0.0, warped_views=1),
+    "mild": dict(degrees=20.0, translate=0.04, scale=[0.8, 1.2], form="legacy", shear=20.0, perspective=0.0, warped_views=2),
+    # beyond the release (issue item 1f): rotation up to 180 deg and zoom 0.5-2
+    "strong": dict(degrees=180.0, translate=0.02, scale=[0.5, 2.0], form="release", shear=30.0, perspective=0.0, warped_views=1),
+}
 
 
 @dataclass
 class DetectConf:
-    """Step 1: keypoints from the detector with affine adaptation."""
+    """Step 1 ("detect"): keypoints from the detector with affine adaptation."""
 
     num_refs: int = 12
     ref_border: int = 28  # border of every warped copy that is ignored
     nms_radius: int = 3
-    threshold: float = 0.46
+    # labels are the strongest NMS maxima up to a per-image budget of one per
+    # ``budget_area`` px^2 (0 = no budget, threshold only); ``threshold`` is the floor
+    budget_area: float = 85.0
+    threshold: float = 0.0  # the release's absolute threshold is 0.46 (calibrated for a trained net)
     max_keypoints: int = 2000
     border: int = 3  # keypoints this close to the image edge are dropped
     random_keypoints: int = 1000  # per image when the round starts from random keypoints
-    ref_chunk: int = 12  # references run through the network together (memory bound)
+    ref_chunk: int = 13  # images through the network together (the image + its references)
 
 
 @dataclass
 class ReliabilityConf:
-    """Step 3: keypoints from descriptor reliability."""
+    """Step 3 ("reliability"): keypoints from descriptor reliability."""
 
     num_refs: int = 12
-    radius: int = 3  # neighbourhood of (2r+1)^2 cells ...
-    stride: int = 2  # ... spaced this many pixels apart
+    radius: int = 3  # neighbourhood of (2r+1)^2 - 1 neighbours ...
+    stride: int = 2  # ... spaced this many cells of the feature's own map apart
     eps: float = 0.03  # ratio = distinctiveness / (repeatability + eps)
-    use_descriptor: bool = True  # the 1/4-resolution descriptor (upsampled)
+    use_descriptor: bool = True  # the 1/4-resolution descriptor
     use_low_level: bool = True  # the full-resolution 32-channel feature u0
-    # "full": the descriptor term is evaluated at every pixel of the upsampled map (the release);
-    # "coarse": at the 1/4-resolution cell centres, its ratio map then upsampled (16x cheaper)
-    desc_resolution: str = "full"
-    # where the 7x7 neighbourhood lies: "reference": on the reference's pixel grid around the
-    # correspondence, each neighbour sampled bilinearly (the release); "target": on the target's
-    # grid, read from the reference features warped into the target once (several times
-    # cheaper on CPU; the neighbourhood is the warp's affine image of the release's)
+    # where the descriptor term is evaluated: "native" = on the 1/4-resolution map itself,
+    # neighbours ``stride`` cells (8 px) apart, the ratio map then upsampled (the release);
+    # "upsampled" = on the map bilinearly upsampled to the image, neighbours ``stride`` px
+    # apart (this package's former default; a 4x smaller neighbourhood)
+    desc_mode: str = "native"
+    # where the 7x7 neighbourhood lies: "reference" = on the reference's grid around the
+    # correspondence, each neighbour sampled bilinearly (the release); "target" = on the
+    # target's grid, read from the reference features warped into the target once
     neighbours: str = "reference"
     nms_radius: int = 3
-    threshold: float = 0.85
+    budget_area: float = 85.0  # as detect.budget_area
+    threshold: float = 0.0  # floor; the release's absolute threshold is 0.85
     max_keypoints: int = 2000
     border: int = 12  # 4 NMS radii, as the release
-    ref_chunk: int = 4  # references processed together (memory bound)
+    ref_chunk: int = 12  # references processed together (memory bound)
 
 
 @dataclass
 class OptimConf:
     lr: float = 1e-4
     weight_decay: float = 1e-8
-    patience: int = 1  # ReduceLROnPlateau on the epoch loss
+    # "plateau": ReduceLROnPlateau on the epoch loss (the release); "cosine": per-step cosine
+    # decay to lr * min_lr_factor after ``warmup_steps``; "constant": lr after the warm-up
+    schedule: str = "plateau"
+    patience: int = 1  # ReduceLROnPlateau
+    warmup_steps: int = 0
+    min_lr_factor: float = 0.01
     batch_size: int = 2
+    fused: bool = True  # fused Adam on CUDA
+    amp: str = "none"  # "bf16": autocast of the network (losses stay fp32); "none": fp32
+    channels_last: bool = False  # channels-last memory format on CUDA
+    compile: bool = False  # torch.compile the training forward pass
 
 
 @dataclass
@@ -111,11 +150,19 @@ class LossConf:
     triplet: str = "ratio_test"  # or "margin" (HardNet)
     ratio_threshold: float = 0.85
     margin: float = 1.0
+    negative_radius: float = 0.0  # > 0: negatives closer than this (px, in view 1) are not mined
     detector_preserve: float = 1.0  # step 2: weight of 0.5 * MSE(logits, frozen logits)
     detector_preserve_first_round: float = 0.0  # the release's weight for round 0
     focal_gamma: float = 1.0
     repeatability: float = 1.0  # step 4: symmetric KL weight
     descriptor_preserve: float = 0.1  # step 4: weight of 0.5 * MSE(desc, frozen desc)
+    # BatchNorm mode of the frozen copy in the keep-unchanged terms: "train" = batch statistics
+    # like the network being trained (both sides see the same normalisation); "eval" = running
+    # statistics (the release; at random init the two sides then differ by orders of magnitude)
+    frozen_bn: str = "train"
+
+
+VAL_GROUPS = ("mild", "rotation", "zoom", "photometric")  # see train/validate.py
 
 
 @dataclass
@@ -123,12 +170,26 @@ class ValConf:
     height: int = 240
     width: int = 320
     seed: int = 0
-    corner_shift: float = 0.15  # random homographies: corners move up to this fraction of the size
-    degrees: float = 20.0
+    # groups of synthetic pairs: mild, rotation, zoom, photometric (see train/validate.py)
+    groups: List[str] = field(default_factory=lambda: ["mild", "rotation", "zoom", "photometric"])
+    pairs_per_group: int = 48  # held-out images are reused with other warps to reach this
+    corner_shift: float = 0.15  # mild group: corners move up to this fraction of the size
+    degrees: float = 20.0  # mild group: rotation +-degrees
     nms_radius: int = 4
-    threshold: float = 0.0  # fixed budget: the strongest max_keypoints NMS peaks
     max_keypoints: int = 500
+    deploy_threshold: float = 0.55  # the extractor's deployment confidence (NMS 4, 500)
     pixel_threshold: float = 3.0
+    matcher: str = "NN-mutual"
+    select_metric: str = "mma@3"  # the best checkpoint (best.pth) by this mean over groups
+    # real sequences for the package's HPatches benchmark after every round (``--protocol
+    # sekd``); empty = skipped. E.g. [../shared/data/hpatches, ../shared/data/oxford]
+    dev_datasets: List[str] = field(default_factory=list)
+    official_weights: Optional[str] = None  # scored once on the same pairs for the report
+
+
+@dataclass
+class DistConf:
+    sync_batchnorm: bool = False  # SyncBatchNorm across processes (torchrun)
 
 
 @dataclass
@@ -139,17 +200,18 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     data: DataConf = field(default_factory=DataConf)
     ref_warp: WarpConf = field(default_factory=WarpConf)  # references of steps 1 and 3
-    pair_warp: WarpConf = field(default_factory=_pair_warp)  # training pairs of steps 2 and 4
+    pair_warp: WarpConf = field(default_factory=WarpConf)  # training pairs of steps 2 and 4
     detect: DetectConf = field(default_factory=DetectConf)
     reliability: ReliabilityConf = field(default_factory=ReliabilityConf)
     optim: OptimConf = field(default_factory=OptimConf)
     schedule: ScheduleConf = field(default_factory=ScheduleConf)
     loss: LossConf = field(default_factory=LossConf)
     val: ValConf = field(default_factory=ValConf)
+    dist: DistConf = field(default_factory=DistConf)
 
 
 # keys that may differ when a run is resumed (they do not change the schedule)
-RESUME_MUTABLE = {"device", "data.num_workers", "data.cache"}
+RESUME_MUTABLE = {"device", "data.num_workers", "data.cache", "data.pin_memory", "optim.compile", "val.dev_datasets", "val.official_weights"}
 
 
 def _flat_keys(node: Any, prefix: str = "") -> list[str]:
@@ -212,8 +274,21 @@ def load_config(
         conf = OmegaConf.merge(conf, *layers)
     except OmegaConfBaseException as e:
         raise TrainConfigError(f"invalid config value: {str(e).splitlines()[0]}") from None
+    apply_presets(conf)
     validate(conf)
     return conf
+
+
+def apply_presets(conf: DictConfig) -> None:
+    """Replace the warp numbers of a section whose ``preset`` names one of :data:`WARP_PRESETS`."""
+    for name in ("ref_warp", "pair_warp"):
+        preset = conf[name].preset
+        if preset == "custom":
+            continue
+        if preset not in WARP_PRESETS:
+            raise TrainConfigError(f"{name}.preset must be one of custom, {', '.join(WARP_PRESETS)}; got {preset!r}")
+        for k, v in WARP_PRESETS[preset].items():
+            conf[name][k] = v
 
 
 def validate(conf: DictConfig) -> None:
@@ -233,7 +308,15 @@ def validate(conf: DictConfig) -> None:
         conf.schedule.first_round in ("auto", "random", "detector", "skip"),
         "schedule.first_round must be one of auto, random, detector, skip",
     )
-    need(conf.reliability.desc_resolution in ("full", "coarse"), "reliability.desc_resolution must be full or coarse")
+    need(conf.data.crop_mode in ("inside", "pad"), "data.crop_mode must be inside or pad")
+    need(conf.reliability.desc_mode in ("native", "upsampled"), "reliability.desc_mode must be native or upsampled")
+    need(conf.optim.schedule in ("plateau", "cosine", "constant"), "optim.schedule must be plateau, cosine or constant")
+    need(conf.optim.amp in ("none", "bf16"), "optim.amp must be none or bf16")
+    need(conf.loss.frozen_bn in ("train", "eval"), "loss.frozen_bn must be train or eval")
+    need(conf.detect.budget_area >= 0 and conf.reliability.budget_area >= 0, "budget_area must be >= 0")
+    need(conf.val.pairs_per_group >= 1, "val.pairs_per_group must be >= 1")
+    bad = [g for g in conf.val.groups if g not in VAL_GROUPS]
+    need(not bad, f"val.groups: unknown group(s) {bad}; valid: {', '.join(VAL_GROUPS)}")
     need(conf.reliability.neighbours in ("reference", "target"), "reliability.neighbours must be reference or target")
     need(conf.loss.triplet in ("ratio_test", "margin"), "loss.triplet must be ratio_test or margin")
     need(conf.detect.num_refs >= 0 and conf.reliability.num_refs >= 1, "num_refs: detect >= 0, reliability >= 1")
@@ -244,15 +327,32 @@ def validate(conf: DictConfig) -> None:
     for name in ("ref_warp", "pair_warp"):
         w = conf[name]
         need(len(w.scale) == 2 and 0 < w.scale[0] <= w.scale[1], f"{name}.scale must be [min, max] > 0")
-        need(len(w.brightness) == 2 and len(w.contrast) == 2, f"{name}.brightness/contrast must be [min, max]")
+        need(
+            len(w.brightness) == 2 and len(w.contrast) == 2 and len(w.saturation) == 2,
+            f"{name}.brightness/contrast/saturation must be [min, max]",
+        )
+        need(0.0 <= w.hue <= 0.5, f"{name}.hue must be in [0, 0.5]")
+        need(w.warped_views in (1, 2), f"{name}.warped_views must be 1 or 2")
+        need(w.form in ("release", "legacy"), f"{name}.form must be release or legacy")
 
 
 def to_yaml(conf: DictConfig) -> str:
     return OmegaConf.to_yaml(conf)
 
 
-def from_yaml(text: str) -> DictConfig:
-    conf = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(text))
+def from_yaml(text: str, source: str = "config.yaml") -> DictConfig:
+    """A saved run config; anything unreadable is a :class:`TrainConfigError` naming ``source``."""
+    try:
+        data = OmegaConf.create(text)
+        if not isinstance(data, DictConfig):
+            raise TrainConfigError(f"{source}: not a mapping of config keys")
+        _check_keys(_flat_keys(data), source)
+        conf = OmegaConf.merge(OmegaConf.structured(TrainConfig), data)
+    except TrainConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - YAML / schema errors of any kind
+        raise TrainConfigError(f"{source}: not a readable run config ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    apply_presets(conf)
     validate(conf)
     return conf
 

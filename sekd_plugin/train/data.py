@@ -1,15 +1,19 @@
-"""Training images: recursive listing, gray decoding, held-out split, pair crops.
+"""Training images: recursive listing, decoding, held-out split, pair crops.
 
-Images are read as 8-bit gray with OpenCV (its BGR->gray weights, as the SEKD release),
-optionally downscaled so that the longer side is at most ``data.max_side``. Unreadable files
-are skipped with a warning and counted. Every random choice derives from a seed and the
+Images are decoded by :mod:`sekd_plugin.io.images` (the package's one decoding policy:
+EXIF orientation ignored, 16-bit rule, extension list) as 8-bit **RGB**, so that the colour
+jitter of the release (brightness, contrast, saturation, hue) applies before the gray
+conversion the network sees; gray files are replicated to 3 channels. Images are optionally
+downscaled so that the longer side is at most ``data.max_side``. Unreadable files, and
+images too small or too thin for the crops and the network, are skipped with a warning at
+indexing time and counted. Every random choice derives from a seed and the
 (round, step, epoch, image) it belongs to, so a resumed run draws the same crops and warps.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +22,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..common.errors import InputError
+from ..io.images import IMAGE_EXTENSIONS, ImageReadError, read_image, resize_image
 from . import warps
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+logger = logging.getLogger(__name__)
+
+MAX_ASPECT = 16.0  # images thinner than 1:16 are skipped (no useful crop, degenerate warps)
 
 
-class NoImagesError(ValueError):
-    """No usable image was found (the message is meant for the command line)."""
+class NoImagesError(InputError):
+    """No usable image was found (one line for the command line; also a ValueError)."""
 
 
 def derive_seed(*parts: int) -> int:
@@ -46,34 +54,37 @@ def list_images(dirs: list[str | Path]) -> list[tuple[str, Path]]:
     if not dirs:
         raise NoImagesError("no image folder given (--images DIR [DIR ...])")
     out = []
+    exts = tuple(e.lower() for e in IMAGE_EXTENSIONS)
     for k, d in enumerate(dirs):
         d = Path(d)
         if not d.is_dir():
             raise NoImagesError(f"image folder not found: {d}")
-        files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        files = sorted(p for p in d.rglob("*") if p.name.lower().endswith(exts) and p.is_file())
         for p in files:
             rel = p.relative_to(d).as_posix()
             out.append((f"{k}:{rel}" if len(dirs) > 1 else rel, p))
     if not out:
-        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise NoImagesError(f"no images ({exts}) found in {', '.join(str(d) for d in dirs)}")
+        raise NoImagesError(f"no images ({', '.join(sorted(exts))}) found in {', '.join(str(d) for d in dirs)}")
     return out
 
 
-def read_gray(path: str | Path, max_side: int | None = None) -> np.ndarray | None:
-    """8-bit gray image, or ``None`` when the file cannot be decoded."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-        img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    except (OSError, cv2.error, ValueError):
-        img = None
-    if img is None or img.ndim != 2 or min(img.shape) < 1:
-        return None
-    if max_side and max(img.shape) > max_side:
-        s = max_side / max(img.shape)
-        size = (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s)))
-        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    return img
+def read_rgb(path: str | Path, max_side: int | None = None) -> np.ndarray:
+    """uint8 ``H x W x 3`` RGB through :func:`sekd_plugin.io.images.read_image`, downscaled to ``max_side``.
+
+    Raises :class:`~sekd_plugin.io.images.ImageReadError` when the file cannot be decoded.
+    """
+    img = read_image(path, grayscale=False)
+    h, w = img.shape[:2]
+    if max_side and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        img = resize_image(img, (max(1, round(w * s)), max(1, round(h * s))), "cv2_area")
+    return np.ascontiguousarray(img)
+
+
+def min_image_side(conf) -> int:
+    """Smallest image side the steps can use: the label borders must leave an interior."""
+    borders = max(int(conf.detect.ref_border), int(conf.reliability.border), int(conf.detect.border))
+    return max(16, 2 * borders + 8)
 
 
 @dataclass
@@ -85,25 +96,25 @@ class ImageSet:
     val_keys: list[str]
     val_paths: list[Path]
     skipped: list[str] = field(default_factory=list)
+    too_small: list[str] = field(default_factory=list)
     max_side: int | None = None
     cache: bool = False
     _cache: dict = field(default_factory=dict, repr=False)
 
     def image(self, i: int) -> np.ndarray:
+        """uint8 ``H x W x 3`` RGB of training image ``i``."""
         if i in self._cache:
             return self._cache[i]
-        img = read_gray(self.paths[i], self.max_side)
-        if img is None:  # vanished or corrupted after the scan
-            raise OSError(f"cannot read image {self.paths[i]}")
+        try:
+            img = read_rgb(self.paths[i], self.max_side)
+        except ImageReadError as e:  # vanished or corrupted after the scan
+            raise InputError(f"training image became unreadable during the run: {e}") from None
         if self.cache:
             self._cache[i] = img
         return img
 
     def val_image(self, i: int) -> np.ndarray:
-        img = read_gray(self.val_paths[i], self.max_side)
-        if img is None:
-            raise OSError(f"cannot read image {self.val_paths[i]}")
-        return img
+        return read_rgb(self.val_paths[i], self.max_side)
 
     def round_indices(self, round_idx: int, sub_set: int) -> list[int]:
         """Images of a round: every ``sub_set``-th, starting at ``round % sub_set`` (the release)."""
@@ -118,24 +129,36 @@ def scan_images(
     max_side: int | None = None,
     cache: bool = False,
     progress: bool = True,
+    min_side: int = 16,
 ) -> ImageSet:
-    """List, shuffle (seeded), check readability and split into validation + training.
+    """List, shuffle (seeded), check readability and size, split into validation + training.
 
-    The first ``val_images`` readable images of the seeded permutation are held out; the
-    training set is the next ``max_images`` (all if ``None``), in sorted key order.
+    The first ``val_images`` usable images of the seeded permutation are held out; the
+    training set is the next ``max_images`` (all if ``None``), in sorted key order. An image
+    whose shorter side (after ``max_side``) is below ``min_side`` or whose aspect ratio
+    exceeds :data:`MAX_ASPECT` is skipped with a warning (it would crash the label steps).
     """
     from tqdm import tqdm
 
     entries = list_images(dirs)
     perm = np.random.default_rng(derive_seed(seed, 7)).permutation(len(entries))
-    val, train, skipped, cached = [], [], [], {}
+    val, train, skipped, small, cached = [], [], [], [], {}
     want = None if max_images is None else val_images + max_images
     for j in tqdm(perm, desc="scan images", disable=not progress, leave=False):
         key, path = entries[j]
-        img = read_gray(path, max_side)
-        if img is None:
-            warnings.warn(f"skipping unreadable image {path}", stacklevel=2)
+        try:
+            img = read_rgb(path, max_side)
+        except ImageReadError as e:
+            logger.warning("skipping unreadable image %s (%s)", path, e)
             skipped.append(str(path))
+            continue
+        h, w = img.shape[:2]
+        if min(h, w) < min_side or max(h, w) > MAX_ASPECT * min(h, w):
+            logger.warning(
+                "skipping image %s: %d x %d is too small or too thin for training (needs a side >= %d, aspect <= %g)",
+                path, w, h, min_side, MAX_ASPECT,
+            )
+            small.append(str(path))
             continue
         if len(val) < val_images:
             val.append(j)
@@ -148,7 +171,7 @@ def scan_images(
     if not train:
         raise NoImagesError(
             f"no readable training image in {', '.join(str(d) for d in dirs)} "
-            f"({len(entries)} files, {len(skipped)} unreadable, {len(val)} held out for validation)"
+            f"({len(entries)} files, {len(skipped)} unreadable, {len(small)} too small, {len(val)} held out for validation)"
         )
     train.sort(key=lambda j: entries[j][0])
     val.sort(key=lambda j: entries[j][0])
@@ -158,6 +181,7 @@ def scan_images(
         val_keys=[entries[j][0] for j in val],
         val_paths=[entries[j][1] for j in val],
         skipped=skipped,
+        too_small=small,
         max_side=max_side,
         cache=cache,
     )
@@ -167,8 +191,9 @@ def scan_images(
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 ``H x W`` -> float ``1 x 1 x H x W`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0)[None, None]
+    """uint8 ``H x W`` or ``H x W x 3`` -> float ``1 x C x H x W`` in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).float().div_(255.0)
+    return t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
 
 
 def context_size(crop: int, context: float) -> int:
@@ -176,15 +201,19 @@ def context_size(crop: int, context: float) -> int:
 
 
 class PairDataset(Dataset):
-    """One training sample per image: a context crop, its label keypoints and two random warps.
+    """One training sample per image: a context crop, its label keypoints and the view warps.
 
     The views themselves are made on the device (:func:`make_views`), batched. A sample
     holds
 
-    * ``context``: ``1 x C x C`` float gray crop (zero-padded where the image ends) and
-      ``valid`` its ``1 x C x C`` content mask, ``C = ceil(crop * context / 4) * 4``;
+    * ``context``: uint8 ``3 x C x C`` RGB crop, ``C = ceil(crop * context / 4) * 4``, and
+      ``valid`` its ``1 x C x C`` content mask. With ``data.crop_mode=inside`` the window
+      lies inside the image (an image smaller than ``C`` contributes its largest centred
+      square, resized to ``C``), so ``valid`` is all ones; ``pad`` places it at random and
+      zero-pads (the former behaviour);
     * ``keypoints``: ``N x 2`` (x, y) label keypoints in context coordinates;
-    * ``H0``, ``H1``: ``3 x 3`` context -> view warps, ``jitter0``, ``jitter1`` colour factors.
+    * ``H0``, ``H1``: ``3 x 3`` context -> view warps (``H0`` a centre crop when
+      ``pair_warp.warped_views = 1``, the release), ``jitter0``, ``jitter1`` colour factors.
     """
 
     def __init__(self, images: ImageSet, indices: list[int], labels: dict[str, np.ndarray], conf, seed: int):
@@ -193,6 +222,7 @@ class PairDataset(Dataset):
         self.labels = labels
         self.crop = int(conf.data.crop_size)
         self.ctx = context_size(self.crop, float(conf.data.context))
+        self.mode = str(conf.data.crop_mode)
         self.warp_conf = conf.pair_warp
         self.seed = seed
         self.epoch_key: tuple[int, ...] = (0,)
@@ -203,32 +233,54 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> dict:
-        idx = self.indices[i]
-        img = self.images.image(idx)
-        gen = generator(self.seed, *self.epoch_key, idx)
-        h, w = img.shape
+    def _window(self, img: np.ndarray, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray, float, int, int]:
+        """``(context uint8 C x C x 3, valid C x C, scale, ox, oy)``: context = (image - (ox, oy)) * scale."""
+        h, w = img.shape[:2]
         c = self.ctx
-        # crop origin: anywhere inside the image, or a random placement of a smaller image
+        if self.mode == "inside":
+            side = min(c, h, w)
+            oy = int(torch.randint(0, h - side + 1, (1,), generator=gen))
+            ox = int(torch.randint(0, w - side + 1, (1,), generator=gen))
+            win = img[oy : oy + side, ox : ox + side]
+            scale = c / side
+            if side != c:  # a small image: its largest square, resized up to the context
+                win = cv2.resize(win, (c, c), interpolation=cv2.INTER_LINEAR)
+            return np.ascontiguousarray(win), np.ones((c, c), np.float32), scale, ox, oy
         oy = int(torch.randint(min(0, h - c), max(0, h - c) + 1, (1,), generator=gen))
         ox = int(torch.randint(min(0, w - c), max(0, w - c) + 1, (1,), generator=gen))
-        ctx = np.zeros((c, c), np.uint8)
+        ctx = np.zeros((c, c, 3), np.uint8)
         valid = np.zeros((c, c), np.float32)
         y0, x0 = max(oy, 0), max(ox, 0)
         y1, x1 = min(oy + c, h), min(ox + c, w)
         ctx[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = img[y0:y1, x0:x1]
         valid[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = 1.0
+        return ctx, valid, 1.0, ox, oy
+
+    def __getitem__(self, i: int) -> dict:
+        idx = self.indices[i]
+        img = self.images.image(idx)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        gen = generator(self.seed, *self.epoch_key, idx)
+        c = self.ctx
+        ctx, valid, scale, ox, oy = self._window(img, gen)
         key = self.images.keys[idx]
         yx = self.labels.get(key)
         if yx is None or len(yx) == 0:
             kp = torch.zeros(0, 2)
         else:
-            kp = torch.from_numpy(yx[:, ::-1].astype(np.float32).copy()) - torch.tensor([ox, oy], dtype=torch.float32)
+            xy = torch.from_numpy(np.asarray(yx)[:, ::-1].astype(np.float32).copy())
+            # pixel centres: (x + 0.5) * s - 0.5 maps the window's pixels onto the context's
+            kp = (xy - torch.tensor([ox, oy], dtype=torch.float32) + 0.5) * scale - 0.5
             kp = kp[warps.inside(kp, (c, c))]
-        H = warps.random_warp_from_conf(2, (c, c), (self.crop, self.crop), self.warp_conf, gen)
-        jit = warps.random_jitter(2, self.warp_conf, gen)
+        wc = self.warp_conf
+        if int(wc.warped_views) == 1:  # the release: an image and its warped copy
+            H = torch.cat([warps.identity_warps(1, (c, c), (self.crop, self.crop)), warps.random_warp_from_conf(1, (c, c), (self.crop, self.crop), wc, gen)])
+        else:
+            H = warps.random_warp_from_conf(2, (c, c), (self.crop, self.crop), wc, gen)
+        jit = warps.random_jitter(2, wc, gen)
         return {
-            "context": torch.from_numpy(ctx).float().div_(255.0)[None],
+            "context": torch.from_numpy(ctx).permute(2, 0, 1).contiguous(),
             "valid": torch.from_numpy(valid)[None],
             "keypoints": kp,
             "H0": H[0],
@@ -246,11 +298,13 @@ def collate_pairs(samples: list[dict]) -> dict:
     n = max([len(s["keypoints"]) for s in samples] + [1])
     kp = torch.zeros(len(samples), n, 2)
     mask = torch.zeros(len(samples), n, dtype=torch.bool)
-    for b, s in enumerate(samples):
+    for b, s in enumerate(samples):  # collation runs in the loader workers, off the training thread
         k = len(s["keypoints"])
         kp[b, :k] = s["keypoints"]
         mask[b, :k] = True
     out["keypoints"], out["kp_mask"] = kp, mask
+    # H0^-1 on the host (float64), so that the device never runs a small linalg.inv
+    out["H01"] = (out["H1"].double() @ torch.linalg.inv(out["H0"].double())).float()
     return out
 
 
@@ -265,23 +319,32 @@ class Views:
     H01: torch.Tensor  # B x 3 x 3 view 0 -> view 1
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Tensors of a batch on ``device`` (non-blocking from pinned memory)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def make_views(batch: dict, crop: int, device: torch.device) -> Views:
-    """Warp the context crops into two colour-jittered views each, on ``device``, batched."""
-    ctx = batch["context"].to(device)
-    valid = batch["valid"].to(device)
-    H0, H1 = batch["H0"].to(device), batch["H1"].to(device)
+    """Jitter (RGB, then gray) and warp the context crops into two views each, on ``device``, batched."""
+    b = to_device(batch, device)
+    ctx = b["context"].float().div_(255.0) if b["context"].dtype == torch.uint8 else b["context"]
+    valid = b["valid"]
+    H0, H1 = b["H0"], b["H1"]
     size = (crop, crop)
-    im0 = warps.warp_images(warps.color_jitter(ctx, batch["jitter0"].to(device), valid), H0, size)
-    im1 = warps.warp_images(warps.color_jitter(ctx, batch["jitter1"].to(device), valid), H1, size)
-    v0 = warps.warp_valid_mask(H0, ctx.shape[-2:], size, valid)
-    v1 = warps.warp_valid_mask(H1, ctx.shape[-2:], size, valid)
-    kp = batch["keypoints"].to(device)
-    m = batch["kp_mask"].to(device)
+    # both views' jitter and warp in one batched call each
+    ctx2 = torch.cat([ctx, ctx])
+    valid2 = torch.cat([valid, valid])
+    H = torch.cat([H0, H1])
+    gray = warps.jitter_to_gray(ctx2, torch.cat([b["jitter0"], b["jitter1"]]), valid2)
+    images = warps.warp_images(gray, H, size)
+    vmask = warps.warp_valid_mask(H, ctx.shape[-2:], size, valid2)
+    kp, m = b["keypoints"], b["kp_mask"]
     kp0, kp1 = warps.transform_points(H0, kp), warps.transform_points(H1, kp)
-    in0 = m & _in_mask(kp0, v0)
-    in1 = m & _in_mask(kp1, v1)
-    H01 = H1 @ torch.linalg.inv(H0)
-    return Views(torch.cat([im0, im1]), torch.cat([v0, v1]), kp0, kp1, in0, in1, H01)
+    n = ctx.shape[0]
+    in0 = m & _in_mask(kp0, vmask[:n])
+    in1 = m & _in_mask(kp1, vmask[n:])
+    H01 = b["H01"] if "H01" in b else H1 @ torch.linalg.inv(H0)
+    return Views(images, vmask, kp0, kp1, in0, in1, H01)
 
 
 def _in_mask(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..common.device import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -31,14 +33,11 @@ class DistInfo:
 
 
 def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA (this process's local GPU) when available, else CPU."""
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+    """:func:`sekd_plugin.common.pick_device`; a bare ``cuda`` means this process's local GPU."""
+    device = pick_device(pref)
+    if device.type == "cuda" and device.index is None:
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return torch.device(pref)
+    return device
 
 
 def setup(device_pref: str = "auto") -> DistInfo:
@@ -70,6 +69,15 @@ def shard(items: list, info: DistInfo) -> list:
     return items[info.rank :: info.world] if info.enabled else list(items)
 
 
+def gather_lists(items: list, info: DistInfo) -> list:
+    """Concatenation of every rank's list (rank order), identical on all ranks."""
+    if not info.enabled:
+        return list(items)
+    parts: list = [None] * info.world
+    dist.all_gather_object(parts, items)
+    return [x for p in parts for x in p]
+
+
 def gather_dicts(d: dict, info: DistInfo) -> dict:
     """Union of every rank's dict (``all_gather_object``), identical on all ranks."""
     if not info.enabled:
@@ -91,12 +99,3 @@ def reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     t /= info.world
     return {k: float(v) for k, v in zip(keys, t.tolist())}
-
-
-def broadcast(obj, info: DistInfo):
-    """``obj`` of rank 0 on every rank."""
-    if not info.enabled:
-        return obj
-    box = [obj if info.is_main else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

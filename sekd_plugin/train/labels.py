@@ -1,7 +1,11 @@
-"""Keypoint labels of a round: step 1 (detector + affine adaptation) and step 3 (reliability).
+"""Keypoint labels of a round: step 1 "detect" (detector + affine adaptation) and step 3
+"reliability" (descriptor reliability).
 
 Both work on whole training images (padded to multiples of 4), one image at a time with all
-of its random references in one batch. Labels are stored per round in an HDF5 file::
+of its random references in one batch. Labels are the strongest NMS maxima of the score map
+up to a per-image budget (one per ``budget_area`` px^2, at most ``max_keypoints``), above an
+optional absolute ``threshold`` floor. Labels are stored per round in an HDF5 file named by
+the step that wrote them (``round{r}_detect.h5``, ``round{r}_reliability.h5``)::
 
     /                    attrs: round, step, kind, num_images, version
     /images/000000       attrs: name (image key), height, width
@@ -11,7 +15,6 @@ of its random references in one batch. Labels are stored per round in an HDF5 fi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
@@ -19,7 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ops import nms_mask, select_keypoints
+from ..common.errors import InputError
+from ..common.files import write_atomic
+from ..ops import nms_mask
 from . import warps
 from .data import ImageSet, generator, to_tensor
 
@@ -29,52 +34,67 @@ STEP_IDS = {"detect": 1, "descriptor": 2, "reliability": 3, "detector": 4}
 Labels = dict[str, tuple[np.ndarray, np.ndarray]]  # key -> ((y, x) int16 N x 2, scores float16 N)
 
 
+class LabelFileError(InputError):
+    """A label file is unreadable or malformed (the message names the file)."""
+
+
 # --------------------------------------------------------------------------- storage
 def write_labels(path: str | Path, labels: Labels, sizes: dict[str, tuple[int, int]] | None = None, **attrs) -> None:
-    """Write labels atomically (temporary file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["version"] = LABEL_FORMAT
-        f.attrs["num_images"] = len(labels)
-        for k, v in attrs.items():
-            f.attrs[k] = v
-        grp = f.create_group("images")
-        for i, key in enumerate(sorted(labels)):
-            yx, sc = labels[key]
-            g = grp.create_group(f"{i:06d}")
-            g.attrs["name"] = key
-            if sizes and key in sizes:
-                g.attrs["height"], g.attrs["width"] = sizes[key]
-            g.create_dataset("keypoints", data=np.asarray(yx, dtype=np.int16).reshape(-1, 2))
-            g.create_dataset("scores", data=np.asarray(sc, dtype=np.float16).reshape(-1))
-    os.replace(tmp, path)
+    """Write labels atomically (:func:`sekd_plugin.common.write_atomic`)."""
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["version"] = LABEL_FORMAT
+            f.attrs["num_images"] = len(labels)
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            grp = f.create_group("images")
+            for i, key in enumerate(sorted(labels)):
+                yx, sc = labels[key]
+                g = grp.create_group(f"{i:06d}")
+                g.attrs["name"] = key
+                if sizes and key in sizes:
+                    g.attrs["height"], g.attrs["width"] = sizes[key][:2]
+                g.create_dataset("keypoints", data=np.asarray(yx, dtype=np.int16).reshape(-1, 2))
+                g.create_dataset("scores", data=np.asarray(sc, dtype=np.float16).reshape(-1))
+
+    write_atomic(path, write)
+
+
+def read_labels_with_sizes(path: str | Path) -> tuple[Labels, dict[str, tuple[int, int]], dict]:
+    """``(labels, image sizes (H, W), root attributes)`` of a label file.
+
+    A truncated, corrupt or malformed file raises :class:`LabelFileError` naming it.
+    """
+    out: Labels = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            if attrs.get("version") != LABEL_FORMAT or "images" not in f:
+                raise LabelFileError(f"{path}: not a label file of this trainer (version {attrs.get('version')!r})")
+            for g in f["images"].values():
+                name = g.attrs["name"]
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                yx, sc = g["keypoints"][()], g["scores"][()]
+                if yx.ndim != 2 or yx.shape[1] != 2 or len(sc) != len(yx):
+                    raise LabelFileError(f"{path}: malformed labels of image {name}")
+                out[name] = (yx, sc)
+                if "height" in g.attrs:
+                    sizes[name] = (int(g.attrs["height"]), int(g.attrs["width"]))
+            if len(out) != int(attrs.get("num_images", -1)):
+                raise LabelFileError(f"{path}: holds {len(out)} images, its header says {attrs.get('num_images')}")
+    except LabelFileError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError ... on damage
+        raise LabelFileError(f"{path}: unreadable label file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return out, sizes, attrs
 
 
 def read_labels(path: str | Path) -> tuple[Labels, dict]:
     """``(labels, root attributes)`` of a label file."""
-    out: Labels = {}
-    with h5py.File(path, "r") as f:
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-        for g in f["images"].values():
-            name = g.attrs["name"]
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            out[name] = (g["keypoints"][()], g["scores"][()])
-    return out, attrs
-
-
-def read_labels_with_sizes(path: str | Path) -> tuple[Labels, dict[str, tuple[int, int]], dict]:
-    """``(labels, image sizes (H, W), root attributes)`` of a label file."""
-    labels, attrs = read_labels(path)
-    sizes = {}
-    with h5py.File(path, "r") as f:
-        for g in f["images"].values():
-            name = g.attrs["name"]
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            if "height" in g.attrs:
-                sizes[name] = (int(g.attrs["height"]), int(g.attrs["width"]))
-    return labels, sizes, attrs
+    labels, _, attrs = read_labels_with_sizes(path)
+    return labels, attrs
 
 
 def label_stats(labels: Labels, sizes: dict[str, tuple[int, int]]) -> dict:
@@ -95,25 +115,71 @@ def label_stats(labels: Labels, sizes: dict[str, tuple[int, int]]) -> dict:
     }
 
 
+def maxima_stats(per_image: list[np.ndarray]) -> dict:
+    """Round summary of the per-image NMS statistics ``[maxima, labels, p10, p50, p90, floor-passing]``."""
+    if not per_image:
+        return {}
+    a = np.stack(per_image)
+    return {
+        "nms_maxima_per_image": float(a[:, 0].mean()),
+        "nms_maxima_p10": float(np.nanmedian(a[:, 2])),
+        "nms_maxima_median": float(np.nanmedian(a[:, 3])),
+        "nms_maxima_p90": float(np.nanmedian(a[:, 4])),
+        "above_threshold_per_image": float(a[:, 5].mean()),
+        "labels_per_image_min": int(a[:, 1].min()),
+        "labels_per_image_median": float(np.median(a[:, 1])),
+    }
+
+
 # --------------------------------------------------------------------------- helpers
 def _pad4(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad ``1 x 1 x H x W`` to multiples of 4; returns the image and its content mask."""
+    """Zero-pad ``1 x C x H x W`` to multiples of 4; returns the image and its ``1 x 1`` content mask."""
     h, w = image.shape[-2:]
     ph, pw = -h % 4, -w % 4
-    valid = torch.ones_like(image)
+    valid = torch.ones_like(image[:, :1])
     if ph or pw:
         image = F.pad(image, (0, pw, 0, ph))
         valid = F.pad(valid, (0, pw, 0, ph))
     return image, valid
 
 
-def _select(score: torch.Tensor, size: tuple[int, int], radius: int, border: int, threshold: float, max_kp: int):
+def budget(size: tuple[int, int], area: float, max_kp: int) -> int:
+    """Label budget of an image: one per ``area`` px^2 (0 = unlimited), at most ``max_kp``."""
+    h, w = size
+    if area <= 0:
+        return int(max_kp)
+    return int(min(max_kp, max(1, round(h * w / area))))
+
+
+def select_labels(
+    score: torch.Tensor, size: tuple[int, int], radius: int, border: int, threshold: float, area: float, max_kp: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Strongest NMS maxima of an ``H' x W'`` score map within the ``size = (H, W)`` image.
+
+    Returns ``(yx N x 2 long, scores N, stats 6)`` with ``stats = [maxima, labels, p10, p50,
+    p90 of the maxima, maxima above the threshold]`` (on the score's device; NaN quantiles
+    when there is no maximum).
+    """
     h, w = size
     region = torch.zeros_like(score, dtype=torch.bool)
     region[border : h - border, border : w - border] = True
     mask = nms_mask(score[None, None], radius)[0, 0] & region
-    yx, sc = select_keypoints(score, mask, threshold, max_kp)
-    return yx, sc
+    flat = score.flatten()
+    idx = torch.nonzero(mask.flatten(), as_tuple=True)[0]
+    vals = flat[idx]
+    order = torch.sort(vals, descending=True, stable=True)[1]
+    above = vals[order] > threshold
+    n_above = above.sum()
+    k = budget(size, area, max_kp)
+    keep = order[:k][above[:k]]
+    idx, sc = idx[keep], vals[keep]
+    if vals.numel():
+        q = torch.quantile(vals.float(), vals.new_tensor([0.1, 0.5, 0.9], dtype=torch.float32))
+    else:
+        q = torch.full((3,), float("nan"), device=score.device)
+    stats = torch.cat([torch.stack([vals.new_tensor(vals.numel(), dtype=torch.float32), vals.new_tensor(idx.numel(), dtype=torch.float32)]), q, n_above.float()[None]])
+    ww = score.shape[-1]
+    return torch.stack([idx // ww, idx % ww], dim=-1), sc, stats
 
 
 def _chunks(n: int, size: int):
@@ -122,51 +188,75 @@ def _chunks(n: int, size: int):
         yield s, min(n, s + size)
 
 
-def _references(image, valid, num, conf, gen):
-    """``num`` colour-jittered random affine warps of a padded image (same size)."""
+def _references(image: torch.Tensor, valid: torch.Tensor, num: int, conf, gen: torch.Generator):
+    """``num`` colour-jittered random affine warps of a padded ``1 x C x H x W`` image (same size).
+
+    Returns gray ``refs num x 1 x H x W``, their content masks, ``H`` and ``H^-1``
+    (``num x 3 x 3``; inverted on the host in float64, no device sync).
+    """
     size = image.shape[-2:]
-    H = warps.random_warp_from_conf(num, size, size, conf.ref_warp, gen).to(image.device)
+    H = warps.random_warp_from_conf(num, size, size, conf.ref_warp, gen)
+    Hinv = torch.linalg.inv(H.double()).float()
     jit = warps.random_jitter(num, conf.ref_warp, gen)
-    refs = warps.warp_images(warps.color_jitter(image.expand(num, -1, -1, -1), jit, valid.expand(num, -1, -1, -1)), H, size)
+    H, Hinv = H.to(image.device), Hinv.to(image.device)
+    gray = warps.jitter_to_gray(image.expand(num, -1, -1, -1), jit, valid.expand(num, -1, -1, -1))
+    refs = warps.warp_images(gray, H, size)
     ref_valid = warps.warp_valid_mask(H, size, size, valid.expand(num, -1, -1, -1))
-    return refs, ref_valid, H
+    return refs, ref_valid, H, Hinv
+
+
+def _gray(image: torch.Tensor) -> torch.Tensor:
+    return warps.rgb_to_gray(image) if image.shape[1] == 3 else image
 
 
 # --------------------------------------------------------------------------- step 1
 @torch.no_grad()
 def detector_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> torch.Tensor:
-    """Keypoint probability of a padded ``1 x 1 x H x W`` image averaged with its references.
+    """Keypoint probability of a ``1 x C x H x W`` image (C = 3 RGB or 1 gray) averaged with its references.
 
-    Every reference's probability is warped back and averaged only where it is valid (inside
-    the warped image and outside its ``detect.ref_border``).
+    The image and its ``detect.num_refs`` references go through the network together
+    (chunks of ``detect.ref_chunk``). Every reference's probability is warped back and
+    averaged only where it is valid (inside the warped image, outside ``detect.ref_border``).
+    Returns the ``H' x W'`` map of the padded size.
     """
     image, valid = _pad4(image)
     size = image.shape[-2:]
     num = int(conf.detect.num_refs)
-    prob = torch.softmax(net.features(image)[0], dim=1)[:, 1:]
-    total, count = prob.clone(), torch.ones_like(prob)
-    if num > 0:
-        refs, ref_valid, H = _references(image, valid, num, conf, gen)
-        b = int(conf.detect.ref_border)
-        if b > 0:
-            ref_valid[..., :b, :] = False
-            ref_valid[..., -b:, :] = False
-            ref_valid[..., :, :b] = False
-            ref_valid[..., :, -b:] = False
-        Hinv = torch.linalg.inv(H)
-        for s, e in _chunks(num, conf.detect.ref_chunk):
-            p = torch.softmax(net.features(refs[s:e])[0], dim=1)[:, 1:]
-            m = ref_valid[s:e].float()
-            total += warps.warp_images(p * m, Hinv[s:e], size).sum(0, keepdim=True)
-            count += warps.warp_images(m, Hinv[s:e], size).sum(0, keepdim=True)
+    gray = _gray(image)
+    if num == 0:
+        return torch.softmax(net.features(gray)[0], dim=1)[0, 1]
+    refs, ref_valid, _, Hinv = _references(image, valid, num, conf, gen)
+    b = int(conf.detect.ref_border)
+    if b > 0:
+        ref_valid[..., :b, :] = False
+        ref_valid[..., -b:, :] = False
+        ref_valid[..., :, :b] = False
+        ref_valid[..., :, -b:] = False
+    batch = torch.cat([gray, refs])  # the image and its references: one forward
+    total = torch.zeros(1, 1, *size, device=image.device)
+    count = torch.zeros_like(total)
+    for s, e in _chunks(num + 1, conf.detect.ref_chunk):
+        p = torch.softmax(net.features(batch[s:e])[0].float(), dim=1)[:, 1:]
+        if s == 0:  # the image itself: weight 1 everywhere
+            total += p[:1]
+            count += 1.0
+            p, lo = p[1:], 0
+        else:
+            lo = s - 1
+        hi = lo + p.shape[0]
+        if p.shape[0]:
+            m = ref_valid[lo:hi].float()
+            total += warps.warp_images(p * m, Hinv[lo:hi], size).sum(0, keepdim=True)
+            count += warps.warp_images(m, Hinv[lo:hi], size).sum(0, keepdim=True)
     return (total / count)[0, 0]
 
 
 def detect_keypoints(net, image: torch.Tensor, conf, gen: torch.Generator):
+    """Step-1 labels of a ``1 x C x H x W`` image: ``(yx N x 2, scores N, stats 6)``."""
     h, w = image.shape[-2:]
     score = detector_score(net, image, conf, gen)
     d = conf.detect
-    return _select(score, (h, w), d.nms_radius, d.border, d.threshold, d.max_keypoints)
+    return select_labels(score, (h, w), d.nms_radius, d.border, d.threshold, d.budget_area, d.max_keypoints)
 
 
 def random_keypoints(size: tuple[int, int], num: int, border: int, gen: torch.Generator):
@@ -183,10 +273,11 @@ def random_keypoints(size: tuple[int, int], num: int, border: int, gen: torch.Ge
 
 # --------------------------------------------------------------------------- step 3
 def _offsets(radius: int, stride: int, device) -> torch.Tensor:
+    """``K x 2`` (x, y) neighbour offsets, ``K = (2r+1)^2 - 1``, in cells of the map."""
     r = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32) * stride
     oy, ox = torch.meshgrid(r, r, indexing="ij")
     off = torch.stack([ox.flatten(), oy.flatten()], dim=-1)
-    return off[(off != 0).any(-1)]  # the (2r+1)^2 - 1 neighbours
+    return off[(off != 0).any(-1)]
 
 
 def _cos_dist(cos: torch.Tensor) -> torch.Tensor:
@@ -194,118 +285,153 @@ def _cos_dist(cos: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((2.0 - 2.0 * cos).clamp(min=0.0) + 1e-4)
 
 
-def _cosine(target: torch.Tensor, sampled: torch.Tensor) -> torch.Tensor:
-    """Cosine between unit ``1 x C x h x w`` targets and (not normalised) ``R x C x h x w`` samples."""
-    dot = (sampled * target).sum(1)
-    return dot / (sampled * sampled).sum(1).sqrt().clamp(min=1e-12)
+def _sample(maps: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Bilinear read of ``R x C x h x w`` maps at map-pixel coordinates ``R x ... x 2`` (cell centres integer)."""
+    h, w = maps.shape[-2:]
+    g = grid * grid.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)]) - 1.0
+    return F.grid_sample(maps, g.to(maps.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def _ratio_reference(target, sample, grid, offsets, eps):
-    """distinctiveness / (repeatability + eps); neighbours on the reference's pixel grid.
+def _ratio_reference(target: torch.Tensor, ref: torch.Tensor, grid: torch.Tensor, offsets: torch.Tensor, eps: float, chunk: int) -> torch.Tensor:
+    """distinctiveness / (repeatability + eps) with the neighbourhood on the reference's grid (the release).
 
-    ``target``: ``1 x C x h x w`` unit features at the target positions; ``sample(grid)``
-    reads the references' features at pixel coordinates ``R x h x w x 2`` (``R x C x h x w``).
-    Each neighbour ``q + o`` is sampled bilinearly and normalised (the release). The nearest
-    neighbour is the one with the largest cosine, so the distance is taken once at the end.
+    Args:
+        target: ``C x h x w`` unit features of the target.
+        ref: ``R x C x h' x w'`` raw features of the references.
+        grid: ``R x h x w x 2`` correspondences of the target cells in the references' map
+            coordinates.
+        offsets: ``K x 2`` neighbour offsets (cells).
+        chunk: neighbours sampled together; each chunk is one ``grid_sample`` writing
+            ``R x C x h x (w * chunk)`` and one fused dot/norm reduction (no per-neighbour pass).
+    Returns:
+        ``R x h x w``. Each neighbour is sampled bilinearly and normalised; the nearest one is
+        the one with the largest cosine, so the distance is taken once at the end.
     """
-    rep = _cos_dist(_cosine(target, sample(grid)))
+    r, _, h, w = grid.shape[0], target.shape[0], grid.shape[1], grid.shape[2]
+    s = _sample(ref, grid)  # R x C x h x w
+    dot = torch.einsum("rchw,chw->rhw", s, target)
+    rep = _cos_dist(dot / torch.linalg.vector_norm(s, dim=1).clamp(min=1e-12))
     best = None
-    for o in offsets:  # one dense operation per neighbour (48 for a 7 x 7 grid)
-        c = _cosine(target, sample(grid + o))
+    ref_cl = ref.contiguous(memory_format=torch.channels_last)  # ~3x faster grid_sample on CPU
+    tgt = target[None, :, None]  # 1 x C x 1 x h x w: broadcast over the k neighbours (outer dim, vectorises)
+    for a in range(0, offsets.shape[0], chunk):
+        off = offsets[a : a + chunk]
+        k = off.shape[0]
+        g = (grid[:, None] + off.view(1, k, 1, 1, 2)).reshape(r, k * h, w, 2)
+        s = _sample(ref_cl, g).view(r, -1, k, h, w)
+        dot = (s * tgt).sum(1)  # R x k x h x w
+        norm2 = (s * s).sum(1)
+        c = (dot * norm2.clamp(min=1e-24).rsqrt()).amax(1)
         best = c if best is None else torch.maximum(best, c)
     return _cos_dist(best) / (rep + eps)
 
 
-def _ratio_target(target, sample, grid, offsets, eps):
-    """As :func:`_ratio_reference`, the neighbourhood laid out on the target's pixel grid.
+def _ratio_target(target: torch.Tensor, ref: torch.Tensor, grid: torch.Tensor, offsets: torch.Tensor, eps: float) -> torch.Tensor:
+    """As :func:`_ratio_reference`, the neighbourhood laid out on the target's grid.
 
     The references' features are warped into the target once (bilinear, normalised); the
-    neighbour ``o`` of pixel ``p`` is the reference feature at the correspondence of ``p + o``,
+    neighbour ``o`` of cell ``p`` is the reference feature at the correspondence of ``p + o``,
     i.e. at ``q + A o`` (``A`` the warp's local linear part) instead of ``q + o``. Every
     neighbour is then a shifted view, which is several times cheaper on a CPU.
     """
-    warped = F.normalize(sample(grid), dim=1)
-    rep = _cos_dist((warped * target).sum(1))
+    warped = F.normalize(_sample(ref, grid), dim=1)  # R x C x h x w
+    rep = _cos_dist(torch.einsum("rchw,chw->rhw", warped, target))
     h, w = target.shape[-2:]
     best = torch.full_like(rep, -2.0)
-    for o in offsets.long().tolist():
-        ox, oy = o
+    for ox, oy in offsets.long().tolist():  # 48 shifted views; no device sync
         ty, tx = slice(max(0, -oy), h - max(0, oy)), slice(max(0, -ox), w - max(0, ox))
         sy, sx = slice(max(0, oy), h + min(0, oy)), slice(max(0, ox), w + min(0, ox))
-        c = (target[:, :, ty, tx] * warped[:, :, sy, sx]).sum(1)
+        c = torch.einsum("rchw,chw->rhw", warped[:, :, sy, sx], target[:, ty, tx])
         best[:, ty, tx] = torch.maximum(best[:, ty, tx], c)
     return _cos_dist(best) / (rep + eps)
 
 
+def _offset_chunk(r: int, c: int, h: int, w: int, k: int, device: torch.device) -> int:
+    """Neighbours per ``grid_sample`` so that one chunk stays within a memory budget."""
+    budget = (1 << 30) if device.type == "cuda" else (1 << 27)  # elements of the sampled block
+    return int(max(1, min(k, budget // max(r * c * h * w, 1))))
+
+
 @torch.no_grad()
 def reliability_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> torch.Tensor:
-    """Per-pixel descriptor reliability of a ``1 x 1 x H x W`` image (map of the padded size).
+    """Per-pixel descriptor reliability of a ``1 x C x H x W`` image (map of the padded size).
 
-    For every reference (a random warp of the image) and target pixel ``p`` with
+    For every reference (a random warp of the image) and target cell ``p`` with
     correspondence ``q``: repeatability = distance between the features at ``p`` and ``q``,
     distinctiveness = smallest distance between the feature at ``p`` and the reference's
-    features on a ``(2r+1)^2 - 1`` grid (stride ``s`` px) around ``q``; ratio =
-    distinctiveness / (repeatability + eps), averaged over the references where ``q`` (with
-    its neighbourhood) is inside the reference. Computed for the upsampled descriptor and the
-    full-resolution feature ``u0``, then averaged.
+    features on a ``(2r+1)^2 - 1`` grid (``stride`` cells of the feature's own map apart)
+    around ``q``; ratio = distinctiveness / (repeatability + eps), averaged over the
+    references where ``q`` and its neighbourhood lie inside the reference. Two terms, averaged:
+
+    * the 1/4-resolution descriptor, with ``reliability.desc_mode = "native"`` evaluated on
+      its own cells (neighbours 2 cells = 8 px apart) and the ratio map upsampled bilinearly
+      (the release), or ``"upsampled"`` on the map upsampled to the image (2 px apart);
+    * the full-resolution feature ``u0`` (neighbours 2 px apart).
     """
     rc = conf.reliability
     image, valid = _pad4(image)
     size = image.shape[-2:]
     dev = image.device
     num = int(rc.num_refs)
-    _, desc0, low0 = net.features(image)
-    refs, _, H = _references(image, valid, num, conf, gen)
+    refs, _, H, _ = _references(image, valid, num, conf, gen)
+    # the target is colour-jittered too (the release's get_image_pair)
+    tgt_gray = warps.jitter_to_gray(image, warps.random_jitter(1, conf.ref_warp, gen), valid)
+    _, desc0, low0 = net.features(tgt_gray)
+    desc0, low0 = desc0.float(), low0.float()
     offsets = _offsets(rc.radius, rc.stride, dev)
-    margin = float(rc.radius * rc.stride)
     pix = warps.pixel_grid(size, device=dev)
     content = valid[0, 0] > 0
 
-    terms = {}  # name -> (positions h x w x 2, content mask, unit target 1 x C x h x w)
+    # name -> (target positions h x w x 2 (full-res px), map scale, content mask, unit target C x h x w)
+    terms = {}
     if rc.use_descriptor:
-        if rc.desc_resolution == "coarse":
-            cells = warps.pixel_grid(desc0.shape[-2:], device=dev) * 4.0 + 1.5  # cell centres
+        if rc.desc_mode == "native":
+            cells = warps.pixel_grid(desc0.shape[-2:], device=dev) * 4.0 + 1.5  # cell centres in px
             cmask = F.avg_pool2d(valid, 4)[0, 0] > 0.999
-            terms["desc"] = (cells, cmask, F.normalize(desc0, dim=1))
+            terms["desc"] = (cells, 4.0, cmask, F.normalize(desc0, dim=1)[0])
         else:
-            terms["desc"] = (pix, content, F.normalize(warps.sample_coarse(desc0, pix[None], size), dim=1))
+            up = F.normalize(warps.sample_coarse(desc0, pix[None], size), dim=1)[0]
+            terms["desc"] = (pix, 1.0, content, up)
     if rc.use_low_level:
-        terms["low"] = (pix, content, F.normalize(low0, dim=1))
+        terms["low"] = (pix, 1.0, content, F.normalize(low0, dim=1)[0])
     sums = {k: torch.zeros(v[0].shape[:2], device=dev) for k, v in terms.items()}
     counts = {k: torch.zeros(v[0].shape[:2], device=dev) for k, v in terms.items()}
 
     for s, e in _chunks(num, rc.ref_chunk):
         _, desc_r, low_r = net.features(refs[s:e])
-        for name, (pos, cmask, tgt) in terms.items():
-            grid = warps.transform_points(H[s:e], pos.reshape(1, -1, 2).expand(e - s, -1, -1)).view(e - s, *pos.shape)
-            ok = (warps.inside(grid, size, margin) & cmask[None]).float()
-            if name == "desc":
-                sample = lambda g, d=desc_r: warps.sample_coarse(d, g, size)  # noqa: E731
+        for name, (pos, scale, cmask, tgt) in terms.items():
+            if name == "desc" and rc.desc_mode == "upsampled":
+                feat = F.interpolate(desc_r.float(), size=size, mode="bilinear", align_corners=False)
             else:
-                sample = lambda g, u=low_r: warps.sample_full(u, g)  # noqa: E731
-            # the coarse descriptor term has no pixel grid to shift on: always "reference"
-            on_pixels = name == "low" or rc.desc_resolution == "full"
-            if rc.neighbours == "target" and on_pixels:
-                ok = ok * warps.inside(pos, size, margin).float()[None]
-                ratio = _ratio_target(tgt, sample, grid, offsets, rc.eps)
+                feat = (desc_r if name == "desc" else low_r).float()
+            # correspondences in full-res px, then in the feature map's cells (pixel centres
+            # of a 1/4 map: x_px = 4 x_cell + 1.5, as bilinear upsampling)
+            q = warps.transform_points(H[s:e], pos.reshape(1, -1, 2).expand(e - s, -1, -1)).view(e - s, *pos.shape)
+            grid = (q - (scale - 1) / 2.0) / scale
+            ok = (warps.inside(grid, feat.shape[-2:], float(rc.radius * rc.stride)) & cmask[None]).float()
+            if rc.neighbours == "target":
+                ok = ok * warps.inside(warps.pixel_grid(tgt.shape[-2:], device=dev), tgt.shape[-2:], float(rc.radius * rc.stride)).float()[None]
+                ratio = _ratio_target(tgt, feat, grid, offsets, rc.eps)
             else:
-                ratio = _ratio_reference(tgt, sample, grid, offsets, rc.eps)
+                chunk = _offset_chunk(e - s, feat.shape[1], *grid.shape[1:3], offsets.shape[0], dev)
+                ratio = _ratio_reference(tgt, feat, grid, offsets, rc.eps, chunk)
             sums[name] += (ratio * ok).sum(0)
             counts[name] += ok.sum(0)
     maps = []
     for name in terms:
         m = sums[name] / (counts[name] + 1e-2)
-        if m.shape != size:  # coarse descriptor term: cell centres -> pixels
+        if m.shape != size:  # native descriptor term: cells -> pixels
             m = F.interpolate(m[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
         maps.append(m)
     return torch.stack(maps).mean(0)
 
 
 def reliability_keypoints(net, image: torch.Tensor, conf, gen: torch.Generator):
+    """Step-3 labels of a ``1 x C x H x W`` image: ``(yx N x 2, scores N, stats 6)``."""
     h, w = image.shape[-2:]
     score = reliability_score(net, image, conf, gen)
     r = conf.reliability
-    return _select(score, (h, w), r.nms_radius, r.border, r.threshold, r.max_keypoints)
+    return select_labels(score, (h, w), r.nms_radius, r.border, r.threshold, r.budget_area, r.max_keypoints)
 
 
 # --------------------------------------------------------------------------- a whole step
@@ -320,28 +446,33 @@ def compute_labels(
     device: torch.device,
     progress: bool = True,
     desc: str | None = None,
-) -> tuple[Labels, dict[str, tuple[int, int]]]:
-    """Labels of ``indices`` for ``kind`` in {"random", "detect", "reliability"}."""
+) -> tuple[Labels, dict[str, tuple[int, int]], list[np.ndarray]]:
+    """Labels of ``indices`` for ``kind`` in {"random", "detect", "reliability"}.
+
+    Returns ``(labels, sizes (H, W), per-image NMS statistics)`` (see :func:`select_labels`).
+    """
     from tqdm import tqdm
 
     was_training = net.training
     net.eval()
     out: Labels = {}
     sizes: dict[str, tuple[int, int]] = {}
+    stats: list[np.ndarray] = []
     step = STEP_IDS["reliability" if kind == "reliability" else "detect"]
     try:
         for idx in tqdm(indices, desc=desc or kind, disable=not progress, leave=False, dynamic_ncols=True):
             img = images.image(idx)
             key = images.keys[idx]
-            sizes[key] = img.shape
+            sizes[key] = tuple(img.shape[:2])
             gen = generator(seed, round_idx, step, idx)
             if kind == "random":
-                yx, sc = random_keypoints(img.shape, conf.detect.random_keypoints, conf.detect.border, gen)
+                yx, sc = random_keypoints(img.shape[:2], conf.detect.random_keypoints, conf.detect.border, gen)
             else:
-                x = to_tensor(img).to(device)
+                x = to_tensor(img).to(device, non_blocking=True)
                 fn = detect_keypoints if kind == "detect" else reliability_keypoints
-                yx, sc = fn(net, x, conf, gen)
+                yx, sc, st = fn(net, x, conf, gen)
+                stats.append(st.cpu().numpy())
             out[key] = (yx.cpu().numpy().astype(np.int16), sc.float().cpu().numpy().astype(np.float16))
     finally:
         net.train(was_training)
-    return out, sizes
+    return out, sizes, stats

@@ -7,8 +7,11 @@ A run is a sequence of rounds; each round runs the steps
 (``detect``/``reliability`` compute keypoint labels, ``descriptor``/``detector`` train for a
 number of epochs). Progress ``(round, step, epoch)`` is saved atomically after every epoch and
 every step in ``state.pth`` together with the model, the optimizer/scheduler and frozen copy of
-the step in progress, RNG states and the history; ``model.pth`` is the latest model in the
-format the SEKD extractor loads. ``--resume`` continues from the last completed epoch.
+the step in progress, RNG states and the history; ``model.pth`` is the latest model and
+``best.pth`` the best one by validation, both in the format the SEKD extractor loads.
+``--resume`` continues from the last completed epoch (``--resume auto``: when there is a run).
+A run folder holds one run: ``.lock`` (pid and host of the process that trains) refuses a
+second process; a lock left by a dead process is taken over.
 """
 
 from __future__ import annotations
@@ -16,38 +19,48 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
+import math
 import os
 import random
 import shlex
+import socket
 import sys
 import time
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..models.checkpoint import CheckpointError, load_weights
+from ..common import pick_device, run_cli, write_atomic
+from ..common.errors import CheckpointError, InputError, UserError
+from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from . import config as config_mod
 from . import ddp, labels, steps, validate
-from .data import NoImagesError, PairDataset, collate_pairs, derive_seed, scan_images
+from .data import PairDataset, collate_pairs, derive_seed, min_image_side, scan_images
 from .report import write_report
 
+logger = logging.getLogger("sekd_plugin.train")
+
 STEPS = ("detect", "descriptor", "reliability", "detector", "validate")
-STATE_FORMAT = "sekd_plugin.train/1"
+STATE_FORMAT = "sekd_plugin.train/2"
+STATE_KEYS = ("format", "progress", "model", "rng", "history", "images", "config")
 
 
-class RunError(RuntimeError):
-    """A run cannot start or continue (the message is meant for the command line)."""
+class RunError(InputError):
+    """A run cannot start or continue (one line for the command line; also a ValueError)."""
+
+
+class StateFileError(CheckpointError):
+    """``state.pth`` is unreadable or not a state of this trainer (the message names it)."""
 
 
 # --------------------------------------------------------------------------- persistence
 def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def rng_state() -> dict:
@@ -89,6 +102,124 @@ def images_fingerprint(keys: list[str]) -> str:
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def load_state(path: Path) -> dict:
+    """``state.pth`` as a dict, checked; any damage is a one-line :class:`StateFileError`.
+
+    Loaded with ``weights_only=True`` (plain containers and tensors only); torch's advice to
+    retry with ``weights_only=False`` is not passed on -- a state file never needs it.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, random bytes, foreign pickle ...
+        reason = _first_line(e)
+        if "weights_only" in reason or "Weights only load failed" in reason:
+            reason = "not a plain tensor checkpoint"
+        raise StateFileError(f"cannot read {path}: {reason} (the file is damaged; start a new run or restore it)") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise StateFileError(f"{path}: not a state file of this trainer (format {fmt!r}, expected {STATE_FORMAT!r})")
+    missing = [k for k in STATE_KEYS if k not in state]
+    prog = state.get("progress")
+    ok = (
+        not missing
+        and isinstance(prog, dict)
+        and {"round", "step", "epoch"} <= set(prog)
+        and str(prog["step"]) in STEPS
+        and isinstance(state["model"], dict)
+        and isinstance(state["history"], str)
+    )
+    if not ok:
+        raise StateFileError(f"{path}: malformed state file (missing or wrong entries: {missing or 'progress/model/history'})")
+    try:
+        json.loads(state["history"])
+    except ValueError:
+        raise StateFileError(f"{path}: malformed state file (history is not JSON)") from None
+    return state
+
+
+# --------------------------------------------------------------------------- run folder lock
+class RunLock:
+    """``<run>/.lock`` with ``pid@host``: one process per run folder; a dead owner's lock is taken over."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / ".lock"
+        self.held = False
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{os.getpid()}@{socket.gethostname()}"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = self.path.read_text().strip()
+                except OSError:
+                    owner = ""
+                pid_s, _, host = owner.partition("@")
+                if pid_s.isdigit() and host == socket.gethostname() and not self._alive(int(pid_s)):
+                    logger.warning("taking over the stale lock of process %s (no longer running): %s", pid_s, self.path)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                if not pid_s.isdigit():  # empty / torn lock file (crash while writing it)
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise RunError(
+                    f"{self.path.parent} is in use by process {owner} (lock {self.path}); "
+                    "one run folder holds one run -- wait for it, or remove the lock if that process is gone"
+                )
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+            self.held = True
+            return
+        raise RunError(f"cannot take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            try:
+                if self.path.read_text().strip().startswith(f"{os.getpid()}@"):
+                    self.path.unlink()
+            except OSError:
+                pass
+            self.held = False
+
+
+# --------------------------------------------------------------------------- learning-rate schedules
+def make_scheduler(optimizer: torch.optim.Optimizer, conf, steps_total: int):
+    """``(scheduler, per_step)``: ReduceLROnPlateau per epoch, or cosine / constant per step with warm-up."""
+    oc = conf.optim
+    if oc.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=oc.patience), False
+    warm = max(0, int(oc.warmup_steps))
+    total = max(1, int(steps_total))
+    floor = float(oc.min_lr_factor)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if oc.schedule == "constant":
+            return 1.0
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
+
+
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """Runs (or resumes) the self-evolving schedule into ``output``."""
@@ -96,40 +227,44 @@ class Trainer:
     def __init__(self, conf, output: str | Path, resume: bool = False, dist: ddp.DistInfo | None = None, progress: bool = True):
         self.conf = conf
         self.out = Path(output)
-        self.dist = dist or ddp.DistInfo(device=ddp.resolve_device(conf.device))
+        self.dist = dist or ddp.DistInfo(device=pick_device(conf.device))
         self.device = self.dist.device
         self.main = self.dist.is_main
         self.bars = progress and self.main
         self.resume = resume
         self.progress = {"round": 0, "step": "detect", "epoch": 0}
         self.step_state: dict | None = None
+        self.label_cache: dict[tuple[int, str], tuple[dict, dict]] = {}
         state_path = self.out / "state.pth"
         if not resume and state_path.exists():
             raise RunError(f"{self.out} already holds a run; add --resume to continue it or choose another --output")
         if resume and not state_path.exists():
             raise RunError(f"nothing to resume: {state_path} not found")
+        state = load_state(state_path) if resume else None
 
         torch.manual_seed(conf.seed)
         self.net = SEKDNet().to(self.device)
-        if conf.init_weights:
-            load_weights(self.net, conf.init_weights, map_location=self.device)
+        if conf.init_weights and state is None:
+            try:
+                load_weights(self.net, conf.init_weights, map_location=self.device)
+            except UserError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a text file, random bytes, a foreign pickle ...
+                reason = _first_line(e)
+                if "weights_only" in reason or "Weights only load failed" in reason:
+                    reason = "not a plain tensor checkpoint"
+                raise CheckpointError(f"--init-weights {conf.init_weights}: not a loadable SEKD checkpoint ({reason})") from None
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            self.images = scan_images(
-                list(conf.images),
-                conf.seed,
-                conf.data.val_images,
-                conf.data.max_images,
-                conf.data.max_side,
-                conf.data.cache,
-                progress=self.bars,
-            )
-        if self.main:
-            for w in caught[:20]:
-                print(f"warning: {w.message}", file=sys.stderr)
-            if len(caught) > 20:
-                print(f"warning: ... and {len(caught) - 20} more unreadable images", file=sys.stderr)
+        self.images = scan_images(
+            list(conf.images),
+            conf.seed,
+            conf.data.val_images,
+            conf.data.max_images,
+            conf.data.max_side,
+            conf.data.cache,
+            progress=self.bars,
+            min_side=min_image_side(conf),
+        )
         self.history = {
             "status": "running",
             "device": str(self.device),
@@ -138,37 +273,48 @@ class Trainer:
                 "train_images": len(self.images.keys),
                 "val_images": len(self.images.val_keys),
                 "skipped_unreadable": len(self.images.skipped),
-                "skipped_files": self.images.skipped[:50],
+                "skipped_too_small": len(self.images.too_small),
+                "skipped_files": (self.images.skipped + self.images.too_small)[:50],
             },
             "validation": [],
+            "dev": [],
+            "official": None,
+            "best": None,
             "rounds": [],
         }
-        if resume:
-            self._load_state(state_path)
-        self.val_pairs = None
+        if state is not None:
+            self._load_state(state, state_path)
+        self.val_groups = None
         if self.main and self.images.val_keys:
             imgs = [self.images.val_image(i) for i in range(len(self.images.val_keys))]
-            self.val_pairs = validate.make_pairs(imgs, conf.val)
+            self.val_groups = validate.make_groups(imgs, conf.val)
 
     # ------------------------------------------------------------------ state
-    def _load_state(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable state is fatal
-            raise RunError(f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        if state.get("format") != STATE_FORMAT:
-            raise RunError(f"{path}: not a state file of this trainer (format {state.get('format')!r})")
+    def _load_state(self, state: dict, path: Path) -> None:
         if state.get("images") != images_fingerprint(self.images.keys):
             raise RunError(
                 f"the training images differ from the ones of the run in {self.out} "
                 "(files added, removed or now unreadable); resume needs the same image set"
             )
-        self.net.load_state_dict(state["model"])
+        try:
+            self.net.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError) as e:
+            raise StateFileError(f"{path}: the model in the state file does not fit SEKD ({_first_line(e)})") from None
         self.progress = {k: (int(v) if k != "step" else str(v)) for k, v in state["progress"].items()}
         self.step_state = state.get("step_state")
         hist = json.loads(state["history"])
         hist["data"] = self.history["data"]
-        hist["device"], hist["world_size"] = self.history["device"], self.history["world_size"]
+        old_world = int(state.get("world_size", hist.get("world_size", 1)))
+        if old_world != self.dist.world:
+            logger.warning(
+                "[sekd-train] the run was saved with %d process(es) and resumes with %d: the batches of "
+                "an epoch are split differently, so the result will not equal an uninterrupted run",
+                old_world, self.dist.world,
+            )
+            hist.setdefault("world_size_changes", []).append({"from": old_world, "to": self.dist.world, "at": dict(self.progress)})
+        hist["device"], hist["world_size"] = self.history["device"], self.dist.world
+        for k in ("dev", "official", "best"):
+            hist.setdefault(k, self.history[k])
         self.history = hist
         set_rng_state(state["rng"])
 
@@ -191,21 +337,22 @@ class Trainer:
             "history": json.dumps(self.history, default=str),
             "images": images_fingerprint(self.images.keys),
             "config": yaml,
+            "world_size": self.dist.world,
         }
         atomic_torch_save(state, self.out / "state.pth")
-        atomic_torch_save(
-            {
-                "state_dict": model,
-                "format": STATE_FORMAT,
-                "round": int(self.progress["round"]),
-                "step": str(self.progress["step"]),
-                "epoch": int(self.progress["epoch"]),
-                "config": yaml,
-            },
-            self.out / "model.pth",
-        )
+        atomic_torch_save(self._model_file(model, yaml), self.out / "model.pth")
         if report:
             write_report(self.out, self.history, plots=plots)
+
+    def _model_file(self, model: dict, yaml: str) -> dict:
+        return {
+            "state_dict": model,
+            "format": STATE_FORMAT,
+            "round": int(self.progress["round"]),
+            "step": str(self.progress["step"]),
+            "epoch": int(self.progress["epoch"]),
+            "config": yaml,
+        }
 
     def _advance(self, round_idx: int, step: str, epoch: int = 0) -> None:
         self.progress = {"round": round_idx, "step": step, "epoch": epoch}
@@ -225,25 +372,20 @@ class Trainer:
 
     def log(self, msg: str) -> None:
         if self.main:
-            from tqdm import tqdm
-
-            tqdm.write(msg)
+            logger.info(msg)
 
     # ------------------------------------------------------------------ schedule
     def run(self) -> dict:
         conf = self.conf
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            conf_path = self.out / "config.yaml"
-            if not conf_path.exists():
-                conf_path.write_text(config_mod.to_yaml(conf))
         ddp.barrier(self.dist)
         d = self.history["data"]
         self.log(
             f"[sekd-train] {d['train_images']} training images, {d['val_images']} validation images, "
-            f"{d['skipped_unreadable']} unreadable skipped; device {self.device}, {self.dist.world} process(es)"
+            f"{d['skipped_unreadable']} unreadable and {d['skipped_too_small']} too small skipped; "
+            f"device {self.device}, {self.dist.world} process(es)"
         )
         if not self.resume and not self.history["validation"]:
+            self._official()
             self._validate(-1, "init")
             self.save(plots=True)
         elif self.resume:
@@ -259,12 +401,13 @@ class Trainer:
                 self._train_step(r, step)
             else:
                 self._validate(r, f"round {r}")
+                self._dev(r)
                 rnd["time_s"] = sum(s.get("time_s", 0.0) for s in rnd["steps"].values())
                 self._next_step(r, step)
                 self.save(plots=True)
         self.history["status"] = "complete"
         self.save(plots=True)
-        self.log(f"[sekd-train] done: {self.out / 'model.pth'}")
+        self.log(f"[sekd-train] done: {self.out / 'model.pth'} (best by validation: {self.out / 'best.pth'})")
         return self.history
 
     def _first_round_mode(self) -> str:
@@ -289,35 +432,65 @@ class Trainer:
         t0 = time.time()
         indices = self.images.round_indices(r, conf.data.sub_set)
         mine = ddp.shard(indices, self.dist)
-        what = {"random": "random keypoints", "detect": "step 1 detector keypoints", "reliability": "step 3 reliability keypoints"}[kind]
-        lab, sizes = labels.compute_labels(
+        what = {"random": "random keypoints", "detect": "step 1 detect keypoints", "reliability": "step 3 reliability keypoints"}[kind]
+        lab, sizes, nms = labels.compute_labels(
             kind, self.net, self.images, mine, conf, conf.seed, r, self.device, progress=self.bars, desc=f"round {r} {what}"
         )
         lab = ddp.gather_dicts(lab, self.dist)
         sizes = ddp.gather_dicts(sizes, self.dist)
+        nms = ddp.gather_lists(nms, self.dist)
         stats = labels.label_stats(lab, sizes)
-        name = "detector" if step == "detect" else "reliability"
+        stats.update(labels.maxima_stats(nms))
+        path = self.label_path(r, step)
         if self.main:
-            labels.write_labels(self.label_path(r, step), lab, sizes, round=r, step=name, kind=kind)
+            labels.write_labels(path, lab, sizes, round=r, step=step, kind=kind)
+        # every rank keeps the gathered labels: the training step does not re-read the file
+        self.label_cache[(r, step)] = (lab, sizes)
         ddp.barrier(self.dist)
-        stats.update(mode=kind, time_s=time.time() - t0, file=str(self.label_path(r, step).name))
+        stats.update(mode=kind, time_s=time.time() - t0, file=path.name)
         rnd["steps"][step] = stats
-        self.log(f"[sekd-train] round {r} {what}: {stats['keypoints_per_image']:.1f} per image ({stats['time_s']:.1f} s)")
+        extra = ""
+        if "nms_maxima_median" in stats:
+            extra = (
+                f"; NMS maxima {stats['nms_maxima_per_image']:.0f}/image, scores p10/p50/p90 "
+                f"{stats['nms_maxima_p10']:.3f}/{stats['nms_maxima_median']:.3f}/{stats['nms_maxima_p90']:.3f}"
+            )
+        self.log(f"[sekd-train] round {r} {what}: {stats['keypoints_per_image']:.1f} per image{extra} ({stats['time_s']:.1f} s)")
         self._next_step(r, step)
         self.save()
 
     def label_path(self, r: int, step: str) -> Path:
-        name = "detector" if step in ("detect", "descriptor") else "reliability"
+        """Labels are named by the step that wrote them: ``round{r}_detect.h5`` / ``round{r}_reliability.h5``."""
+        name = "detect" if step in ("detect", "descriptor") else "reliability"
         return self.out / "labels" / f"round{r}_{name}.h5"
+
+    def _labels_for(self, r: int, step: str) -> tuple[dict, dict]:
+        source = "detect" if step == "descriptor" else "reliability"
+        if (r, source) in self.label_cache:
+            return self.label_cache[(r, source)]
+        path = self.label_path(r, step)  # resumed mid-round: read what the label step wrote
+        if not path.exists():
+            raise RunError(f"label file {path} is missing; it is needed to continue round {r}")
+        lab, sizes, _ = labels.read_labels_with_sizes(path)
+        return lab, sizes
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        conf = self.conf
+        if self.device.type == "cuda" and conf.optim.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if conf.optim.compile:
+            model = torch.compile(model)
+        return model
 
     def _train_step(self, r: int, step: str) -> None:
         conf = self.conf
         rnd = self._round(r)
         epochs = conf.schedule.epochs_descriptor if step == "descriptor" else conf.schedule.epochs_detector
-        path = self.label_path(r, step)
-        if not path.exists():
-            raise RunError(f"label file {path} is missing; it is needed to continue round {r}")
-        lab, sizes, _ = labels.read_labels_with_sizes(path)
+        lab, sizes = self._labels_for(r, step)
         stats = labels.label_stats(lab, sizes)
         step_id = labels.STEP_IDS[step]
         indices = self.images.round_indices(r, conf.data.sub_set)
@@ -329,27 +502,35 @@ class Trainer:
             shuffle=True,
             seed=derive_seed(conf.seed, r, step_id) % (2**31),
         )
+        workers = int(conf.data.num_workers)
         loader = DataLoader(
-            ds, batch_size=conf.optim.batch_size, sampler=sampler, collate_fn=collate_pairs, num_workers=conf.data.num_workers
+            ds,
+            batch_size=conf.optim.batch_size,
+            sampler=sampler,
+            collate_fn=collate_pairs,
+            num_workers=workers,
+            pin_memory=bool(conf.data.pin_memory) and self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
         )
-        model = steps.FeatureNet(self.net)
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
-        frozen = steps.frozen_copy(self.net)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=conf.optim.lr, weight_decay=conf.optim.weight_decay)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=conf.optim.patience)
+        if conf.dist.sync_batchnorm and self.dist.enabled:
+            self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+        model = self._wrap(steps.FeatureNet(self.net))
+        frozen = steps.frozen_copy(self.net, conf.loss.frozen_bn)
+        fused = bool(conf.optim.fused) and self.device.type == "cuda"
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=conf.optim.lr, weight_decay=conf.optim.weight_decay, fused=fused or None)
+        per_epoch = len(loader) if conf.schedule.max_batches_per_epoch is None else min(len(loader), conf.schedule.max_batches_per_epoch)
+        scheduler, per_step = make_scheduler(optimizer, conf, per_epoch * epochs)
         start = int(self.progress["epoch"])
         if start > 0:
-            if not self.step_state:
-                raise RunError(f"state.pth lacks the optimizer of round {r} step {step}; cannot resume mid-step")
+            if not self.step_state or not {"frozen", "optimizer", "scheduler"} <= set(self.step_state):
+                raise StateFileError(f"{self.out / 'state.pth'} lacks the optimizer of round {r} step {step}; cannot resume mid-step")
             frozen.load_state_dict(self.step_state["frozen"])
             optimizer.load_state_dict(self.step_state["optimizer"])
             scheduler.load_state_dict(self.step_state["scheduler"])
         info = rnd["steps"].setdefault(step, {"epochs": [], "time_s": 0.0})
         info["keypoints_per_image"] = stats["keypoints_per_image"]
-        info["mode"] = "labels " + path.name
+        info["mode"] = "labels " + self.label_path(r, step).name
         preserve = conf.loss.detector_preserve
         if r == 0 and not conf.init_weights:
             preserve = conf.loss.detector_preserve_first_round
@@ -359,26 +540,35 @@ class Trainer:
         for e in range(start, epochs):
             sampler.set_epoch(e)
             ds.set_epoch_key(r, step_id, e)
-            res = steps.train_epoch(
-                step,
-                model,
-                frozen,
-                loader,
-                optimizer,
-                conf,
-                self.device,
-                preserve_weight=preserve,
-                class_weights=class_weights,
-                max_batches=conf.schedule.max_batches_per_epoch,
-                progress=self.bars,
-                desc=f"round {r} step {step_id} {step} epoch {e + 1}/{epochs}",
-                reduce=lambda v: ddp.reduce_mean(v, self.dist),
-            )
-            scheduler.step(res["loss"])
+            try:
+                res = steps.train_epoch(
+                    step,
+                    model,
+                    frozen,
+                    loader,
+                    optimizer,
+                    conf,
+                    self.device,
+                    preserve_weight=preserve,
+                    class_weights=class_weights,
+                    max_batches=conf.schedule.max_batches_per_epoch,
+                    progress=self.bars,
+                    desc=f"round {r} step {step_id} {step} epoch {e + 1}/{epochs}",
+                    reduce=lambda v: ddp.reduce_mean(v, self.dist),
+                    scheduler=scheduler if per_step else None,
+                )
+            except steps.NonFiniteLoss as err:
+                raise RunError(
+                    f"training diverged in round {r}, {step} epoch {e + 1}: {err}; the last good state "
+                    f"(round {r}, {step}, epoch {e}) is saved -- lower optim.lr and --resume"
+                ) from None
+            if not per_step:
+                scheduler.step(res["loss"])
             res["epoch"] = e
             info["epochs"].append(res)
             info["time_s"] = info.get("time_s", 0.0) + res["time_s"]
-            terms = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if k not in ("epoch", "batches", "time_s", "lr", "loss"))
+            skip = ("epoch", "batches", "time_s", "lr", "loss")
+            terms = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if k not in skip)
             self.log(
                 f"[sekd-train] round {r} {step} epoch {e + 1}/{epochs}: loss {res['loss']:.4f} ({terms}), "
                 f"lr {res['lr']:.2e}, {res['time_s']:.1f} s"
@@ -394,23 +584,56 @@ class Trainer:
         self._next_step(r, step)
         self.save()
 
+    def _official(self) -> None:
+        """Score the official checkpoint once, by the same validation (and DEV benchmark), for the report."""
+        path = self.conf.val.official_weights
+        if not (self.main and path and self.val_groups):
+            return
+        net = SEKDNet().to(self.device)
+        load_weights(net, path, map_location=self.device)
+        row = {"weights": str(path), **validate.evaluate(net, self.val_groups, self.conf.val, self.device)}
+        if self.conf.val.dev_datasets:
+            row["dev"] = validate.dev_benchmark("official", list(self.conf.val.dev_datasets), self.out / "dev" / "official", self.device)
+        self.history["official"] = row
+
     def _validate(self, r: int, after: str) -> None:
-        if self.main and self.val_pairs:
+        if self.main and self.val_groups:
             t0 = time.time()
-            m = validate.evaluate(self.net, self.val_pairs, self.conf.val, self.device)
+            m = validate.evaluate(self.net, self.val_groups, self.conf.val, self.device)
             row = {"round": r, "after": after, **m, "time_s": time.time() - t0}
             self.history["validation"] = [v for v in self.history["validation"] if v.get("round") != r] + [row]
-            self.log(
-                "[sekd-train] validation after {}: ".format(after)
-                + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float))
+            key = self.conf.val.select_metric
+            score = m.get(key)
+            best = self.history.get("best")
+            if score is not None and r >= 0 and (best is None or score > best["score"]):
+                self.history["best"] = {"round": r, "metric": key, "score": score}
+                yaml = config_mod.to_yaml(self.conf)
+                f = self._model_file(_cpu(self.net.state_dict()), yaml)
+                f.update(round=r, step="validate", epoch=0, selected_by=f"{key} {score:.4f}")
+                atomic_torch_save(f, self.out / "best.pth")
+            groups = ", ".join(
+                f"{g} {v['top500'].get('mma@3', 0):.3f}/{v['deploy'].get('mma@3', 0):.3f}" for g, v in m.get("groups", {}).items()
             )
+            self.log(f"[sekd-train] validation after {after}: MMA@3 (top-500/deploy) {groups} ({row['time_s']:.1f} s)")
         ddp.barrier(self.dist)
 
-    def interrupted(self) -> None:
+    def _dev(self, r: int) -> None:
+        if not (self.main and self.conf.val.dev_datasets):
+            ddp.barrier(self.dist)
+            return
+        tmp = self.out / "dev" / f"round{r}.pth"
+        atomic_torch_save(self._model_file(_cpu(self.net.state_dict()), config_mod.to_yaml(self.conf)), tmp)
+        row = {"round": r, **validate.dev_benchmark(str(tmp), list(self.conf.val.dev_datasets), self.out / "dev" / f"round{r}", self.device, label=f"round{r}")}
+        tmp.unlink(missing_ok=True)
+        self.history["dev"] = [v for v in self.history.get("dev", []) if v.get("round") != r] + [row]
+        self.log(f"[sekd-train] DEV sequences after round {r}: MMA@3 {row.get('mma@3', float('nan')):.3f}, H@3 {row.get('homography_accuracy@3', float('nan')):.3f}")
+        ddp.barrier(self.dist)
+
+    def interrupted(self, what: str = "interrupted") -> None:
         """Record the interruption in the report; the last saved state stays the resume point."""
         if self.main and (self.out / "state.pth").exists():
             self.history["status"] = (
-                f"interrupted at round {self.progress['round']}, step {self.progress['step']}, "
+                f"{what} at round {self.progress['round']}, step {self.progress['step']}, "
                 f"epoch {self.progress['epoch']} (resumable)"
             )
             try:
@@ -433,25 +656,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="+", metavar="DIR", help="folders of training images (searched recursively)")
     p.add_argument("--output", required=True, metavar="runs/NAME", help="run folder (checkpoints, labels, report)")
     p.add_argument("--config", metavar="FILE.yaml", help="config file (default: the paper's schedule)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last completed epoch")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output from its last completed epoch; '--resume auto' resumes when "
+        "there is a run and starts one otherwise (for torchrun's elastic restarts)",
+    )
+    p.add_argument("--resume-auto", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--init-weights", metavar="PATH", help="initialise the network from a checkpoint (default: random)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return p
 
 
-def _resolve_config(args) -> object:
-    out = Path(args.output)
-    if args.resume:
+def resolve_config(output: str | Path, *, resume: bool, images=None, config=None, overrides=(), init_weights=None):
+    """The run config: a saved one (``resume``) or defaults < ``config`` < ``overrides``."""
+    out = Path(output)
+    overrides = list(overrides or [])
+    if resume:
         saved = out / "config.yaml"
         if not saved.is_file():
             raise RunError(f"nothing to resume: {saved} not found")
-        base = config_mod.from_yaml(saved.read_text())
-        conf = config_mod.load_config(args.config, args.overrides, base=base)
-        if args.images:
-            conf.images = [str(Path(d).resolve()) for d in args.images]
-        if args.init_weights:
-            conf.init_weights = str(Path(args.init_weights).resolve())
+        try:
+            text = saved.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise config_mod.TrainConfigError(f"{saved}: unreadable ({_first_line(e)})") from None
+        base = config_mod.from_yaml(text, source=str(saved))
+        conf = config_mod.load_config(config, overrides, base=base)
+        if images:
+            conf.images = [str(Path(d).resolve()) for d in images]
+        if init_weights:
+            conf.init_weights = str(Path(init_weights).resolve())
         changed = [k for k in config_mod.diff(base, conf) if k not in config_mod.RESUME_MUTABLE]
         if changed:
             raise RunError(
@@ -459,45 +694,101 @@ def _resolve_config(args) -> object:
                 f"(only {sorted(config_mod.RESUME_MUTABLE)} may change)"
             )
         return conf
-    if not args.images:
+    if not images:
         raise RunError("--images DIR [DIR ...] is required (except with --resume)")
-    conf = config_mod.load_config(args.config, args.overrides)
-    conf.images = [str(Path(d).resolve()) for d in args.images]
-    if args.init_weights:
-        if not Path(args.init_weights).is_file():
-            raise RunError(f"--init-weights: file not found: {args.init_weights}")
-        conf.init_weights = str(Path(args.init_weights).resolve())
+    conf = config_mod.load_config(config, overrides)
+    conf.images = [str(Path(d).resolve()) for d in images]
+    if init_weights:
+        if not Path(init_weights).is_file():
+            raise RunError(f"--init-weights: file not found: {init_weights}")
+        conf.init_weights = str(Path(init_weights).resolve())
     return conf
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    trainer = None
-    dist = None
+def main(
+    *,
+    output: str | Path,
+    images: list[str] | None = None,
+    config: str | None = None,
+    resume: bool | str = False,
+    init_weights: str | None = None,
+    overrides: list[str] | tuple = (),
+    progress: bool = True,
+    _session: dict | None = None,
+) -> dict:
+    """Train (or resume) a run into ``output``; returns its history. Raises user errors.
+
+    ``resume``: ``True`` continues the run in ``output``; ``"auto"`` continues it when
+    ``output/state.pth`` exists and starts one otherwise.
+    """
+    out = Path(output)
+    session = _session if _session is not None else {}
+    if resume == "auto":
+        resume = (out / "state.pth").exists()
+    resume = bool(resume)
+    conf = resolve_config(out, resume=resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
+    dist = ddp.setup(conf.device)
+    session["dist"] = dist
+    lock = RunLock(out) if dist.is_main else None
     try:
-        conf = _resolve_config(args)
-        dist = ddp.setup(conf.device)
-        trainer = Trainer(conf, args.output, resume=args.resume, dist=dist, progress=not args.no_progress)
-        trainer.run()
-        return 0
-    except (config_mod.TrainConfigError, NoImagesError, RunError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if trainer is not None:
-            trainer.interrupted()
-        if dist is None or dist.is_main:
-            cmd = f"python -m sekd_plugin.train --output {shlex.quote(str(args.output))} --resume"
-            if trainer is not None and (Path(args.output) / "state.pth").exists():
-                p = trainer.progress
-                print(
-                    f"\ninterrupted; the last completed point (round {p['round']}, step {p['step']}, "
-                    f"epoch {p['epoch']}) is saved. Resume with:\n  {cmd}",
-                    file=sys.stderr,
-                )
-            else:
-                print("\ninterrupted before anything was saved; nothing to resume", file=sys.stderr)
-        return 130
+        if lock is not None:
+            lock.acquire()
+            if not resume:
+                if (out / "state.pth").exists():
+                    raise RunError(f"{out} already holds a run; add --resume to continue it or choose another --output")
+                # the config of this run, written at start (a stale one from a run killed
+                # before its first checkpoint must not survive)
+                write_atomic(out / "config.yaml", config_mod.to_yaml(conf))
+        ddp.barrier(dist)
+        trainer = Trainer(conf, out, resume=resume, dist=dist, progress=progress)
+        session["trainer"] = trainer
+        try:
+            return trainer.run()
+        except KeyboardInterrupt as interrupt:
+            from ..common import Terminated
+
+            trainer.interrupted("terminated" if isinstance(interrupt, Terminated) else "interrupted")
+            raise
     finally:
-        if dist is not None:
-            ddp.cleanup(dist)
+        if lock is not None:
+            lock.release()
+        ddp.cleanup(dist)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m sekd_plugin.train``: :func:`main` under :func:`sekd_plugin.common.run_cli`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1):  # "--resume auto" (a flag cannot take an optional value safely)
+        if argv[i] == "--resume" and argv[i + 1] == "auto":
+            argv[i : i + 2] = ["--resume-auto"]
+            break
+    args = build_parser().parse_args(argv)
+    session: dict[str, Any] = {}
+    kwargs = dict(
+        output=args.output,
+        images=args.images,
+        config=args.config,
+        resume="auto" if args.resume_auto else bool(args.resume),
+        init_weights=args.init_weights,
+        overrides=args.overrides,
+        progress=not args.no_progress,
+        _session=session,
+    )
+
+    def hint() -> str:
+        trainer = session.get("trainer")
+        cmd = f"python -m sekd_plugin.train --output {shlex.quote(str(args.output))} --resume"
+        if trainer is not None and (Path(args.output) / "state.pth").exists():
+            p = trainer.progress
+            return f"the last completed point (round {p['round']}, step {p['step']}, epoch {p['epoch']}) is saved. Resume with:\n  {cmd}"
+        return "nothing was saved yet; nothing to resume"
+
+    if int(os.environ.get("RANK", "0")) > 0:  # other ranks: the same exit status, rank 0 says why
+        try:
+            main(**kwargs)
+            return 0
+        except UserError:
+            return 2
+        except KeyboardInterrupt:
+            return 130
+    return run_cli(main, resume_hint=hint, **kwargs)

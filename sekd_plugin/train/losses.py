@@ -30,6 +30,8 @@ def triplet_loss(
     ratio_threshold: float = 0.85,
     margin: float = 1.0,
     min_negative: float = 0.008,
+    positions: tuple[torch.Tensor, torch.Tensor] | None = None,
+    negative_radius: float = 0.0,
 ) -> torch.Tensor:
     """Mean over the batch of the per-sample triplet loss.
 
@@ -43,6 +45,10 @@ def triplet_loss(
             ``"margin"``: ``max(0, margin + pos - neg)`` averaged over the active ones.
         min_negative: negatives closer than this are treated as duplicates of the anchor and
             never mined.
+        positions, negative_radius: ``(B x N x 2, B x N x 2)`` pixel positions of the
+            anchors (view 0) and positives (view 1); with ``negative_radius > 0`` a negative
+            lying within that radius of the true match (in the view it is taken from) is not
+            mined (spatial exclusion: neighbours of a keypoint are not distinct points).
     """
     b, n, _ = anchor.shape
     if mask is None:
@@ -52,9 +58,20 @@ def triplet_loss(
     pair_ok = mask[:, :, None] & mask[:, None, :]
     eye = torch.eye(n, dtype=torch.bool, device=anchor.device)[None]
     excluded = ~pair_ok | eye | (dist < min_negative)
-    neg_dist = dist + BIG * excluded.to(dist.dtype)
+    if positions is not None and negative_radius > 0:
+        p0, p1 = positions
+        # row i, column j: positive j as negative of anchor i (compare in view 1) and anchor
+        # i as negative of positive j (compare in view 0)
+        near1 = torch.cdist(p1.float(), p1.float()) < negative_radius
+        near0 = torch.cdist(p0.float(), p0.float()) < negative_radius
+        excluded_rows = excluded | near1
+        excluded_cols = excluded | near0
+    else:
+        excluded_rows = excluded_cols = excluded
     # hardest negative for anchor i among the positives, and for positive i among the anchors
-    neg = torch.minimum(neg_dist.min(dim=2).values, neg_dist.min(dim=1).values)
+    neg_rows = (dist + BIG * excluded_rows.to(dist.dtype)).min(dim=2).values
+    neg_cols = (dist + BIG * excluded_cols.to(dist.dtype)).min(dim=1).values
+    neg = torch.minimum(neg_rows, neg_cols)
     valid = mask & (neg < BIG)  # at least one negative exists
     if kind == "ratio_test":
         sel = valid & ((pos.detach() / neg.detach()) > ratio_threshold)

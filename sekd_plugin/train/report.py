@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
+
+from ..common.files import write_atomic, write_json
 
 STEP_TITLES = {
     "detect": "1. keypoints from the detector",
@@ -13,12 +13,6 @@ STEP_TITLES = {
     "reliability": "3. keypoints from reliability",
     "detector": "4. detector update",
 }
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(v, nd: int = 4) -> str:
@@ -32,6 +26,8 @@ def _fmt(v, nd: int = 4) -> str:
 
 
 def _val_key(row: dict, name: str):
+    if name in row:
+        return row[name]
     for k, v in row.items():
         if k.startswith(name):
             return v
@@ -39,7 +35,7 @@ def _val_key(row: dict, name: str):
 
 
 def write_metrics(out: Path, history: dict) -> None:
-    atomic_write_text(out / "metrics.json", json.dumps(history, indent=2, default=str) + "\n")
+    write_json(out / "metrics.json", history, indent=2)
 
 
 def render_markdown(history: dict) -> str:
@@ -51,16 +47,47 @@ def render_markdown(history: dict) -> str:
         f"unreadable (skipped): {d.get('skipped_unreadable', 0)}",
         f"- status: {history.get('status', 'running')}",
         "",
-        "## Validation (synthetic homographies of held-out images)",
+        "## Validation (synthetic pairs of held-out images; mean over the groups, top-500 keypoints)",
         "",
         "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches |",
         "|---|---|---|---|---|---|",
     ]
-    for row in history.get("validation", []):
+    off = history.get("official")
+    rows = list(history.get("validation", []))
+    if off:
+        rows = [{**off, "after": "official sekd.pth"}] + rows
+    for row in rows:
         lines.append(
-            f"| {row.get('after')} | {_fmt(_val_key(row, 'mma@'))} | {_fmt(_val_key(row, 'homography_accuracy@'))} "
+            f"| {row.get('after')} | {_fmt(_val_key(row, 'mma@3'))} | {_fmt(_val_key(row, 'homography_accuracy@'))} "
             f"| {_fmt(_val_key(row, 'repeatability@'))} | {_fmt(row.get('keypoints'), 1)} | {_fmt(row.get('matches'), 1)} |"
         )
+    if rows and rows[-1].get("groups"):
+        groups = list(rows[-1]["groups"])
+        lines += ["", "Per group, MMA@1 / MMA@3 / H@3 / rep@3 (top-500 | deployment settings 0.55, NMS 4, 500):", ""]
+        lines += ["| after | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        for row in rows:
+            cells = []
+            for g in groups:
+                v = row.get("groups", {}).get(g, {})
+                t, d = v.get("top500", {}), v.get("deploy", {})
+                cells.append(
+                    "/".join(_fmt(t.get(k), 2) for k in ("mma@1", "mma@3", "homography_accuracy@3", "repeatability@3"))
+                    + " \\| "
+                    + "/".join(_fmt(d.get(k), 2) for k in ("mma@1", "mma@3", "homography_accuracy@3", "repeatability@3"))
+                )
+            lines.append(f"| {row.get('after')} | " + " | ".join(cells) + " |")
+    best = history.get("best")
+    if best:
+        lines += ["", f"Best checkpoint (`best.pth`): round {best['round']}, {best['metric']} {_fmt(best['score'])}."]
+    dev = history.get("dev", [])
+    if dev or (off and off.get("dev")):
+        lines += ["", "## Real DEV sequences (package HPatches benchmark, `--protocol sekd`)", "",
+                  "| model | MMA@1 | MMA@3 | H@3 | pairs |", "|---|---|---|---|---|"]
+        if off and off.get("dev"):
+            o = off["dev"]
+            lines.append(f"| official sekd.pth | {_fmt(o.get('mma@1'))} | {_fmt(o.get('mma@3'))} | {_fmt(o.get('homography_accuracy@3'))} | {o.get('pairs', '-')} |")
+        for v in dev:
+            lines.append(f"| round {v['round']} | {_fmt(v.get('mma@1'))} | {_fmt(v.get('mma@3'))} | {_fmt(v.get('homography_accuracy@3'))} | {v.get('pairs', '-')} |")
     lines += ["", "## Rounds", ""]
     for rnd in history.get("rounds", []):
         if not rnd:
@@ -76,6 +103,11 @@ def render_markdown(history: dict) -> str:
                 continue
             kp = s.get("keypoints_per_image")
             kp_txt = "" if kp is None else f"{kp:.1f} ({s.get('mode', '')})".replace(" ()", "")
+            if s.get("nms_maxima_median") is not None:
+                kp_txt += (
+                    f"; NMS maxima {s['nms_maxima_per_image']:.0f}/image, p10/p50/p90 "
+                    f"{_fmt(s['nms_maxima_p10'], 3)}/{_fmt(s['nms_maxima_median'], 3)}/{_fmt(s['nms_maxima_p90'], 3)}"
+                )
             epochs = s.get("epochs", [])
             loss_txt = terms_txt = ""
             if epochs:
@@ -84,7 +116,7 @@ def render_markdown(history: dict) -> str:
                 terms_txt = ", ".join(f"{k} {_fmt(v)}" for k, v in epochs[-1].items() if k not in skip)
             lines.append(f"| {title} | {kp_txt} | {loss_txt} | {terms_txt} | {_fmt(s.get('time_s'), 1)} |")
         lines.append("")
-    lines += ["Curves: `losses.png`, `keypoints.png`, `validation.png`.", ""]
+    lines += ["Curves: `losses.png`, `keypoints.png`, `validation.png` (and `dev.png` with DEV sequences).", ""]
     return "\n".join(lines)
 
 
@@ -140,24 +172,50 @@ def plot_curves(out: Path, history: dict) -> None:
     fig.savefig(out / "keypoints.png", dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
     val = history.get("validation", [])
+    off = history.get("official") or {}
+    groups = list(val[-1].get("groups", {})) if val and val[-1].get("groups") else []
+    panels = groups or ["all"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
     xs = [v["round"] for v in val]
-    for name in ("mma@", "homography_accuracy@", "repeatability@"):
-        ys = [_val_key(v, name) for v in val]
-        if xs:
-            ax.plot(xs, [math.nan if y is None else y for y in ys], marker="o", label=name.rstrip("@") + "@3")
-    ax.set_xlabel("round (-1 = before training)")
-    ax.set_ylim(0, 1)
-    _legend(ax)
+    for ax, g in zip(axes[0], panels):
+        for name, color in (("mma@3", "C0"), ("homography_accuracy@3", "C1"), ("repeatability@3", "C2")):
+            get = (lambda v, g=g, n=name: v.get("groups", {}).get(g, {}).get("top500", {}).get(n)) if groups else (lambda v, n=name: _val_key(v, n))
+            ys = [get(v) for v in val]
+            if xs:
+                ax.plot(xs, [math.nan if y is None else y for y in ys], marker="o", color=color, label=name)
+            o = get(off) if off else None
+            if o is not None:
+                ax.axhline(o, color=color, linestyle="--", linewidth=1)
+        ax.set_title(f"{g} (dashed: official)" if off else g)
+        ax.set_xlabel("round (-1 = before training)")
+        ax.set_ylim(0, 1)
+        _legend(ax)
     fig.tight_layout()
     fig.savefig(out / "validation.png", dpi=100)
     plt.close(fig)
+
+    dev = history.get("dev", [])
+    if dev:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        dx = [v["round"] for v in dev]
+        for name, color in (("mma@3", "C0"), ("homography_accuracy@3", "C1")):
+            ax.plot(dx, [v.get(name, math.nan) for v in dev], marker="o", color=color, label=name)
+            o = (off.get("dev") or {}).get(name) if off else None
+            if o is not None:
+                ax.axhline(o, color=color, linestyle="--", linewidth=1, label=f"official {name}")
+        ax.set_xlabel("round")
+        ax.set_ylim(0, 1)
+        ax.set_title("real DEV sequences (--protocol sekd)")
+        _legend(ax)
+        fig.tight_layout()
+        fig.savefig(out / "dev.png", dpi=100)
+        plt.close(fig)
 
 
 def write_report(out: Path, history: dict, plots: bool = True) -> None:
     out = Path(out)
     write_metrics(out, history)
-    atomic_write_text(out / "report.md", render_markdown(history))
+    write_atomic(out / "report.md", render_markdown(history))
     if plots:
         plot_curves(out, history)

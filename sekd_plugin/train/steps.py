@@ -7,6 +7,7 @@ model from the start of the step anchors the part that is not being trained.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -29,12 +30,25 @@ class FeatureNet(nn.Module):
         return self.net.features(image)
 
 
-def frozen_copy(net: nn.Module) -> nn.Module:
+def frozen_copy(net: nn.Module, bn_mode: str = "train") -> nn.Module:
+    """A copy of ``net`` without gradients for the keep-unchanged terms.
+
+    ``bn_mode="train"``: its BatchNorm layers normalise with the batch statistics, as the
+    network being trained does, so both sides of the preservation MSE see the same
+    normalisation (momentum 0 keeps the copy's running statistics unchanged). ``"eval"``:
+    running statistics (the release; at random initialisation the two sides then differ by
+    orders of magnitude, the "400x artefact").
+    """
     import copy
 
-    f = copy.deepcopy(net).eval()
+    f = copy.deepcopy(net)
     for p in f.parameters():
         p.requires_grad_(False)
+    f.train(bn_mode == "train")
+    for m in f.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.momentum = 0.0
+    f.bn_mode = bn_mode
     return f
 
 
@@ -49,15 +63,20 @@ def sample_keypoint_descriptors(desc: torch.Tensor, points: torch.Tensor, image_
 
 
 def rasterize(points: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``B x H x W`` long maps with 1 at the rounded keypoints (``mask`` selects them)."""
+    """``B x H x W`` long maps with 1 at the rounded ``B x N x 2`` keypoints (``mask`` selects them).
+
+    A scatter into one spare slot for the unselected points: no boolean indexing, no host sync.
+    """
     b = points.shape[0]
     h, w = size
     r = points.round().long()
     ok = mask & warps.inside(r.float(), size)
-    bi = torch.arange(b, device=points.device)[:, None].expand_as(ok)
-    out = torch.zeros(b, h, w, dtype=torch.long, device=points.device)
-    out[bi[ok], r[..., 1][ok], r[..., 0][ok]] = 1
-    return out
+    bi = torch.arange(b, device=points.device)[:, None]
+    flat = bi * (h * w) + r[..., 1].clamp(0, h - 1) * w + r[..., 0].clamp(0, w - 1)
+    flat = torch.where(ok, flat, torch.full_like(flat, b * h * w))
+    out = torch.zeros(b * h * w + 1, dtype=torch.long, device=points.device)
+    out.scatter_(0, flat.flatten(), 1)
+    return out[:-1].view(b, h, w)
 
 
 def descriptor_losses(logits, desc, f_logits, views: Views, conf, preserve_weight: float) -> dict:
@@ -68,7 +87,14 @@ def descriptor_losses(logits, desc, f_logits, views: Views, conf, preserve_weigh
     p = sample_keypoint_descriptors(desc[b:], views.kp1, size)
     lc = conf.loss
     trip = losses.triplet_loss(
-        a, p, views.in0 & views.in1, kind=lc.triplet, ratio_threshold=lc.ratio_threshold, margin=lc.margin
+        a,
+        p,
+        views.in0 & views.in1,
+        kind=lc.triplet,
+        ratio_threshold=lc.ratio_threshold,
+        margin=lc.margin,
+        positions=(views.kp0, views.kp1) if lc.negative_radius > 0 else None,
+        negative_radius=float(lc.negative_radius),
     )
     pres = preserve_weight * losses.preservation_mse(logits, f_logits)
     return {"loss": trip + pres, "triplet": trip, "detector_preserve": pres}
@@ -95,6 +121,12 @@ def detector_losses(logits, desc, f_desc, views: Views, conf, class_weights) -> 
     return {"loss": focal + rep + pres, "focal": focal, "repeatability": rep, "descriptor_preserve": pres}
 
 
+def _autocast(device: torch.device, amp: str):
+    if amp == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train_epoch(
     kind: str,
     model: nn.Module,
@@ -110,17 +142,26 @@ def train_epoch(
     progress: bool = True,
     desc: str = "",
     reduce=None,
+    scheduler=None,
+    check_every: int = 50,
 ) -> dict:
     """One epoch of step 2 (``kind="descriptor"``) or step 4 (``kind="detector"``).
 
-    Returns the epoch means of every loss term (averaged over ranks with ``reduce``), the
-    number of batches, keypoints per view used by the loss and the wall time.
+    Loss terms are accumulated on the device and read once at the end of the epoch (and a
+    finiteness flag every ``check_every`` batches), so the loop does not wait on the device.
+    ``scheduler`` (optional) is stepped after every batch (per-step schedules). Returns the
+    epoch means of every loss term (averaged over ranks with ``reduce``), the number of
+    batches, keypoints per view used by the loss and the wall time. A non-finite loss raises
+    :class:`NonFiniteLoss` (on every rank, after the reduction).
     """
     from tqdm import tqdm
 
     model.train()
     crop = int(conf.data.crop_size)
-    sums: dict[str, float] = {}
+    amp = str(conf.optim.amp)
+    channels_last = bool(conf.optim.channels_last) and device.type == "cuda"
+    sums: dict[str, torch.Tensor] = {}
+    bad = torch.zeros((), device=device)
     n = 0
     t_start = time.time()
     total = len(loader) if max_batches is None else min(len(loader), max_batches)
@@ -130,9 +171,13 @@ def train_epoch(
             if max_batches is not None and i >= max_batches:
                 break
             views = make_views(batch, crop, device)
-            logits, dmap, _ = model(views.images)
-            with torch.no_grad():
-                f_logits, f_desc, _ = frozen.features(views.images)
+            x = views.images.contiguous(memory_format=torch.channels_last) if channels_last else views.images
+            with _autocast(device, amp):
+                logits, dmap, _ = model(x)
+                with torch.no_grad():
+                    f_logits, f_desc, _ = frozen.features(x)
+            # the losses in fp32
+            logits, dmap, f_logits, f_desc = logits.float(), dmap.float(), f_logits.float(), f_desc.float()
             if kind == "descriptor":
                 terms = descriptor_losses(logits, dmap, f_logits, views, conf, preserve_weight)
                 terms["keypoints_used"] = (views.in0 & views.in1).sum(1).float().mean()
@@ -142,24 +187,36 @@ def train_epoch(
             else:
                 raise ValueError(f"unknown step kind '{kind}'")
             loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite {kind} loss at batch {i}: {float(loss)}")
+            bad = bad + (~torch.isfinite(loss.detach())).float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                v = v.detach().float()
+                sums[k] = sums[k] + v if k in sums else v
             n += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
+            if check_every and n % check_every == 0:  # one sync every check_every batches
+                if float(bad) > 0:
+                    raise NonFiniteLoss(f"non-finite {kind} loss within batches {n - check_every}-{n - 1}")
+                bar.set_postfix(loss=f"{float(sums['loss']) / n:.4f}")
     finally:
         bar.close()
-    out = {k: v / max(n, 1) for k, v in sums.items()}
+    out = {k: float(v) / max(n, 1) for k, v in sums.items()}  # the one read of the epoch
+    out["non_finite"] = float(bad)
     if reduce is not None:
         out = reduce(out)
+    if out.pop("non_finite", 0.0) > 0:
+        raise NonFiniteLoss(f"non-finite {kind} loss in this epoch (on at least one process)")
     out["batches"] = n
     out["time_s"] = time.time() - t_start
     out["lr"] = float(optimizer.param_groups[0]["lr"])
     if n == 0:
         out["loss"] = math.nan
     return out
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A training loss became NaN / inf (raised on every process)."""

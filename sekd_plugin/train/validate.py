@@ -1,23 +1,27 @@
-"""A small self-contained validation on synthetic homographies of held-out images.
+"""Validation that sees rotation, zoom and photometric change, on held-out images.
 
-Every held-out image is resized/cropped to ``val.height x val.width`` and warped by a random
-homography (corner perturbation + rotation, seeded per image so that every validation in a
-run and across runs sees the same pairs). Keypoints come from the current network with a fixed
-budget (NMS, the strongest ``val.max_keypoints``); descriptors are sampled as the extractor
-does. Metrics at ``val.pixel_threshold`` (3 px):
+Four groups of synthetic pairs (``val.groups``), each of ``val.pairs_per_group`` pairs (the
+held-out images are reused with other random warps to reach the count), deterministic for
+``val.seed`` so that every validation of a run, and of other runs, sees the same pairs:
 
-* ``mma``: fraction of mutual-nearest-neighbour matches (``sekd_plugin.matchers``) whose reprojection
-  error under the true homography is within the threshold (0 when there is no match);
-* ``homography_accuracy``: RANSAC homography (OpenCV, 3 px) whose mean corner error is within
-  the threshold (a failed estimate counts as wrong);
-* ``repeatability``: keypoints with a keypoint of the other image within the threshold after
-  projection, over the keypoints that project into the other image (both directions).
+* ``mild``: a random homography (corners moved up to ``val.corner_shift`` of the size,
+  rotation +-``val.degrees``) -- the former validation;
+* ``rotation``: rotation by 40-90 degrees (either sign) about the centre, small perspective;
+* ``zoom``: zoom by 1.4-2.5 about a random point near the centre, or its inverse (half each);
+* ``photometric``: a small homography plus one of gamma 0.4-2.5, brightness 0.4-1.8 / contrast,
+  Gaussian blur (sigma 1-3) or JPEG quality 10-30.
 
-The metric functions are those of the HPatches benchmark (:mod:`sekd_plugin.benchmark.homography.metrics`).
+Keypoints come from the current network in two settings: ``deploy`` (the extractor's
+defaults: confidence ``val.deploy_threshold`` = 0.55, NMS 4, 500 keypoints) and ``top500``
+(the strongest 500 NMS peaks, no threshold). Descriptors are sampled as the extractor does and
+matched by the package's matcher (``val.matcher``, mutual nearest neighbour). Metrics per pair
+(from :mod:`sekd_plugin.benchmark.homography.metrics`): MMA@1 and @3, homography accuracy@3 (RANSAC, mean
+corner error <= 3 px), repeatability@3.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -25,111 +29,253 @@ import numpy as np
 import torch
 
 from ..benchmark.homography import metrics
-from ..matchers import match_nearest_neighbor
 from ..ops import nms_mask, sample_descriptors, select_keypoints
 from .data import derive_seed
+
+GROUPS = ("mild", "rotation", "zoom", "photometric")
+SETTINGS = ("deploy", "top500")
+METRICS = ("mma@1", "mma@3", "homography_accuracy@3", "repeatability@3", "keypoints", "matches")
 
 
 def fit_image(img: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize so that the image covers ``height x width`` (aspect kept), then centre-crop."""
-    h, w = img.shape
+    h, w = img.shape[:2]
     s = max(height / h, width / w)
     if abs(s - 1.0) > 1e-9:
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
         img = cv2.resize(img, (max(width, round(w * s)), max(height, round(h * s))), interpolation=interp)
-    h, w = img.shape
+    h, w = img.shape[:2]
     y0, x0 = (h - height) // 2, (w - width) // 2
     return np.ascontiguousarray(img[y0 : y0 + height, x0 : x0 + width])
 
 
+def _corners(height: int, width: int) -> np.ndarray:
+    return np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float64)
+
+
+def _from_corners(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    return cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
+
+
 def random_homography(height: int, width: int, rng: np.random.Generator, corner_shift: float, degrees: float) -> np.ndarray:
     """Homography moving the image corners (rotated about the centre) by up to ``corner_shift`` x size."""
-    src = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float64)
+    src = _corners(height, width)
     c = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
     a = math.radians(rng.uniform(-degrees, degrees))
     rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
     dst = (src - c) @ rot.T + c
     dst += rng.uniform(-corner_shift, corner_shift, size=(4, 2)) * np.array([width, height])
-    return cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
+    return _from_corners(src, dst)
 
 
-def make_pairs(images: list[np.ndarray], conf) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(image0, image1, H_0to1)`` uint8 pairs, deterministic for ``val.seed``."""
+def _similarity(height: int, width: int, angle_deg: float, scale: float, centre: np.ndarray, shift: float, rng) -> np.ndarray:
+    """Rotation + zoom about ``centre``, then corners jittered by ``shift`` x size (small perspective)."""
+    src = _corners(height, width)
+    a = math.radians(angle_deg)
+    rot = scale * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    dst = (src - centre) @ rot.T + np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    dst += rng.uniform(-shift, shift, size=(4, 2)) * np.array([width, height])
+    return _from_corners(src, dst)
+
+
+def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    kind = int(rng.integers(0, 4))
+    x = img.astype(np.float32) / 255.0
+    if kind == 0:  # gamma
+        x = x ** float(np.exp(rng.uniform(math.log(0.4), math.log(2.5))))
+    elif kind == 1:  # brightness and contrast
+        x = (x - 0.5) * rng.uniform(0.5, 1.5) + 0.5
+        x = x * rng.uniform(0.4, 1.8)
+    elif kind == 2:  # blur
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(1.0, 3.0)))
+    else:  # JPEG
+        q = int(rng.integers(10, 31))
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if ok else img
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def make_pair(img: np.ndarray, group: str, conf, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(image0, image1, H_0to1)`` uint8 gray pair of one group."""
+    hh, ww = int(conf.height), int(conf.width)
+    im0 = fit_image(img, hh, ww)
+    centre = np.array([(ww - 1) / 2.0, (hh - 1) / 2.0])
+    if group == "mild":
+        H = random_homography(hh, ww, rng, conf.corner_shift, conf.degrees)
+    elif group == "rotation":
+        H = _similarity(hh, ww, rng.choice([-1.0, 1.0]) * rng.uniform(40.0, 90.0), 1.0, centre, 0.02, rng)
+    elif group == "zoom":
+        z = rng.uniform(1.4, 2.5)
+        z = z if rng.random() < 0.5 else 1.0 / z
+        c = centre + rng.uniform(-0.1, 0.1, 2) * np.array([ww, hh])
+        H = _similarity(hh, ww, rng.uniform(-10.0, 10.0), z, c, 0.02, rng)
+    elif group == "photometric":
+        H = random_homography(hh, ww, rng, 0.05, 5.0)
+    else:
+        raise ValueError(f"unknown validation group '{group}'")
+    im1 = cv2.warpPerspective(im0, H, (ww, hh), flags=cv2.INTER_LINEAR, borderValue=0)
+    if group == "photometric":
+        im1 = _photometric(im1, rng)
+    return im0, im1, H
+
+
+def make_pairs(images: list[np.ndarray], conf, group: str = "mild", count: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``count`` (default ``val.pairs_per_group``) pairs of ``group`` from gray or RGB images, deterministic."""
+    count = int(conf.pairs_per_group if count is None else count)
+    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) if im.ndim == 3 else im for im in images]
     pairs = []
-    for i, img in enumerate(images):
-        rng = np.random.default_rng(derive_seed(conf.seed, 11, i))
-        im0 = fit_image(img, conf.height, conf.width)
-        H = random_homography(conf.height, conf.width, rng, conf.corner_shift, conf.degrees)
-        im1 = cv2.warpPerspective(im0, H, (conf.width, conf.height), flags=cv2.INTER_LINEAR, borderValue=0)
-        pairs.append((im0, im1, H))
+    gid = GROUPS.index(group)
+    for k in range(count if gray else 0):
+        rng = np.random.default_rng(derive_seed(conf.seed, 11, gid, k))
+        pairs.append(make_pair(gray[k % len(gray)], group, conf, rng))
     return pairs
 
 
+def make_groups(images: list[np.ndarray], conf) -> dict[str, list]:
+    return {g: make_pairs(images, conf, g) for g in conf.groups}
+
+
 @torch.no_grad()
-def extract(net, images: torch.Tensor, conf) -> list[tuple[np.ndarray, np.ndarray]]:
+def extract(net, images: torch.Tensor, conf, threshold: float) -> list[tuple[np.ndarray, torch.Tensor]]:
     """``(keypoints N x 2 (x, y), unit descriptors N x C)`` for every image of ``B x 1 x H x W``."""
     prob, desc = net(images)
     h, w = images.shape[-2:]
+    masks = nms_mask(prob, conf.nms_radius)
     out = []
-    for b in range(images.shape[0]):
-        mask = nms_mask(prob[b : b + 1], conf.nms_radius)[0, 0]
-        yx, _ = select_keypoints(prob[b, 0], mask, conf.threshold, conf.max_keypoints)
+    for b in range(images.shape[0]):  # per image: the selection has a data-dependent size
+        yx, _ = select_keypoints(prob[b, 0], masks[b, 0], threshold, conf.max_keypoints)
         xy = yx.flip(-1).to(prob.dtype)
         d = sample_descriptors(desc[b], xy, (h, w), "official").T
         out.append((xy.cpu().numpy().astype(np.float64), d.cpu().float()))
     return out
 
 
-def mutual_nn(d0: torch.Tensor, d1: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mutual nearest neighbours of ``N x C`` and ``M x C`` unit descriptors (the package's matcher)."""
-    m0, _ = match_nearest_neighbor(d0.T, d1.T, mutual_check=True)
-    i0 = torch.nonzero(m0 >= 0)[:, 0]
-    return i0.cpu().numpy(), m0[i0].cpu().numpy()
+@functools.lru_cache(maxsize=4)
+def _matcher(name: str):
+    """The package's matcher by name (``sekd_plugin.matchers`` registry, hloc conf names)."""
+    try:
+        from ..matchers import get_matcher_conf, load_matcher  # the registry (issue 16)
+    except ImportError:
+        load_matcher = None
+    if load_matcher is not None:
+        m = load_matcher(get_matcher_conf(name)["model"])
+
+        def match(d0: torch.Tensor, d1: torch.Tensor) -> np.ndarray:
+            out = m({"descriptors0": d0.T[None], "descriptors1": d1.T[None]})
+            return out["matches0"][0].cpu().numpy()
+
+        return match
+    from ..matchers import match_nearest_neighbor
+
+    if name != "NN-mutual":
+        raise ValueError(f"matcher '{name}' needs the matcher registry")
+
+    def match(d0: torch.Tensor, d1: torch.Tensor) -> np.ndarray:
+        m0, _ = match_nearest_neighbor(d0.T, d1.T, mutual_check=True)
+        return m0.cpu().numpy()
+
+    return match
 
 
-def pair_metrics(k0, d0, k1, d1, H: np.ndarray, size: tuple[int, int], px: float = 3.0) -> dict:
+def mutual_nn(d0: torch.Tensor, d1: torch.Tensor, matcher: str = "NN-mutual") -> tuple[np.ndarray, np.ndarray]:
+    """Matches of ``N x C`` and ``M x C`` unit descriptors by the package's matcher: ``(i0, i1)``."""
+    if len(d0) == 0 or len(d1) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    m0 = _matcher(matcher)(d0, d1)
+    i0 = np.nonzero(m0 >= 0)[0]
+    return i0, m0[i0]
+
+
+def pair_metrics(k0, d0, k1, d1, H: np.ndarray, size: tuple[int, int], px: float = 3.0, matcher: str = "NN-mutual") -> dict:
     """Metrics of one pair; ``size = (H, W)`` of both images. Uses :mod:`sekd_plugin.benchmark.homography.metrics`."""
     h, w = size
-    i0, i1 = mutual_nn(d0, d1)
+    i0, i1 = mutual_nn(d0, d1, matcher)
     matches = np.stack([i0, i1], axis=1) if len(i0) else np.zeros((0, 2), np.int64)
     errors = metrics.reprojection_errors(k0, k1, matches, H)
-    mma = float(metrics.matching_accuracy(errors, (px,))[0])
-    Hest = metrics.estimate_homography(k0, k1, matches, threshold=px)
+    mma1, mma = (float(v) for v in metrics.matching_accuracy(errors, (1.0, px)))
+    Hest = metrics.estimate_homography(k0, k1, matches, threshold=px) if len(matches) >= 4 else None
     corner_err = metrics.corner_error(Hest, H, (w, h))
-    rep = metrics.repeatability(k0, k1, H, (w, h), (w, h), threshold=px)
+    rep = metrics.repeatability(k0, k1, H, (w, h), (w, h), threshold=px) if len(k0) and len(k1) else 0.0
     return {
+        "mma@1": mma1,
         "mma": mma,
         "homography_accuracy": float(corner_err <= px),
         "corner_error": corner_err,
-        "repeatability": rep,
+        "repeatability": float(rep),
         "matches": len(i0),
         "keypoints": 0.5 * (len(k0) + len(k1)),
     }
 
 
-@torch.no_grad()
-def evaluate(net, pairs, conf, device: torch.device) -> dict:
-    """Mean metrics over the validation pairs (``net(image) -> (prob, desc)``)."""
-    was_training = net.training
-    net.eval()
-    rows = []
-    try:
-        for im0, im1, H in pairs:
-            x = torch.from_numpy(np.stack([im0, im1])).float().div_(255.0)[:, None].to(device)
-            (k0, d0), (k1, d1) = extract(net, x, conf)
-            rows.append(pair_metrics(k0, d0, k1, d1, H, im0.shape, conf.pixel_threshold))
-    finally:
-        net.train(was_training)
+def _summary(rows: list[dict]) -> dict:
     if not rows:
         return {}
-    px = f"@{conf.pixel_threshold:g}"
-    finite = [r["corner_error"] for r in rows if math.isfinite(r["corner_error"])]
     return {
-        f"mma{px}": float(np.mean([r["mma"] for r in rows])),
-        f"homography_accuracy{px}": float(np.mean([r["homography_accuracy"] for r in rows])),
-        f"repeatability{px}": float(np.mean([r["repeatability"] for r in rows])),
-        "median_corner_error": float(np.median(finite)) if finite else None,
-        "matches": float(np.mean([r["matches"] for r in rows])),
+        "mma@1": float(np.mean([r["mma@1"] for r in rows])),
+        "mma@3": float(np.mean([r["mma"] for r in rows])),
+        "homography_accuracy@3": float(np.mean([r["homography_accuracy"] for r in rows])),
+        "repeatability@3": float(np.mean([r["repeatability"] for r in rows])),
         "keypoints": float(np.mean([r["keypoints"] for r in rows])),
+        "matches": float(np.mean([r["matches"] for r in rows])),
         "pairs": len(rows),
+    }
+
+
+@torch.no_grad()
+def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, batch: int = 16) -> dict:
+    """Metrics per group and setting (``net(image) -> (prob, desc)``).
+
+    Returns ``{"groups": {group: {setting: {metric: mean}}}, "mma@3": ..., ...}`` where the
+    top-level metrics are the means over the groups in the ``top500`` setting (the model
+    selection metric; also what the plots show).
+    """
+    if isinstance(groups, list):
+        groups = {"mild": groups}
+    was_training = net.training
+    net.eval()
+    out: dict = {"groups": {}}
+    try:
+        for name, pairs in groups.items():
+            res = {s: [] for s in SETTINGS}
+            for a in range(0, len(pairs), batch):
+                chunk = pairs[a : a + batch]
+                imgs = np.stack([im for p in chunk for im in p[:2]])
+                x = torch.from_numpy(imgs).float().div_(255.0)[:, None].to(device)
+                for setting, thr in (("deploy", float(conf.deploy_threshold)), ("top500", 0.0)):
+                    feats = extract(net, x, conf, thr)
+                    for j, (_, _, H) in enumerate(chunk):
+                        (k0, d0), (k1, d1) = feats[2 * j], feats[2 * j + 1]
+                        res[setting].append(pair_metrics(k0, d0, k1, d1, H, chunk[0][0].shape, conf.pixel_threshold, conf.matcher))
+            out["groups"][name] = {s: _summary(r) for s, r in res.items()}
+    finally:
+        net.train(was_training)
+    if not out["groups"]:
+        return {}
+    for m in ("mma@1", "mma@3", "homography_accuracy@3", "repeatability@3", "keypoints", "matches"):
+        out[m] = float(np.mean([g["top500"].get(m, 0.0) for g in out["groups"].values()]))
+    return out
+
+
+def dev_benchmark(weights: str, datasets: list[str], output, device: torch.device, label: str = "model") -> dict:
+    """The package's HPatches benchmark (``--protocol sekd``) of a checkpoint on real sequences.
+
+    ``weights`` is a checkpoint path, or ``"official"`` for the official ``sekd`` conf.
+    Returns ``{"mma@3", "homography_accuracy@3", "mma@1", "pairs"}`` over all pairs.
+    """
+    from ..benchmark.homography.run import run
+
+    if weights == "official":
+        res = run(datasets, output, ["sekd"], "sekd", device=device.type)
+        m = res["methods"].get("sekd")
+    else:
+        res = run(datasets, output, [f"{label}=sekd"], "sekd", overwrite=True, device=device.type, weights={label: weights})
+        m = res["methods"].get(label)
+    if not m:
+        return {"skipped": str(res.get("skipped"))}
+    a = m["all"]
+    return {
+        "mma@1": float(a["mma"][1]),
+        "mma@3": float(a["mma"][3]),
+        "homography_accuracy@3": float(a["homography_accuracy"][3]),
+        "pairs": int(a["num_pairs"]),
     }

@@ -3,10 +3,14 @@
 Conventions: pixel (row i, column j) has its centre at (x = j, y = i); a 3x3 matrix ``H`` maps
 source pixel coordinates to destination pixel coordinates (kornia's ``warp_perspective``
 convention, ``align_corners=True``). Random parameters come from an explicit
-``torch.Generator`` so that every warp is reproducible from a seed.
+``torch.Generator`` so that every warp is reproducible from a seed. The default warp
+distribution is the SEKD release's (:func:`release_affines`); :func:`random_homographies` is
+the package's former ("legacy") parametrisation.
 """
 
 from __future__ import annotations
+
+import math
 
 import kornia
 import torch
@@ -63,8 +67,64 @@ def random_homographies(
     return (m / m[:, 2:, 2:]).float()
 
 
+def release_affines(
+    n: int,
+    src_size: tuple[int, int],
+    dst_size: tuple[int, int] | None = None,
+    *,
+    degrees: float = 40.0,
+    translate: float = 0.02,
+    scale: tuple[float, float] = (0.7, 1.4),
+    shear: float = 40.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``n x 3 x 3`` float32 source -> destination affines drawn as the SEKD release's.
+
+    The release (``TransformerAffine``) draws angle ``a``, shear ``s`` (both uniform +-),
+    per-axis scales ``sx, sy`` (independently uniform in ``scale``) and a translation, and
+    builds the *destination -> source* matrix ``[[sx cos a, -sy sin(a + s)], [sx sin a,
+    sy cos(a + s)]]`` about the centres. Here it acts on pixel coordinates about the image
+    centres (the release uses [-1, 1] coordinates, i.e. anisotropic on non-square images) and
+    is inverted to our source -> destination convention.
+    """
+    h, w = src_size
+    dh, dw = dst_size or src_size
+    ang = torch.deg2rad(_uniform(generator, n, -degrees, degrees))
+    sh = torch.deg2rad(_uniform(generator, n, -shear, shear))
+    sx = _uniform(generator, n, scale[0], scale[1])
+    sy = _uniform(generator, n, scale[0], scale[1])
+    tx = _uniform(generator, n, -translate, translate) * dw
+    ty = _uniform(generator, n, -translate, translate) * dh
+    back = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)  # destination -> source, centred
+    back[:, 0, 0], back[:, 0, 1] = sx * torch.cos(ang), -sy * torch.sin(ang + sh)
+    back[:, 1, 0], back[:, 1, 1] = sx * torch.sin(ang), sy * torch.cos(ang + sh)
+    back[:, 0, 2], back[:, 1, 2] = tx, ty
+    fwd = torch.linalg.inv(back)
+    t_src = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+    t_src[:, 0, 2], t_src[:, 1, 2] = -(w - 1) / 2.0, -(h - 1) / 2.0
+    t_dst = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+    t_dst[:, 0, 2], t_dst[:, 1, 2] = (dw - 1) / 2.0, (dh - 1) / 2.0
+    return (t_dst @ fwd @ t_src).float()
+
+
 def random_warp_from_conf(n: int, src_size, dst_size, conf, generator) -> torch.Tensor:
-    """:func:`random_homographies` with the parameters of a ``WarpConf``."""
+    """``n x 3 x 3`` warps with the parameters of a ``WarpConf`` (its ``form``)."""
+    if conf.form == "release":
+        H = release_affines(
+            n,
+            src_size,
+            dst_size,
+            degrees=conf.degrees,
+            translate=conf.translate,
+            scale=tuple(conf.scale),
+            shear=conf.shear,
+            generator=generator,
+        )
+        if conf.perspective > 0:  # optional projective part, applied in the destination
+            dh, dw = dst_size or src_size
+            P = random_homographies(n, (dh, dw), (dh, dw), perspective=conf.perspective, generator=generator)
+            H = P @ H
+        return H
     return random_homographies(
         n,
         src_size,
@@ -78,28 +138,85 @@ def random_warp_from_conf(n: int, src_size, dst_size, conf, generator) -> torch.
     )
 
 
+def identity_warps(n: int, src_size: tuple[int, int], dst_size: tuple[int, int]) -> torch.Tensor:
+    """``n x 3 x 3`` translations taking the source centre to the destination centre (a centre crop)."""
+    h, w = src_size
+    dh, dw = dst_size
+    H = torch.eye(3).repeat(n, 1, 1)
+    H[:, 0, 2], H[:, 1, 2] = (dw - w) / 2.0, (dh - h) / 2.0
+    return H
+
+
+def relative_rotation(H: torch.Tensor) -> torch.Tensor:
+    """Rotation (degrees) of the closest rotation to the linear part of ``... x 3 x 3`` affines.
+
+    The polar decomposition's rotation of ``A = [[a, b], [c, d]]`` has angle
+    ``atan2(c - b, a + d)``; shear and anisotropic scale do not bias it.
+    """
+    a, b, c, d = H[..., 0, 0], H[..., 0, 1], H[..., 1, 0], H[..., 1, 1]
+    return torch.rad2deg(torch.atan2(c - b, a + d))
+
+
+JITTER_FIELDS = ("brightness", "contrast", "saturation", "hue")
+
+
 def random_jitter(n: int, conf, generator: torch.Generator | None) -> torch.Tensor:
-    """``n x 2`` (brightness, contrast) factors drawn from a ``WarpConf``."""
+    """``n x 4`` (brightness, contrast, saturation, hue) factors drawn from a ``WarpConf``.
+
+    Ranges as torchvision's ``ColorJitter`` (the release: 0.6-1.4 for the first three,
+    hue +-0.2 of the hue circle).
+    """
     b = _uniform(generator, n, conf.brightness[0], conf.brightness[1])
     c = _uniform(generator, n, conf.contrast[0], conf.contrast[1])
-    return torch.stack([b, c], dim=-1).float()
+    s = _uniform(generator, n, conf.saturation[0], conf.saturation[1])
+    h = _uniform(generator, n, -conf.hue, conf.hue)
+    return torch.stack([b, c, s, h], dim=-1).float()
+
+
+_GRAY = (0.299, 0.587, 0.114)  # ITU-R 601, OpenCV's RGB2GRAY and torchvision's rgb_to_grayscale
+
+
+def rgb_to_gray(images: torch.Tensor) -> torch.Tensor:
+    """``B x 3 x H x W`` -> ``B x 1 x H x W`` with OpenCV's weights."""
+    w = images.new_tensor(_GRAY).view(1, 3, 1, 1)
+    return (images * w).sum(1, keepdim=True)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return x.mean(dim=(-2, -1), keepdim=True)
+    m = mask.to(x)
+    return (x * m).sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
 
 
 def color_jitter(images: torch.Tensor, factors: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Brightness then contrast jitter of gray ``B x 1 x H x W`` images in [0, 1].
+    """Colour jitter of ``B x C x H x W`` images in [0, 1] (C = 3 RGB or 1 gray), batched.
 
-    Contrast blends with the mean gray of the (valid part of the) brightened image, as
-    torchvision's ``adjust_contrast``. Saturation and hue do not apply to gray images.
+    ``factors`` is ``B x 4`` (brightness, contrast, saturation, hue) or ``B x 2`` (the first
+    two). Applied in torchvision's default order (brightness, contrast, saturation, hue; the
+    release's ``ColorJitter`` shuffles the order per image): brightness scales, contrast
+    blends with the mean gray of the (valid part of the) image, saturation with the gray
+    image, hue rotates the hue channel (kornia). Saturation and hue are no-ops on gray input.
     """
-    f = factors.to(images).view(-1, 2, 1, 1)
-    x = (images * f[:, :1]).clamp(0, 1)
-    if mask is None:
-        mean = x.mean(dim=(-2, -1), keepdim=True)
-    else:
-        m = mask.to(x)
-        mean = (x * m).sum(dim=(-2, -1), keepdim=True) / m.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
-    x = ((x - mean) * f[:, 1:] + mean).clamp(0, 1)
+    f = factors.to(images)
+    f = torch.cat([f, f.new_tensor([1.0, 0.0]).expand(f.shape[0], 2)], 1) if f.shape[1] == 2 else f
+    f = f.view(-1, 4, 1, 1)
+    x = (images * f[:, 0:1]).clamp(0, 1)
+    gray = rgb_to_gray(x) if x.shape[1] == 3 else x
+    mean = _masked_mean(gray, mask)
+    x = ((x - mean) * f[:, 1:2] + mean).clamp(0, 1)
+    if x.shape[1] == 3:
+        g = rgb_to_gray(x)
+        x = ((x - g) * f[:, 2:3] + g).clamp(0, 1)
+        # kornia's hue factor is an angle in radians; torchvision's is a fraction of the circle
+        x = kornia.enhance.adjust_hue(x, f[:, 3, 0, 0] * (2.0 * math.pi)).clamp(0, 1)
     return x if mask is None else x * mask.to(x)
+
+
+def jitter_to_gray(images: torch.Tensor, factors: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`color_jitter` on the RGB (or gray) images, then the gray ``B x 1 x H x W`` the network sees."""
+    x = color_jitter(images, factors, mask)
+    return rgb_to_gray(x) if x.shape[1] == 3 else x
 
 
 def warp_images(images: torch.Tensor, H: torch.Tensor, dsize: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

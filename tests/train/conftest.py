@@ -22,11 +22,11 @@ TINY = [
     "reliability.num_refs=2",
     "reliability.border=4",
     "reliability.threshold=0.5",
-    "reliability.desc_resolution=coarse",
     "reliability.neighbours=target",
     "optim.batch_size=3",
     "val.height=48",
     "val.width=64",
+    "val.pairs_per_group=2",
     "device=cpu",
 ]
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from sekd_plugin.train import config
-from sekd_plugin.train.loop import main
+from sekd_plugin.train.loop import cli as main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -12,7 +12,8 @@ def test_paper_yaml_is_the_default_schedule():
     paper = config.load_config(ROOT / "benchmark_configs/train/paper.yaml")
     assert config.diff(paper, config.load_config()) == []
     assert paper.schedule.rounds == 5 and paper.detect.num_refs == 12 and paper.data.crop_size == 512
-    assert paper.optim.lr == 1e-4 and paper.detect.threshold == 0.46 and paper.reliability.threshold == 0.85
+    assert paper.optim.lr == 1e-4 and paper.detect.budget_area == 85 and paper.reliability.desc_mode == "native"
+    assert paper.pair_warp.degrees == 40 and paper.pair_warp.form == "release" and paper.pair_warp.warped_views == 1
 
 
 def test_cpu_small_loads_and_overrides_apply():

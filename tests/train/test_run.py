@@ -8,7 +8,7 @@ import torch
 
 from sekd_plugin.extractors.sekd import SEKD
 from sekd_plugin.train import labels, loop, steps
-from sekd_plugin.train.loop import main
+from sekd_plugin.train.loop import cli as main
 
 from .conftest import TINY
 
@@ -25,10 +25,11 @@ def tiny_run(image_dir, tmp_path_factory):
 
 
 def test_end_to_end_outputs(tiny_run):
-    for name in ("model.pth", "state.pth", "config.yaml", "report.md", "metrics.json", "losses.png", "keypoints.png", "validation.png"):
+    for name in ("model.pth", "best.pth", "state.pth", "config.yaml", "report.md", "metrics.json", "losses.png", "keypoints.png", "validation.png"):
         assert (tiny_run / name).is_file(), name
+    assert not (tiny_run / ".lock").exists()  # released at exit
     for r in range(2):
-        for kind in ("detector", "reliability"):
+        for kind in ("detect", "reliability"):
             path = tiny_run / "labels" / f"round{r}_{kind}.h5"
             with h5py.File(path) as f:
                 assert f.attrs["num_images"] == 6  # 8 images (+1 unreadable), 2 held out
@@ -37,6 +38,12 @@ def test_end_to_end_outputs(tiny_run):
     assert metrics["data"] == {**metrics["data"], "train_images": 6, "val_images": 2, "skipped_unreadable": 1}
     assert [v["after"] for v in metrics["validation"]] == ["init", "round 0", "round 1"]
     assert all(0.0 <= v["mma@3"] <= 1.0 for v in metrics["validation"])
+    last = metrics["validation"][-1]["groups"]
+    assert set(last) == {"mild", "rotation", "zoom", "photometric"}
+    assert set(last["zoom"]) == {"deploy", "top500"} and last["zoom"]["top500"]["pairs"] == 2
+    assert metrics["best"]["round"] in (0, 1)
+    st = metrics["rounds"][1]["steps"]["reliability"]
+    assert st["nms_maxima_per_image"] >= st["keypoints_per_image"] and "nms_maxima_median" in st
     rnd = metrics["rounds"][1]["steps"]
     assert rnd["detect"]["mode"] == "detect" and rnd["reliability"]["keypoints_per_image"] >= 0
     assert len(rnd["descriptor"]["epochs"]) == 1 and "triplet" in rnd["descriptor"]["epochs"][0]

@@ -1,13 +1,12 @@
-"""GT evaluation of SfM poses: Strecha .camera parsing, similarity alignment, pose errors."""
+"""GT evaluation of SfM poses: similarity alignment (pycolmap), pose errors, the failure verdict."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sekd_plugin import eval_sfm as E
-
-from ..conftest import shared_file
+from sekd_plugin.benchmark.sfm import metrics as E
+from sekd_plugin.datasets.strecha import StrechaCamera
 
 K = np.array([[1379.74, 0, 760.345], [0, 1382.08, 503.405], [0, 0, 1]])
 
@@ -34,7 +33,7 @@ def _gt_scene(n=8, seed=0):
         ang = np.radians(-60 + 120 * i / (n - 1))
         C = np.array([8 * np.sin(ang), -8 * np.cos(ang), 1.5 + 0.2 * rng.normal()])
         R = _rot([0, 0, 1], np.degrees(ang)) @ _rot([1, 0, 0], -90) @ _rot(rng.normal(size=3), 3)
-        cams[f"{i:04d}.jpg"] = E.StrechaCamera(K.copy(), np.zeros(3), R, C, 1536, 1024)
+        cams[f"{i:04d}.jpg"] = StrechaCamera(K.copy(), np.zeros(3), R, C, 1536, 1024)
     return cams
 
 
@@ -48,48 +47,29 @@ def _sfm_from_gt(cams, s, R_a, t_a):
     return poses
 
 
-def test_parse_strecha_camera(tmp_path):
-    R = _rot([1, 2, 3], 40)
-    C = np.array([1.5, -2.0, 0.25])
-    path = tmp_path / "0003.jpg.camera"
-    _write_camera(path, R, C)
-    cam = E.read_strecha_camera(path)
-    assert np.allclose(cam.K, K) and np.allclose(cam.R, R) and np.allclose(cam.C, C)
-    assert (cam.width, cam.height) == (1536, 1024)
-    # convention: R camera-to-world, t = centre; x ~ K R^T (X - C)
-    assert np.allclose(cam.R_cw, R.T) and np.allclose(cam.t_cw, -R.T @ C)
-    X = C + R @ np.array([0.3, -0.2, 5.0])  # 5 m in front of the camera
-    x = cam.project(X[None])[0]
-    assert np.allclose(x, (K @ [0.3, -0.2, 5.0])[:2] / 5.0)
-    assert E.gt_camera_path(tmp_path, "images/0003.jpg") == path
-    assert set(E.load_gt_cameras(tmp_path, ["0003.jpg"])) == {"0003.jpg"}
-    with pytest.raises(E.GroundTruthError, match="0004.jpg"):
-        E.load_gt_cameras(tmp_path, ["0004.jpg"])
-    assert E.load_gt_cameras(tmp_path, ["0004.jpg"], strict=False) == {}
-    (tmp_path / "bad.jpg.camera").write_text("1 2 3\n")
-    with pytest.raises(E.GroundTruthError, match="bad.jpg.camera"):
-        E.read_strecha_camera(tmp_path / "bad.jpg.camera")
-    with pytest.raises(E.GroundTruthError, match="not found"):
-        E.load_gt_cameras(tmp_path / "nope", ["x"])
-
-
-def test_parse_shared_strecha_file():
-    path = shared_file("scenes/fountain-P11/gt_dense_cameras/0003.jpg.camera")
-    cam = E.read_strecha_camera(path)
-    assert np.allclose(cam.K, K, atol=1e-3)
-    assert (cam.width, cam.height) == (1536, 1024)
-    assert abs(np.linalg.det(cam.R) - 1) < 1e-6
-    intr = E.intrinsics_from_gt({"0003.jpg": cam})
-    assert intr["0003.jpg"][1:] == (1536, 1024)
-
-
-def test_umeyama_recovers_similarity():
+def test_similarity_recovers_known_transform_exactly():
     rng = np.random.default_rng(1)
     src = rng.normal(size=(10, 3))
     R = _rot([0.2, 1, -0.5], 77)
     dst = 2.5 * src @ R.T + [1, 2, 3]
-    s, R_est, t = E.umeyama(src, dst)
+    s, R_est, t = E.similarity(src, dst)
     assert np.isclose(s, 2.5) and np.allclose(R_est, R) and np.allclose(t, [1, 2, 3])
+    s, R_est, t, inliers = E.robust_similarity(src, dst)
+    assert np.isclose(s, 2.5) and np.allclose(R_est, R) and np.allclose(t, [1, 2, 3]) and inliers.all()
+
+
+def test_robust_similarity_rejects_outliers():
+    rng = np.random.default_rng(2)
+    src = rng.normal(size=(12, 3))
+    R = _rot([1, 0, 0.3], -40)
+    dst = 0.3 * src @ R.T + [5, 0, -1]
+    dst[[2, 7]] += [[0.5, 0, 0], [0, -0.4, 0.2]]  # two outliers, far above the 5 % threshold
+    s, R_est, t, inliers = E.robust_similarity(src, dst)
+    assert inliers.tolist() == [i not in (2, 7) for i in range(12)]
+    assert np.isclose(s, 0.3) and np.allclose(R_est, R, atol=1e-9) and np.allclose(t, [5, 0, -1])
+    # a plain least-squares fit is pulled away by the outliers
+    s_ls, _, _ = E.similarity(src, dst)
+    assert abs(s_ls - 0.3) > 1e-3
 
 
 def test_known_similarity_gives_zero_error():
@@ -154,3 +134,54 @@ def test_evaluate_noisy_scene_statistics():
     assert 0.001 < res["median_center_error_m"] < 0.02
     assert res["pct_center_within_3cm"] == 100.0
     assert res["median_rotation_error_deg"] < 0.5
+
+
+def test_failure_is_flagged_registered_but_wrong():
+    """Every image registered, the poses far off: failed, not only a large number."""
+    cams = _gt_scene()
+    rng = np.random.default_rng(5)
+    poses = {}
+    for name, (R_cw, t_cw) in _sfm_from_gt(cams, 1.0, np.eye(3), np.zeros(3)).items():
+        C = rng.normal(scale=3.0, size=3)  # centres scattered at random
+        poses[name] = (R_cw, -R_cw @ C)
+    res = E.evaluate_poses(poses, cams)
+    assert res["registered_images"] == 8 and res["failed"]
+    assert "scene extent" in res["failure"] or "fit the similarity" in res["failure"]
+    extent = E.scene_extent(np.stack([c.C for c in cams.values()]))
+    assert res["scene_extent_m"] == pytest.approx(extent)
+    # a good model is not failed
+    good = E.evaluate_poses(_sfm_from_gt(cams, 2.0, _rot([0, 1, 0], 10), np.ones(3)), cams)
+    assert not good["failed"] and good["failure"] == ""
+
+
+def test_failure_rules_separately():
+    cams = _gt_scene(n=10)
+    poses = _sfm_from_gt(cams, 1.0, np.eye(3), np.zeros(3))
+    extent = E.scene_extent(np.stack([c.C for c in cams.values()]))
+    # 7 of 10 cameras moved by 30 % of the extent, each its own way: fewer than half fit the alignment
+    moved = dict(poses)
+    directions = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [-1, 0, 0], [0, -1, 0], [0, 0, -1], [1, 1, 1]]) / [
+        [1], [1], [1], [1], [1], [1], [np.sqrt(3)]]
+    for name, d in zip(list(poses)[:7], directions):
+        R_cw, t_cw = poses[name]
+        C = -R_cw.T @ t_cw + 0.3 * extent * d
+        moved[name] = (R_cw, -R_cw @ C)
+    res = E.evaluate_poses(moved, cams)
+    assert res["alignment_inliers"] < 5, res
+    assert res["failed"] and "fit the similarity" in res["failure"]
+    # fewer than 3 registered images: failed, with the reason
+    few = E.evaluate_poses({k: poses[k] for k in list(poses)[:2]}, cams)
+    assert few["failed"] and "at least 3" in few["failure"]
+    # a model off by a similarity only (any scale) passes; off by 30 % of the extent, alternating, fails
+    C_shift = {}
+    for name, (R_cw, t_cw) in poses.items():
+        C = -R_cw.T @ t_cw
+        direction = np.array([1.0, -1.0, 0.5]) if int(name[:4]) % 2 else np.array([-1.0, 1.0, -0.5])
+        C_shift[name] = (R_cw, -R_cw @ (C + 0.3 * extent * direction / np.linalg.norm(direction)))
+    res = E.evaluate_poses(C_shift, cams, threshold=extent)  # every camera an inlier: only the error rule
+    assert res["alignment_inliers"] == 10 and res["failed"] and "scene extent" in res["failure"]
+
+
+def test_rotation_angle_vectorised():
+    Rs = np.stack([_rot([0, 0, 1], a) for a in (0.0, 10.0, 90.0, 179.0)])
+    assert np.allclose(E.rotation_angle_deg(Rs), [0.0, 10.0, 90.0, 179.0], atol=1e-6)

@@ -1,0 +1,337 @@
+"""Relative-pose benchmark on scenes with ground-truth cameras (Strecha configs).
+
+    python -m sekd_plugin.benchmark pose --config benchmark_configs/reconstruction/fountain-P11.yaml \\
+        [--config ...] [--methods colmap-sift,sift,sekd,sekd-sfm,superpoint] [--pairs pairs.txt] \\
+        [--threshold 1.0] --output DIR [key=value ...]
+
+Every image pair of each scene (or those of ``--pairs``, one ``name0 name1`` per line) is
+matched with each method's matcher (:mod:`sekd_plugin.benchmark.sfm.methods`; features and
+matches are cached under ``DIR/<scene>/<method>``); the essential matrix is estimated with the
+ground-truth K of both images by pycolmap's ``estimate_essential_matrix`` (COLMAP's 5-point
+solver in LO-RANSAC, inlier threshold ``--threshold`` pixels, fixed seed; the same for every
+method) and decomposed (cheirality check) into ``cam1_from_cam0``; errors and AUC@5/10/20 deg
+are those of :mod:`.metrics`. The ``key=value`` overrides are scene-runner config keys
+(``resize_max=1024``, ``extractor_options.sekd.max_keypoints=2000``, ...).
+
+Writes ``DIR/results.json`` (per scene and overall, with per-pair rows), ``DIR/results.md``,
+``DIR/pairs.csv`` and ``DIR/auc.png`` (recall vs pose-error threshold, one curve per method,
+one panel per scene and one overall).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pycolmap
+from tqdm import tqdm
+
+from ... import __version__
+from ...common import ConfigError, InputError, PartialFailure, write_atomic, write_json
+from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
+from ..sfm.methods import COLMAP
+from .metrics import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm", "sekd-selftrained", "sekd-selftrained-sfm")
+DEFAULT_THRESHOLD_PX = 1.0
+
+
+def _camera(cam: StrechaCamera) -> pycolmap.Camera:
+    K = cam.K
+    return pycolmap.Camera(model="PINHOLE", width=cam.width, height=cam.height,
+                           params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+
+
+def estimate_pose(kp0: np.ndarray, kp1: np.ndarray, cam0: StrechaCamera, cam1: StrechaCamera,
+                  threshold_px: float, seed: int = 0) -> dict[str, Any] | None:
+    """``cam1_from_cam0`` from matched keypoints (hloc's pixel-centre origin, N x 2 each) and the
+    GT intrinsics: ``{"R", "t" (unit), "num_inliers"}``, or None (too few matches / no model)."""
+    if len(kp0) < 5:
+        return None
+    options = pycolmap.RANSACOptions(max_error=float(threshold_px))
+    options.random_seed = int(seed)
+    # COLMAP's pixel convention puts the corner of the first pixel at (0, 0): +0.5
+    result = pycolmap.estimate_essential_matrix(np.asarray(kp0, float) + 0.5, np.asarray(kp1, float) + 0.5,
+                                                _camera(cam0), _camera(cam1), options)
+    if result is None:
+        return None
+    pose = result["cam2_from_cam1"]
+    return {"R": np.asarray(pose.rotation.matrix()), "t": np.asarray(pose.translation),
+            "num_inliers": int(result["num_inliers"])}
+
+
+def read_pair_list(path: str | Path, names: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs of a ``name0 name1`` file restricted to ``names`` (an unknown name is an error)."""
+    from ...pairs import read_pairs, unique_pairs
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"pair list not found: {path}")
+    pairs = unique_pairs(read_pairs(path))
+    unknown = sorted({n for p in pairs for n in p} - set(names))
+    if unknown:
+        raise InputError(f"{path} names {len(unknown)} image(s) not in the scene: {unknown[:5]}")
+    if not pairs:
+        raise InputError(f"{path} lists no pair")
+    return pairs
+
+
+def _features_and_matches(cfg: dict[str, Any], method: str, scene, pairs: list[tuple[str, str]]):
+    """``(keypoints by name, matches by pair, timings, matcher label)`` of one method."""
+    from ...io.h5 import get_keypoints, get_matches
+    from ...pairs import write_pairs
+    from ..sfm import colmap
+    from ..sfm.runner import extract_and_match
+
+    scene.output.mkdir(parents=True, exist_ok=True)
+    if cfg["pipeline"] == COLMAP:
+        database = scene.output / "pose-database.db"
+        database.unlink(missing_ok=True)
+        built = colmap.build_database(database, scene.image_dir, scene.names, pairs, camera_mode=cfg["camera_mode"],
+                                      extraction=cfg["colmap_extraction"], matching=cfg["colmap_matching"],
+                                      skip_verification=True, num_threads=cfg["num_threads"])
+        keypoints, matches = colmap.read_features_and_matches(database)
+        timings = {"extract_s": built["extract_s"], "match_s": built["match_s"]}
+        return keypoints, matches, timings, "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)"
+    every = len(pairs) == len(scene.names) * (len(scene.names) - 1) // 2  # shares the SfM runner's matches
+    stem = "pairs-exhaustive" if every else f"pairs-pose-{len(pairs)}"
+    em = extract_and_match(cfg, scene, scene.names,
+                           lambda names: write_pairs(scene.output / f"{stem}.txt",
+                                                     [p for p in pairs if p[0] in names and p[1] in names]))
+    keypoints = {n: get_keypoints(em["features"], n) for n in scene.names if n not in em["failed"]}
+    matches = {}
+    for p in pairs:
+        if p[0] in keypoints and p[1] in keypoints:
+            matches[p] = get_matches(em["matches"], *p)[0]
+    return keypoints, matches, em["timings"], em["matcher"]
+
+
+def evaluate_method(cfg: dict[str, Any], method: str, scene, gt: dict[str, StrechaCamera],
+                    pairs: list[tuple[str, str]], threshold_px: float) -> dict[str, Any]:
+    """Pose errors of every pair for one method on one scene."""
+    keypoints, matches, timings, matcher = _features_and_matches(cfg, method, scene, pairs)
+    rows = []
+    start = time.perf_counter()
+    for name0, name1 in tqdm(pairs, desc=f"pose {scene.name}/{method}", leave=False):
+        m = matches.get((name0, name1))
+        if m is None and (name1, name0) in matches:  # stored the other way round (COLMAP's image ids)
+            m = matches[(name1, name0)][:, ::-1]
+        R_gt, t_gt = relative_pose(gt[name0], gt[name1])
+        row = {"scene": scene.name, "method": method, "image0": name0, "image1": name1,
+               "num_matches": 0 if m is None else int(len(m)), "num_inliers": 0,
+               "rotation_error_deg": float("inf"), "translation_error_deg": float("inf"),
+               "pose_error_deg": float("inf"), "baseline_m": float(np.linalg.norm(t_gt))}
+        if m is not None and len(m):
+            kp0 = keypoints[name0][m[:, 0].astype(int)]
+            kp1 = keypoints[name1][m[:, 1].astype(int)]
+            est = estimate_pose(kp0, kp1, gt[name0], gt[name1], threshold_px, seed=cfg["seed"] or 0)
+            if est is not None:
+                err_R, err_t, err = pose_error_deg(est["R"], est["t"], R_gt, t_gt)
+                row.update(num_inliers=est["num_inliers"], rotation_error_deg=float(err_R),
+                           translation_error_deg=float(err_t), pose_error_deg=float(err))
+        rows.append(row)
+    timings["pose_s"] = time.perf_counter() - start
+    timings["pairs_per_s"] = len(pairs) / timings["match_s"] if timings["match_s"] > 0 else None
+    return {"matcher": matcher, "timings": timings,
+            "mean_keypoints_per_image": float(np.mean([len(k) for k in keypoints.values()])) if keypoints else 0.0,
+            "rows": rows}
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """AUC@5/10/20, medians and inlier counts of per-pair rows."""
+    err = np.array([r["pose_error_deg"] for r in rows], float)
+    err_R = np.array([r["rotation_error_deg"] for r in rows], float)
+    err_t = np.array([r["translation_error_deg"] for r in rows], float)
+    aucs = pose_auc(err, THRESHOLDS_DEG)
+    return {
+        "num_pairs": len(rows),
+        "num_estimated": int(np.isfinite(err).sum()),
+        **{f"auc@{t}": a for t, a in zip(THRESHOLDS_DEG, aucs)},
+        "median_pose_error_deg": float(np.median(err)) if len(err) else None,
+        "median_rotation_error_deg": float(np.median(err_R)) if len(err) else None,
+        "median_translation_error_deg": float(np.median(err_t)) if len(err) else None,
+        "median_inliers": float(np.median([r["num_inliers"] for r in rows])) if rows else None,
+        "mean_matches": float(np.mean([r["num_matches"] for r in rows])) if rows else None,
+    }
+
+
+COLUMNS = ("scene", "method", "matcher", "pairs (estimated)", "AUC@5", "AUC@10", "AUC@20", "med pose err (deg)",
+           "med rot err (deg)", "med transl err (deg)", "med inliers", "mean matches", "kpts/img",
+           "extract/match/pose (s)", "match (pairs/s)")
+
+
+def _fmt(v, spec):
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
+
+
+def _row(scene: str, method: str, r: dict[str, Any]) -> str:
+    s, t = r["summary"], r.get("timings")
+    time_cell = "-" if t is None else f"{t['extract_s']:.1f}/{t['match_s']:.1f}/{t['pose_s']:.1f}"
+    return "| " + " | ".join([
+        scene, method, str(r["matcher"]), f"{s['num_pairs']} ({s['num_estimated']})",
+        *(_fmt(100 * s[f"auc@{k}"], ".1f") for k in THRESHOLDS_DEG),
+        _fmt(s["median_pose_error_deg"], ".3f"), _fmt(s["median_rotation_error_deg"], ".3f"),
+        _fmt(s["median_translation_error_deg"], ".3f"), _fmt(s["median_inliers"], ".0f"),
+        _fmt(s["mean_matches"], ".0f"), _fmt(r.get("mean_keypoints_per_image"), ".0f"), time_cell,
+        _fmt(None if t is None else t.get("pairs_per_s"), ".1f")]) + " |"
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    out = [
+        "# Relative-pose benchmark",
+        "",
+        f"Essential matrix with the GT intrinsics: pycolmap `estimate_essential_matrix` (LO-RANSAC, "
+        f"threshold {results['threshold_px']} px, seed {results['seed']}), decomposed into R, t. Pose error = "
+        "max(rotation error, translation-direction error) in degrees; AUC (%) of the recall curve up to "
+        "5/10/20 deg as LightGlue / glue-factory report on MegaDepth-1500; a pair without an estimate counts as "
+        f"a miss. Overrides: `{' '.join(results['overrides']) or 'none'}`.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|---" * len(COLUMNS) + "|",
+    ]
+    for scene, methods in results["scenes"].items():
+        out += [_row(scene, m, r) for m, r in methods.items()]
+    for method, r in results["overall"].items():
+        out.append(_row("**all scenes**", method, r))
+    out.append("")
+    for key, reason in results.get("skipped", {}).items():
+        out.append(f"- skipped {key}: {reason}")
+    for key, error in results.get("failed", {}).items():
+        out.append(f"- FAILED {key}: {error}")
+    return "\n".join(out) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(s, m) for s, m in results["scenes"].items() if m]
+    if not panels:
+        return None
+    overall = {m: {**r, "rows": [row for s in results["scenes"].values() if m in s for row in s[m]["rows"]]}
+               for m, r in results["overall"].items()}
+    panels.append(("all scenes", overall))
+    grid = np.linspace(0, max(THRESHOLDS_DEG), 201)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (title, methods) in zip(axes[0], panels):
+        for method, r in methods.items():
+            errors = [row["pose_error_deg"] for row in r["rows"]]
+            auc = r["summary"]["auc@10"]
+            ax.plot(grid, recall_curve(errors, grid), label=f"{method} (AUC@10 {100 * auc:.1f})")
+        for t in THRESHOLDS_DEG:
+            ax.axvline(t, color="0.8", lw=0.8, zorder=0)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("pose error threshold (deg)")
+        ax.set_ylabel("fraction of pairs")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pairs_csv(results: dict[str, Any]) -> str:
+    fields = ("scene", "method", "image0", "image1", "num_matches", "num_inliers", "rotation_error_deg",
+              "translation_error_deg", "pose_error_deg", "baseline_m")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for methods in results["scenes"].values():
+        for r in methods.values():
+            writer.writerows(r["rows"])
+    return buffer.getvalue()
+
+
+def _write(results: dict[str, Any], output: Path) -> None:
+    write_json(output / "results.json", results)
+    write_atomic(output / "results.md", markdown_report(results))
+    write_atomic(output / "pairs.csv", pairs_csv(results))
+    plot(results, output / "auc.png")
+
+
+def run(
+    configs: Sequence[str | Path],
+    methods: Sequence[str] = DEFAULT_METHODS,
+    output: str | Path = "outputs/pose",
+    overrides: Sequence[str] = (),
+    pairs: str | Path | None = None,
+    threshold_px: float = DEFAULT_THRESHOLD_PX,
+    work: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run every config x method; returns the results (also written under ``output``).
+    ``work``: the per-method folders (cached features and matches), default ``output``."""
+    from ..sfm import suite
+    from ..sfm.runner import resolve_scene
+
+    if not threshold_px > 0:
+        raise ConfigError(f"--threshold must be a positive number of pixels, got {threshold_px}")
+    output = Path(output)
+    plans = suite.plan(configs, methods, Path(work) if work else output, overrides)
+    scenes: dict[str, tuple[Any, dict[str, StrechaCamera], list[tuple[str, str]]]] = {}
+    for scene_name, method, cfg in plans:  # validate the scenes before any work
+        if scene_name in scenes:
+            continue
+        scene = resolve_scene(cfg, method)
+        if scene.gt_dir is None:
+            raise ConfigError(f"scene {scene_name} has no gt_cameras: the pose benchmark needs GT cameras")
+        gt = load_gt_cameras(scene.gt_dir, scene.names)
+        if pairs is not None:
+            pair_list = read_pair_list(pairs, scene.names)
+        else:
+            pair_list = [(a, b) for i, a in enumerate(scene.names) for b in scene.names[i + 1:]]
+        scenes[scene_name] = (scene, gt, pair_list)
+    output.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "configs": [str(c) for c in configs], "methods": list(methods), "threshold_px": threshold_px,
+        "seed": plans[0][2]["seed"] if plans else 0, "estimator": "pycolmap.estimate_essential_matrix",
+        "overrides": list(overrides), "pairs": str(pairs) if pairs else "all", "scenes": {}, "overall": {},
+        "skipped": {}, "failed": {},
+        "environment": {"sekd_plugin": __version__, "python": platform.python_version(),
+                        "pycolmap": pycolmap.__version__},
+    }
+    for scene_name, method, cfg in plans:
+        results["scenes"].setdefault(scene_name, {})
+        reason = suite.skip_reason(method, cfg)
+        if reason:
+            results["skipped"][f"{scene_name}/{method}"] = reason
+            continue
+        scene, gt, pair_list = scenes[scene_name]
+        scene = resolve_scene(cfg, method)
+        logger.warning("pose benchmark: %s / %s (%d pairs)", scene_name, method, len(pair_list))
+        try:
+            r = evaluate_method(cfg, method, scene, gt, pair_list, threshold_px)
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
+            logger.error("%s / %s failed: %s", scene_name, method, error)
+            results["failed"][f"{scene_name}/{method}"] = f"{type(error).__name__}: {error}"
+            continue
+        r["summary"] = summarize(r["rows"])
+        results["scenes"][scene_name][method] = r
+        all_rows = [row for s in results["scenes"].values() if method in s for row in s[method]["rows"]]
+        results["overall"][method] = {"matcher": r["matcher"], "summary": summarize(all_rows)}
+        _write(results, output)
+    _write(results, output)
+    return results
+
+
+def main(configs: Sequence[str], methods: Sequence[str] | None = None, output: str = "outputs/pose",
+         overrides: Sequence[str] = (), pairs: str | None = None,
+         threshold_px: float = DEFAULT_THRESHOLD_PX, work: str | None = None) -> dict[str, Any]:
+    results = run(configs, list(methods or DEFAULT_METHODS), output, overrides, pairs, threshold_px, work)
+    print((Path(output) / "results.md").read_text())
+    if results["failed"] and not any(results["scenes"].values()):
+        raise PartialFailure(f"every run failed: {sorted(results['failed'])}", results["failed"])
+    return results

@@ -1,0 +1,163 @@
+"""COLMAP's own pipeline through pycolmap: the reference a COLMAP user already has.
+
+``colmap-sift`` in the benchmarks: COLMAP's SIFT extraction (``pycolmap.extract_features``),
+COLMAP's matching (``match_exhaustive``, or ``match_image_pairs`` for a pair list) with its
+default SIFT matching options (ratio 0.8, angular distance 0.7, cross check) and its default
+two-view verification, all on CPU; then the same mapping (:func:`~sekd_plugin.reconstruction.map_database`)
+and GT evaluation as every other method. ``extraction`` / ``matching`` / ``verification``
+override COLMAP's ``FeatureExtractionOptions`` / ``FeatureMatchingOptions`` /
+``TwoViewGeometryOptions`` keys; :data:`EXTRACTION_DEFAULTS` only fixes the image size cap
+(1600 px, as COLMAP's GUI default) and the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pycolmap
+
+from ... import reconstruction as R
+from ...pairs import write_pairs
+
+logger = logging.getLogger(__name__)
+
+EXTRACTION_DEFAULTS = {"max_image_size": 1600, "use_gpu": False}
+MATCHING_DEFAULTS = {"use_gpu": False}
+
+
+def extraction_options(overrides: Mapping[str, Any] | None, num_threads: int | None) -> pycolmap.FeatureExtractionOptions:
+    options = R._merge(EXTRACTION_DEFAULTS, {"num_threads": num_threads or -1}, overrides or {})
+    return R._build(pycolmap.FeatureExtractionOptions, options, "colmap_extraction")
+
+
+def matching_options(overrides: Mapping[str, Any] | None, num_threads: int | None,
+                     skip_verification: bool = False) -> pycolmap.FeatureMatchingOptions:
+    options = R._merge(MATCHING_DEFAULTS, {"num_threads": num_threads or -1}, overrides or {})
+    if skip_verification:
+        options["skip_geometric_verification"] = True
+    return R._build(pycolmap.FeatureMatchingOptions, options, "colmap_matching")
+
+
+def two_view_options(overrides: Mapping[str, Any] | None) -> pycolmap.TwoViewGeometryOptions:
+    """COLMAP's default verification (not hloc's) <- ``overrides``."""
+    return R._build(pycolmap.TwoViewGeometryOptions, dict(overrides or {}), "verification")
+
+
+def build_database(
+    database: Path,
+    image_dir: Path,
+    names: Sequence[str],
+    pairs: Sequence[tuple[str, str]] | None = None,
+    camera_mode: str = "AUTO",
+    camera_model: str = "SIMPLE_RADIAL",
+    fixed_intrinsics: Mapping[str, Any] | None = None,
+    extraction: Mapping[str, Any] | None = None,
+    matching: Mapping[str, Any] | None = None,
+    verification: Mapping[str, Any] | None = None,
+    skip_verification: bool = False,
+    num_threads: int | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """A COLMAP database with COLMAP's SIFT features and matches of ``names`` (every pair, or
+    ``pairs``), verified unless ``skip_verification``. Returns timings and counts."""
+    database = Path(database)
+    reader = pycolmap.ImageReaderOptions({"camera_model": camera_model})
+    ext_opts = extraction_options(extraction, num_threads)
+    match_opts = matching_options(matching, num_threads, skip_verification)
+    verify_opts = two_view_options(verification)
+    with pycolmap.Database.open(database):
+        pass
+    start = time.perf_counter()
+    with R._colmap_output(verbose):
+        pycolmap.extract_features(database, image_dir, image_names=list(names), camera_mode=R._camera_mode(camera_mode),
+                                  reader_options=reader, extraction_options=ext_opts, device=pycolmap.Device.cpu)
+    extract_s = time.perf_counter() - start
+    with pycolmap.Database.open(database) as db:
+        images = {image.name: image.image_id for image in db.read_all_images()}
+        lost = sorted(set(names) - set(images))
+        if lost:
+            raise R.ReconstructionError(f"COLMAP could not read {len(lost)} image(s): {lost[:10]}")
+        num_keypoints = [db.num_keypoints_for_image(images[n]) for n in names]
+        if fixed_intrinsics is not None:
+            R.set_fixed_intrinsics(db, fixed_intrinsics, names)
+    start = time.perf_counter()
+    with R._colmap_output(verbose):
+        if pairs is None:
+            pycolmap.match_exhaustive(database, matching_options=match_opts, verification_options=verify_opts,
+                                      device=pycolmap.Device.cpu)
+        else:
+            pair_file = write_pairs(database.with_name("pairs-colmap.txt"), pairs)
+            pycolmap.match_image_pairs(database, matching_options=match_opts,
+                                       pairing_options=pycolmap.ImportedPairingOptions(match_list_path=pair_file),
+                                       verification_options=verify_opts, device=pycolmap.Device.cpu)
+    match_s = time.perf_counter() - start
+    num_pairs = len(pairs) if pairs is not None else len(names) * (len(names) - 1) // 2
+    with pycolmap.Database.open(database) as db:
+        _, counts = db.read_all_matches()
+        num_matches = [len(m) for m in counts]
+    return {
+        "extract_s": extract_s, "match_s": match_s, "num_pairs": num_pairs,
+        "mean_keypoints_per_image": float(np.mean(num_keypoints)),
+        "mean_matches_per_pair": float(np.sum(num_matches) / max(num_pairs, 1)),
+        "min_num_inliers": verify_opts.min_num_inliers,
+    }
+
+
+def read_features_and_matches(database: Path) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
+    """Keypoints (``name -> N x 2``, hloc's pixel-centre origin) and raw matches
+    (``(name0, name1) -> M x 2``) of a COLMAP database."""
+    with pycolmap.Database.open(database) as db:
+        images = {image.image_id: image.name for image in db.read_all_images()}
+        keypoints = {name: np.asarray(db.read_keypoints(image_id))[:, :2] - 0.5 for image_id, name in images.items()}
+        pair_ids, matches = db.read_all_matches()
+    out = {}
+    for pair_id, m in zip(pair_ids, matches):
+        id0, id1 = pycolmap.pair_id_to_image_pair(pair_id)
+        out[(images[id0], images[id1])] = np.asarray(m).reshape(-1, 2)
+    return keypoints, out
+
+
+def reconstruct(
+    sfm_dir: Path,
+    image_dir: Path,
+    names: Sequence[str],
+    pairs: Sequence[tuple[str, str]] | None = None,
+    camera_mode: str = "AUTO",
+    camera_model: str = "SIMPLE_RADIAL",
+    fixed_intrinsics: Mapping[str, Any] | None = None,
+    mapper_options: Mapping[str, Any] | None = None,
+    extraction: Mapping[str, Any] | None = None,
+    matching: Mapping[str, Any] | None = None,
+    verification: Mapping[str, Any] | None = None,
+    num_threads: int | None = None,
+    seed: int | None = 0,
+    verbose: bool = False,
+    overwrite: bool = False,
+) -> tuple[pycolmap.Reconstruction | None, dict[str, Any]]:
+    """COLMAP's whole pipeline into ``sfm_dir`` (same layout and stats.json as
+    :func:`sekd_plugin.reconstruction.main`); returns the largest model and the stats."""
+    sfm_dir = Path(sfm_dir)
+    options = R.mapping_options(mapper_options, fixed=fixed_intrinsics is not None, num_threads=num_threads, seed=seed)
+    R.prepare_sfm_dir(sfm_dir, overwrite)
+    database = sfm_dir / "database.db"
+    pycolmap.logging.set_log_destination(pycolmap.logging.INFO, sfm_dir / "colmap.LOG.")
+    built = build_database(database, image_dir, names, pairs, camera_mode, camera_model, fixed_intrinsics,
+                           extraction, matching, verification, num_threads=num_threads, verbose=verbose)
+    stats: dict[str, Any] = {"num_input_images": len(names), "camera_mode": str(camera_mode).upper(),
+                             "camera_model": "PINHOLE (fixed)" if fixed_intrinsics is not None else camera_model,
+                             "num_pairs": built["num_pairs"], "mean_matches_per_pair": built["mean_matches_per_pair"],
+                             "mean_keypoints_per_image": built["mean_keypoints_per_image"]}
+    stats.update(R.verification_stats(database, built["min_num_inliers"], options.mapper.init_min_num_inliers))
+    start = time.perf_counter()
+    rec, model_stats = R.map_database(sfm_dir, database, image_dir, options, len(names), verbose)
+    stats.update(model_stats)
+    if rec is None:
+        stats["failure_hint"] = R.failure_hint(stats, options)
+    stats["timings"] = {"extract_s": built["extract_s"], "match_s": built["match_s"],
+                        "mapping_s": time.perf_counter() - start}
+    R.write_json(sfm_dir / "stats.json", stats)
+    return rec, stats

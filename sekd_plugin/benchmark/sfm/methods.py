@@ -1,0 +1,57 @@
+"""Benchmark methods: an extraction conf and the matcher its authors (or hloc / COLMAP) use.
+
+A method of the SfM and pose benchmarks is an entry of :data:`METHODS`; any other name is
+taken as an extraction conf of :mod:`sekd_plugin.extractors.confs` with the default matcher of
+its model (:data:`DEFAULT_MATCHERS`). ``colmap-sift`` is COLMAP's own pipeline
+(:mod:`.colmap`): COLMAP's SIFT, COLMAP's matcher and verification.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...common.errors import ConfigError
+
+# hloc's matcher conf names (sekd_plugin.match_features accepts them).
+DEFAULT_MATCHERS = {
+    "sift": "NN-ratio",  # Lowe's ratio 0.8 + mutual check, as hloc and COLMAP match SIFT
+    "superpoint": "NN-superpoint",  # mutual + L2 distance 0.7, hloc's setting for SuperPoint
+    "sekd": "NN-mutual",  # the SEKD release matches by mutual nearest neighbour
+    "d2net": "NN-mutual",  # D2-Net's evaluation: mutual nearest neighbours
+}
+FALLBACK_MATCHER = "NN-mutual"
+
+COLMAP = "colmap"
+METHODS: dict[str, dict[str, Any]] = {
+    "colmap-sift": {"pipeline": COLMAP, "matcher": "COLMAP (ratio 0.8, distance 0.7, cross-check)"},
+    "sift": {"extractor": "sift", "matcher": "NN-ratio"},
+    "sift-colmap": {"extractor": "sift-colmap", "matcher": "NN-ratio"},
+    "sekd": {"extractor": "sekd", "matcher": "NN-mutual"},
+    "sekd-sfm": {"extractor": "sekd-sfm", "matcher": "NN-mutual"},
+    "sekd-selftrained": {"extractor": "sekd-selftrained", "matcher": "NN-mutual"},
+    "sekd-selftrained-sfm": {"extractor": "sekd-selftrained-sfm", "matcher": "NN-mutual"},
+    "superpoint": {"extractor": "superpoint", "matcher": "NN-superpoint"},
+    "d2net": {"extractor": "d2net-ss", "matcher": "NN-mutual"},
+}
+DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm", "sekd-selftrained", "sekd-selftrained-sfm")
+
+
+def default_matcher(extractor: str) -> str:
+    """The matcher conf of an extraction conf's model (hloc's name)."""
+    from ...extractors.confs import get_conf
+
+    return DEFAULT_MATCHERS.get(get_conf(extractor)["model"]["name"], FALLBACK_MATCHER)
+
+
+def method_entry(method: str) -> dict[str, Any]:
+    """``{"pipeline": "hloc"|"colmap", "extractor": conf name, "matcher": conf name}`` of a method."""
+    from ...extractors.confs import confs
+
+    if method in METHODS:
+        entry = {"pipeline": "hloc", **METHODS[method]}
+    elif method in confs:
+        entry = {"pipeline": "hloc", "extractor": method, "matcher": default_matcher(method)}
+    else:
+        raise ConfigError(f"unknown method '{method}'; methods: {sorted(METHODS)} or any extraction conf "
+                          f"({sorted(confs)})")
+    return entry

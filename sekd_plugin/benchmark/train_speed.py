@@ -1,0 +1,138 @@
+"""``python -m sekd_plugin.benchmark train-speed``: throughput of the trainer's hot paths.
+
+Prints, for a config (default ``benchmark_configs/train/gpu-short.yaml``) on synthetic images
+of the config's sizes (no files needed):
+
+* training views/s of steps 2 and 4 (a view = one of the two warped images of a pair; data
+  preparation through the real ``PairDataset`` / ``DataLoader``, views made on the device,
+  forward + frozen copy + losses + backward + Adam), in fp32 and bf16 autocast;
+* step-1 ("detect") and step-3 ("reliability") label ms per image (image + references).
+
+Numbers are medians over timed repetitions after warm-up, with the device synchronised.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..common import pick_device
+from ..models.sekd import SEKDNet
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "benchmark_configs" / "train" / "gpu-short.yaml"
+
+
+class _SyntheticImages:
+    """An in-memory image set of random textured RGB images (``ImageSet``'s interface)."""
+
+    def __init__(self, n: int, height: int, width: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        base = rng.integers(0, 256, (n, height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+        import cv2
+
+        self.imgs = [cv2.resize(b, (width, height), interpolation=cv2.INTER_CUBIC) for b in base]
+        self.keys = [f"img{i:04d}" for i in range(n)]
+
+    def image(self, i: int) -> np.ndarray:
+        return self.imgs[i]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _train_views_per_s(conf, device, kind: str, amp: str, iters: int, warmup: int) -> float:
+    from torch.utils.data import DataLoader
+
+    from ..train import steps
+    from ..train.data import PairDataset, collate_pairs
+
+    conf.optim.amp = amp
+    bs = int(conf.optim.batch_size)
+    n = bs * (iters + warmup)
+    images = _SyntheticImages(min(n, 256), 240, 320)
+    rng = np.random.default_rng(0)
+    labels = {k: np.stack([rng.integers(12, 228, 1000), rng.integers(12, 308, 1000)], 1) for k in images.keys}
+    indices = [i % len(images.keys) for i in range(n)]
+    ds = PairDataset(images, indices, labels, conf, seed=0)
+    workers = int(conf.data.num_workers)
+    loader = DataLoader(ds, batch_size=bs, shuffle=False, collate_fn=collate_pairs, num_workers=workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False, prefetch_factor=4 if workers else None)
+    torch.manual_seed(0)
+    net = SEKDNet().to(device)
+    model = steps.FeatureNet(net)
+    if device.type == "cuda" and conf.optim.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if conf.optim.compile:
+        model = torch.compile(model)
+    frozen = steps.frozen_copy(net, conf.loss.frozen_bn)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=(device.type == "cuda") or None)
+    it = iter(loader)
+    warm = [next(it) for _ in range(warmup)]
+    steps.train_epoch(kind, model, frozen, warm, opt, conf, device, progress=False, check_every=0)
+    _sync(device)
+    timed = [next(it) for _ in range(iters)] if workers == 0 else None
+    t0 = time.perf_counter()
+    steps.train_epoch(kind, model, frozen, timed if timed is not None else _take(it, iters), opt, conf, device,
+                      progress=False, check_every=0)
+    _sync(device)
+    return 2 * bs * iters / (time.perf_counter() - t0)
+
+
+def _take(it, n):
+    for _ in range(n):
+        yield next(it)
+
+
+def _label_ms(conf, device, kind: str, reps: int) -> float:
+    from ..train import labels
+
+    torch.manual_seed(0)
+    net = SEKDNet().to(device).eval()
+    img = torch.from_numpy(_SyntheticImages(1, 240, 320).imgs[0]).permute(2, 0, 1)[None].float().div(255).to(device)
+    fn = labels.detector_score if kind == "detect" else labels.reliability_score
+    fn(net, img, conf, torch.Generator().manual_seed(0))  # warm-up
+    times = []
+    for r in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn(net, img, conf, torch.Generator().manual_seed(r + 1))
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * statistics.median(times)
+
+
+def run(config: str | None = None, device: str | None = None, iters: int = 5, reps: int = 2,
+        threads: int | None = None, overrides: list[str] | None = None, skip: list[str] | None = None) -> dict:
+    """Measure and print; returns ``{name: value}``."""
+    from ..train import config as config_mod
+
+    dev = pick_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    conf = config_mod.load_config(config or DEFAULT_CONFIG, list(overrides or []))
+    skip = set(skip or [])
+    out: dict[str, float] = {}
+    size = int(conf.data.crop_size)
+    print(f"train-speed on {dev} ({torch.get_num_threads()} CPU threads), config {config or DEFAULT_CONFIG.name}: "
+          f"crops {size} x {size}, batch {conf.optim.batch_size}, {conf.data.num_workers} workers, "
+          f"labels on 320 x 240 with {conf.detect.num_refs} / {conf.reliability.num_refs} references "
+          f"({conf.reliability.desc_mode} descriptor term, {conf.reliability.neighbours} neighbours)")
+    if "train" not in skip:
+        for amp in ("none", "bf16"):
+            for kind in ("descriptor", "detector"):
+                v = _train_views_per_s(conf.copy(), dev, kind, amp, iters, warmup=2)
+                out[f"{kind}_views_per_s_{'fp32' if amp == 'none' else amp}"] = v
+                print(f"  step {'2 descriptor' if kind == 'descriptor' else '4 detector'} training, "
+                      f"{'fp32' if amp == 'none' else 'bf16 autocast'}: {v:.1f} views/s", flush=True)
+    if "labels" not in skip:
+        for kind in ("detect", "reliability"):
+            v = _label_ms(conf, dev, kind, reps)
+            out[f"{kind}_ms_per_image"] = v
+            print(f"  step {'1 detect' if kind == 'detect' else '3 reliability'} labels: {v:.0f} ms per image", flush=True)
+    return out
