@@ -36,7 +36,16 @@ from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.errors import ConfigError, InputError
 from .extractors.base import get_extractor, load_extractor, locate_weights
 from .extractors.confs import confs, get_conf
-from .io.h5 import H5FileError, check_name, conf_differences, list_names, merge_files, read_conf, record_conf, write_features
+from .io.h5 import (
+    H5FileError,
+    check_name,
+    conf_differences,
+    list_names,
+    merge_files,
+    read_conf,
+    record_conf,
+    write_features,
+)
 from .io.images import (
     IMAGE_EXTENSIONS,
     ImageDataset,
@@ -366,7 +375,11 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
                   as_half: bool, device: torch.device, num_workers: int, batch_size: int,
                   result: ExtractionResult) -> None:
     """Extract ``names`` into ``output`` (records ``wanted`` as its conf first)."""
-    record_conf(output, wanted)
+    if output.exists() and read_conf(output) is None and list_names(output):
+        logger.warning("%s holds features without a recorded conf (e.g. written by hloc); adding to it "
+                       "without checking that they are comparable", output)
+    else:
+        record_conf(output, wanted)
     model = load_extractor(conf["model"], device)
     batched = batch_size > 1 and hasattr(model, "extract_batch")
     batches = make_batches(sizes, batch_size if batched else 1)
@@ -398,7 +411,7 @@ def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device
     try:
         start = time.perf_counter()
         if batched:
-            preds = model.extract_batch(images)
+            preds = model.extract_batch(images, output_device="cpu")  # one transfer per batch
         else:
             preds = [{k: v[0] for k, v in model({"image": images[i:i + 1]}).items()} for i in range(len(names))]
         preds = [{k: v.cpu().numpy() for k, v in p.items()} for p in preds]  # synchronises the device

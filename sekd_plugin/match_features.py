@@ -130,6 +130,14 @@ def match_from_paths(
         raise FileNotFoundError(f"pairs file not found: {pairs_path}")
     match_path.parent.mkdir(parents=True, exist_ok=True)
 
+    ctx = distributed.context()
+    parts_dir = match_path.with_name(match_path.name + ".parts")
+    if ctx.is_main and parts_dir.is_dir():  # parts of an interrupted torchrun: keep what they hold
+        parts = sorted(parts_dir.glob("*.h5"))
+        if parts and not overwrite:
+            merge_files(parts, match_path, "matches")
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    ctx.barrier()
     all_pairs = unique_pairs(read_pairs(pairs_path))
     pairs = find_new_pairs(all_pairs, None if overwrite else match_path)
     counts = {"pairs": len(all_pairs), "matched": len(pairs), "skipped": len(all_pairs) - len(pairs)}
@@ -159,20 +167,12 @@ def match_from_paths(
     for name0, name1 in pairs:
         by_first[name0].append(name1)
     firsts = list(by_first)
-    ctx = distributed.context()
-    parts_dir = match_path.with_name(match_path.name + ".parts")
     output = match_path
     if ctx.active:
         costs = [shapes_q[a][0][1] * sum(shapes_r[b][0][1] for b in by_first[a]) + 1 for a in firsts]
         firsts = [firsts[i] for i in distributed.balanced_split(costs, ctx.world)[ctx.rank]]
         output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
         output.parent.mkdir(parents=True, exist_ok=True)
-        done = set()
-        if output.exists() and not overwrite:  # resume this rank's part
-            with open_h5(output, "r", "matches") as fd:
-                done = {(a, b) for a in firsts for b in by_first[a] if _find_pair(fd, a, b) is not None}
-        by_first = {a: [b for b in by_first[a] if (a, b) not in done] for a in firsts}
-        firsts = [a for a in firsts if by_first[a]]
     grouped = hasattr(matcher, "match_one_to_many")
     writer = _MatchWriter(output)
     todo = sum(len(by_first[a]) for a in firsts)

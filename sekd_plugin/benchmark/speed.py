@@ -10,7 +10,7 @@
 * ``--breakdown``: the end-to-end path of one image split into its stages (JPEG decoding,
   conversion and resizing, network, NMS, selection, descriptor sampling, h5 writing).
 * ``--matching``: mutual-nearest-neighbour pairs/s on synthetic unit descriptors shaped like
-  SIFT's (default 8 images x 7,000 keypoints, all 28 pairs): one pair at a time vs one image
+  SIFT's (6 images x ~7,000 keypoints, all 15 pairs): one pair at a time vs one image
   against all its partners in one matrix product, on CPU and (when present) on CUDA.
 """
 
@@ -61,16 +61,17 @@ def _time(fn: Callable[[], object], runs: int, device: torch.device) -> float:
     return _time_interleaved({"x": fn}, runs, device)["x"]
 
 
-def _time_interleaved(fns: dict[str, Callable[[], object]], runs: int, device: torch.device) -> dict[str, float]:
+def _time_interleaved(fns: dict[str, Callable[[], object]], runs: int, device: torch.device,
+                      warmup: int = 2) -> dict[str, float]:
     """Median ms of each function, the functions called in turn within every run (same load)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(runs + 2):
+    for i in range(runs + warmup):
         for key, fn in fns.items():
             _sync(device)
             start = time.perf_counter()
             fn()
             _sync(device)
-            if i >= 2:
+            if i >= warmup:
                 times[key].append(1000 * (time.perf_counter() - start))
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -128,13 +129,18 @@ def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
             return _time_interleaved(stages, runs, device)
 
 
-def matching(runs: int, device: torch.device, images: int = 8, keypoints: int = 7000, dim: int = 128) -> list[dict]:
+def matching(runs: int, device: torch.device, images: int = 6, keypoints: int = 7000, dim: int = 128) -> list[dict]:
     """Pairs/s of mutual NN over all pairs of ``images`` synthetic images, per pair vs grouped."""
-    from ..matchers.nearest_neighbor import match_nearest_neighbor, match_one_to_many, pad_descriptors, pairwise_distance
+    from ..matchers.nearest_neighbor import (
+        match_nearest_neighbor,
+        match_one_to_many,
+        pad_descriptors,
+        pairwise_distance,
+    )
 
     g = torch.Generator().manual_seed(0)
-    descs = [torch.nn.functional.normalize(torch.randn(dim, keypoints - 37 * i, generator=g), dim=0).to(device)
-             for i in range(images)]
+    counts = [keypoints - (keypoints // 200) * i for i in range(images)]  # unequal, as real images
+    descs = [torch.nn.functional.normalize(torch.randn(dim, n, generator=g), dim=0).to(device) for n in counts]
     pairs = [(i, j) for i in range(images) for j in range(i + 1, images)]
     partners = {i: [j for a, j in pairs if a == i] for i in range(images)}
     padded = {i: pad_descriptors([descs[j] for j in js]) for i, js in partners.items() if js}
@@ -159,7 +165,7 @@ def matching(runs: int, device: torch.device, images: int = 8, keypoints: int = 
              "similarity, one pair at a time": per_pair,
              "similarity, one image vs all its partners": grouped}
     with torch.inference_mode():
-        ms = _time_interleaved(modes, runs, device)
+        ms = _time_interleaved(modes, runs, device, warmup=1)
     return [{"mode": k, "device": str(device), "pairs": len(pairs), "keypoints": keypoints,
              "pairs_per_s": len(pairs) / (v / 1000)} for k, v in ms.items()]
 
@@ -183,7 +189,9 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
             continue
         image = test_image(conf.get("preprocessing", {}).get("grayscale", False)).to(dev)
         is_sekd = conf["model"]["name"] == "sekd"
-        variants = [b for b in backends if dev.type == "cpu" or b == "torch"] if is_sekd else [None]
+        # onnxruntime: CPU and fp32 only
+        fp32 = conf["model"].get("precision", "fp32") == "fp32"
+        variants = [b for b in backends if (dev.type == "cpu" and fp32) or b == "torch"] if is_sekd else [None]
         models = {}
         for backend in variants:
             model_conf = dict(conf["model"], backend=backend) if backend else conf["model"]
@@ -221,7 +229,7 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
             print(f"| {stage} | " + " | ".join(f"{stages[n][stage]:.2f}" for n in names) + " |")
     if show_matching:
         devices = [torch.device("cpu")] + ([dev] if dev.type == "cuda" else [])
-        match_rows = [r for d in devices for r in matching(max(1, min(runs, 3)), d)]
+        match_rows = [r for d in devices for r in matching(max(1, min(runs, 2)), d)]
         first = match_rows[0]
         print(f"\nMutual nearest neighbour, {first['pairs']} pairs of ~{first['keypoints']} x 128-D unit "
               "descriptors (synthetic), median of the runs:\n")

@@ -47,6 +47,12 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "sekd", "multi_scale": True},
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
+    # SEKD with the network in bfloat16 (torch autocast; opt-in, see README for its accuracy).
+    "sekd-bf16": {
+        "output": "feats-sekd-bf16-n500-r1600",
+        "model": {"name": "sekd", "precision": "bf16"},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
     # The SEKD paper's evaluation setting (HPatches-sized images).
     "sekd-paper": {
         "output": "feats-sekd-paper-n500-r640",

@@ -76,6 +76,7 @@ class SEKD(BaseExtractor):
         "channels_last": True,  # ~1.6x faster on CPU; prob differs from NCHW by ~2e-7
         "backend": "torch",  # or "onnxruntime" (CPU fast path, pip install -e ".[onnx]")
         "backend_threads": 0,  # onnxruntime intra-op threads; 0 = torch.get_num_threads()
+        "precision": "fp32",  # or "bf16": the network under torch autocast (torch backend; opt-in)
     }
     required_inputs = ["image"]
     detection_noise = 1.0
@@ -89,6 +90,10 @@ class SEKD(BaseExtractor):
             raise ConfigError(f"sekd: subpixel_score must be 'peak' or 'reread', got '{conf['subpixel_score']}'")
         if conf["backend"] not in BACKENDS:
             raise ConfigError(f"sekd: backend must be one of {BACKENDS}, got '{conf['backend']}'")
+        if conf["precision"] not in ("fp32", "bf16"):
+            raise ConfigError(f"sekd: precision must be 'fp32' or 'bf16', got '{conf['precision']}'")
+        if conf["precision"] == "bf16" and conf["backend"] != "torch":
+            raise ConfigError("sekd: precision 'bf16' is implemented for backend 'torch' (autocast) only")
         self.net = SEKDNet()
         self.load_checkpoint(self.net)
         self.net.eval()
@@ -116,11 +121,14 @@ class SEKD(BaseExtractor):
         if min(h, w) < MIN_SIDE:
             raise ImageTooSmallError(f"image of {w} x {h} px is too small for SEKD (minimum {MIN_SIDE} px per side)")
 
-    def extract_batch(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def extract_batch(self, images: torch.Tensor,
+                      output_device: str | torch.device | None = None) -> list[dict[str, torch.Tensor]]:
         """Features of a batch of equal-size images, one network pass for the whole batch.
 
         Args:
             images: ``B x C x H x W`` in [0, 1] (C = 1 or 3).
+            output_device: where the results go (e.g. ``"cpu"``): the packed results are moved
+                in one transfer per array, before they are split per image.
         Returns:
             one dict per image with ``keypoints`` ``N_i x 2``, ``scores`` ``N_i`` and
             ``descriptors`` ``128 x N_i`` (no batch dimension), identical to what
@@ -130,6 +138,8 @@ class SEKD(BaseExtractor):
         self._check_size(gray)
         with torch.inference_mode():
             batch, kpts, scores, desc = self.extract_packed(gray[:, 0])
+            if output_device is not None:
+                batch, kpts, scores, desc = (t.to(output_device) for t in (batch, kpts, scores, desc))
             counts = torch.bincount(batch, minlength=gray.shape[0]).tolist()  # one host sync
         return [{"keypoints": k, "scores": s, "descriptors": d}
                 for k, s, d in zip(kpts.split(counts), scores.split(counts), desc.split(counts, dim=1))]
@@ -187,7 +197,12 @@ class SEKD(BaseExtractor):
         else:
             if self.conf["channels_last"]:
                 x = x.contiguous(memory_format=torch.channels_last)
-            prob, desc = self.net(x)
+            if self.conf["precision"] == "bf16":
+                with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                    prob, desc = self.net(x)
+                prob, desc = prob.float(), desc.float()
+            else:
+                prob, desc = self.net(x)
         return prob[:, 0], desc.contiguous(), (h + ph, w + pw)
 
     def detect_packed(self, gray: torch.Tensor) -> Packed:

@@ -132,3 +132,14 @@ def test_onnx_batch_and_odd_sizes(onnx_model, torch_model, sekd_reference):
         assert len(k) == len(rk) and len(ia) >= 0.99 * len(k)
         cos = (outs[i]["descriptors"].numpy().T[ia] * ref["descriptors"][0].numpy().T[ib]).sum(1)
         assert cos.min() > 0.9999
+
+
+def test_bf16_is_close_to_fp32_and_refused_with_onnx(torch_model, sekd_weights, sekd_reference):
+    bf16 = SEKD({"weights": str(sekd_weights), **PAPER, "precision": "bf16"})
+    prob, desc, _ = bf16.network(torch.from_numpy(sekd_reference["image"]))
+    assert prob.dtype == torch.float32 and desc.dtype == torch.float32
+    assert (prob - torch.from_numpy(sekd_reference["prob_map"])).abs().max() < 0.05
+    out = bf16({"image": torch.from_numpy(sekd_reference["image"])[None, None]})
+    assert out["keypoints"].shape[1] == 500
+    with pytest.raises(ConfigError, match="bf16"):
+        SEKD({"weights": str(sekd_weights), "precision": "bf16", "backend": "onnxruntime"})
