@@ -9,6 +9,7 @@ merge what the ranks wrote. Without ``torchrun`` everything degrades to one proc
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime
 import heapq
@@ -67,7 +68,15 @@ def context() -> Context:
         return Context()
     if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+        # tear the group down before the interpreter exits: a gloo group left to the C++
+        # destructors can abort the process at exit ("terminate called without an active exception")
+        atexit.register(_shutdown)
     return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def balanced_split(costs: Sequence[float], parts: int) -> list[list[int]]:
