@@ -228,3 +228,33 @@ def test_singular_and_nan_homographies_name_the_file(tmp_path):
     _sequence(tmp_path / "b", H2=np.full((3, 3), np.nan))
     with pytest.raises(DatasetError, match=r"H_1_2: the homography holds NaN"):
         load_dataset(tmp_path / "b")
+
+
+# ------------------------------------------------------------------ issue 16: one reader, lookups read only
+
+def test_training_and_extraction_read_exif_rotated_jpegs_alike(tmp_path):
+    import PIL.Image
+
+    from sekd_plugin.io.images import load_image
+    from sekd_plugin.train.data import read_rgb
+
+    stored = PIL.Image.fromarray(_texture(40, 80, 5)).convert("RGB")  # H 40 x W 80 as stored
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW" when displayed
+    stored.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    assert read_rgb(tmp_path / "r.jpg").shape[:2] == (40, 80)
+    assert tuple(load_image(tmp_path / "r.jpg")["original_size"]) == (80, 40)
+
+
+def test_find_new_pairs_does_not_modify_an_hloc_written_file(tmp_path):
+    import h5py
+
+    path = tmp_path / "hloc_matches.h5"
+    with h5py.File(path, "w") as fd:  # as hloc writes it: no format attribute, no complete marks
+        grp = fd.create_group("a.jpg").create_group("b.jpg")
+        grp.create_dataset("matches0", data=np.array([0, -1, 1], np.int16))
+        grp.create_dataset("matching_scores0", data=np.ones(3, np.float16))
+    before = _sha(path)
+    new = mf.find_new_pairs([("a.jpg", "b.jpg"), ("a.jpg", "c.jpg")], path)
+    assert new == [("a.jpg", "c.jpg")]
+    assert _sha(path) == before
