@@ -19,9 +19,7 @@ import hashlib
 import logging
 import os
 import pprint
-import queue
 import shutil
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
+from .common.files import BackgroundWriter
 from .common.errors import ConfigError, InputError
 from .extractors.base import get_extractor, load_extractor, locate_weights
 from .extractors.confs import confs, get_conf
@@ -200,43 +199,6 @@ def collate_same_size(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"errors": errors, "batches": batches}
 
 
-class _Writer:
-    """Writes feature groups in a background thread, so h5 writing overlaps the next batch's compute."""
-
-    def __init__(self, path: Path, as_half: bool, depth: int):
-        self.path, self.as_half = path, as_half
-        self.queue: queue.Queue = queue.Queue(maxsize=max(2, depth))
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="h5-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is None:
-                name, pred, uncertainty = item
-                try:
-                    write_features(self.path, name, pred, as_half=self.as_half, uncertainty=uncertainty)
-                except BaseException as error:  # re-raised in the main thread
-                    self.error = error
-
-    def put(self, name: str, pred: dict[str, np.ndarray], uncertainty: float | None) -> None:
-        self._raise()
-        self.queue.put((name, pred, uncertainty))
-
-    def close(self) -> None:
-        """Finish the queued writes (also on interruption: they are computed already)."""
-        self.queue.put(None)
-        self.thread.join()
-        self._raise()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-
 def _parts_dir(feature_path: Path) -> Path:
     return feature_path.with_name(feature_path.name + ".parts")
 
@@ -389,7 +351,9 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
         persistent_workers=False,
     )
     noise = getattr(model, "detection_noise", 1.0)
-    writer = _Writer(output, as_half, depth=2 * batch_size)
+    writer = BackgroundWriter(
+        lambda name, pred, unc: write_features(output, name, pred, as_half=as_half, uncertainty=unc),
+        depth=2 * batch_size, name="h5-writer")
     try:
         with torch.inference_mode(), sigterm_as_interrupt(), \
                 tqdm(total=len(names), desc="extract", unit="img") as bar:  # after pycolmap's import (see there)
@@ -405,7 +369,7 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
 
 
 def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device, noise: float,
-               writer: _Writer, result: ExtractionResult) -> None:
+               writer: BackgroundWriter, result: ExtractionResult) -> None:
     names = batch["names"]
     images = batch["image"].to(device, non_blocking=True)
     try:

@@ -28,9 +28,7 @@ import argparse
 import logging
 import os
 import pprint
-import queue
 import shutil
-import threading
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,6 +39,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .common import ConfigError, run_cli
+from .common.files import BackgroundWriter
 from .io.h5 import H5FileError, _find_pair, list_names, merge_files, open_h5, read_features, write_matches
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
@@ -174,7 +173,7 @@ def match_from_paths(
         output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
         output.parent.mkdir(parents=True, exist_ok=True)
     grouped = hasattr(matcher, "match_one_to_many")
-    writer = _MatchWriter(output)
+    writer = BackgroundWriter(lambda *pair: write_matches(output, *pair), depth=256, name="h5-match-writer")
     todo = sum(len(by_first[a]) for a in firsts)
     try:
         with torch.inference_mode(), tqdm(total=todo, desc="match", unit="pair", disable=not ctx.is_main) as bar:
@@ -217,39 +216,6 @@ def match_from_paths(
             raise error
     logger.info("Wrote matches of %d pairs to %s", len(pairs), match_path)
     return counts
-
-
-class _MatchWriter:
-    """Writes pairs in a background thread, overlapping the next group's matching."""
-
-    def __init__(self, path: Path, depth: int = 256):
-        self.path = path
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="h5-match-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is None:
-                try:
-                    write_matches(self.path, *item)
-                except BaseException as error:  # re-raised in the main thread
-                    self.error = error
-
-    def put(self, name0: str, name1: str, matches0: np.ndarray, scores0: np.ndarray) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((name0, name1, matches0, scores0))
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
 
 
 def main(

@@ -58,3 +58,45 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 1) -> Path:
     """Write ``obj`` as JSON atomically (see :func:`to_jsonable` for the conversions)."""
     return write_atomic(path, json.dumps(to_jsonable(obj), indent=indent) + "\n")
+
+
+class BackgroundWriter:
+    """Calls ``write(*item)`` for every ``put(*item)`` in one background thread, in order, so that
+    file writing overlaps the next computation. A write error is re-raised in the caller's
+    thread at the next ``put`` or at ``close``; after one, the remaining items are dropped.
+    """
+
+    def __init__(self, write: Callable[..., None], depth: int = 2, name: str = "writer"):
+        import queue
+        import threading
+
+        self.write = write
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, depth))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self.write(*item)
+                except BaseException as error:  # re-raised in the caller's thread
+                    self.error = error
+
+    def put(self, *item: Any) -> None:
+        self._raise()
+        self.queue.put(item)
+
+    def close(self) -> None:
+        """Finish the queued writes (also on interruption: they are computed already)."""
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
