@@ -61,17 +61,24 @@ class Context:
         return device
 
 
-def context() -> Context:
-    """The context of this process; joins the ``gloo`` group on first use under torchrun."""
+def context(backend: str = "gloo") -> Context:
+    """The context of this process; joins a process group on first use under torchrun.
+
+    ``gloo`` (the default) carries barriers and small objects; the trainer asks for ``nccl``
+    on CUDA for its gradients. Both commands read torchrun's environment here, nowhere else.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Context()
+    local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+        if backend == "nccl":  # NCCL binds each rank to its GPU before the group is made
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        dist.init_process_group(backend, timeout=BARRIER_TIMEOUT)
         # tear the group down before the interpreter exits: a gloo group left to the C++
         # destructors can abort the process at exit ("terminate called without an active exception")
         atexit.register(_shutdown)
-    return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Context(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def _shutdown() -> None:

@@ -32,26 +32,15 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    """:func:`sekd_plugin.common.pick_device`; a bare ``cuda`` means this process's local GPU."""
-    device = pick_device(pref)
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return device
-
-
 def setup(device_pref: str = "auto") -> DistInfo:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(device=resolve_device(device_pref))
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    device = resolve_device(device_pref, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank=rank, world=world, local_rank=local_rank, device=device)
+    """This process's rank and device (torchrun's environment, read by :mod:`sekd_plugin.distributed`);
+    the process group uses NCCL on CUDA and Gloo on CPU."""
+    from ..distributed import context
+
+    device = pick_device(device_pref)
+    ctx = context(backend="nccl" if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else "gloo")
+    device = ctx.device(device_pref)
+    return DistInfo(rank=ctx.rank, world=ctx.world, local_rank=ctx.local_rank, device=device)
 
 
 def cleanup(info: DistInfo) -> None:
