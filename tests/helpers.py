@@ -1,12 +1,20 @@
-"""Small helpers shared by the extractor tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import torch
+
+
+def texture(h: int, w: int, seed: int) -> np.ndarray:
+    """A seeded smooth random ``h x w`` uint8 texture (enough structure for every detector)."""
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2)
+    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
 
 
 def run_with_conf(ext, image: torch.Tensor, **conf) -> dict[str, torch.Tensor]:

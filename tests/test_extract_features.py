@@ -18,6 +18,7 @@ from sekd_plugin.extractors.base import (  # noqa: E402
     EXTRACTOR_MODULES, BaseExtractor, register_extractor, unregister_extractor)
 from sekd_plugin.extractors.confs import confs, get_conf  # noqa: E402
 from sekd_plugin.io.h5 import list_names, read_features  # noqa: E402
+from tests.helpers import texture  # noqa: E402
 
 
 class FakeExtractor(BaseExtractor):
@@ -49,10 +50,7 @@ def fake_extractor():
     unregister_extractor("fake")
 
 
-def _texture(h, w, seed):
-    rng = np.random.default_rng(seed)
-    image = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2)
-    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+_texture = texture
 
 
 @pytest.fixture

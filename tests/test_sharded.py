@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +16,12 @@ from sekd_plugin import extract_features as ef
 from sekd_plugin.distributed import balanced_split
 from sekd_plugin.extractors.confs import get_conf
 from sekd_plugin.io.h5 import list_names
+from tests.helpers import texture  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _texture(h, w, seed):
-    rng = np.random.default_rng(seed)
-    image = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2)
-    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+_texture = texture
 
 
 def _folder(root: Path) -> Path:

@@ -18,14 +18,12 @@ import pytest
 from sekd_plugin.io.h5 import list_names, read_features
 
 from .conftest import cli_command, kill_during_work, run_cli
+from tests.helpers import texture  # noqa: E402
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 
-def _texture(h, w, seed):
-    rng = np.random.default_rng(seed)
-    image = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2)
-    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+_texture = texture
 
 
 @pytest.fixture

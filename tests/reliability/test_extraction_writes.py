@@ -19,14 +19,12 @@ pytest.importorskip("pycolmap")
 from sekd_plugin import extract_features as ef  # noqa: E402
 from sekd_plugin.extractors.confs import get_conf  # noqa: E402
 from sekd_plugin.io.h5 import H5FileError, list_names, open_h5  # noqa: E402
+from tests.helpers import texture  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _texture(h, w, seed):
-    rng = np.random.default_rng(seed)
-    image = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2)
-    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+_texture = texture
 
 
 @pytest.fixture

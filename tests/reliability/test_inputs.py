@@ -19,12 +19,10 @@ from sekd_plugin.io.h5 import H5FileError, list_names, read_features, write_feat
 from sekd_plugin.io.images import ImageReadError, list_images, read_image
 from sekd_plugin.models.checkpoint import load_state_dict, load_weights
 from sekd_plugin.models.sekd import SEKDNet
+from tests.helpers import texture  # noqa: E402
 
 
-def _texture(h, w, seed):
-    rng = np.random.default_rng(seed)
-    image = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 2)
-    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+_texture = texture
 
 
 def _sha(path):
