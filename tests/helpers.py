@@ -43,3 +43,23 @@ def check_features_h5(path: Path, names: list[str], dim: int, image_size: list[i
             assert g["image_size"][()].tolist() == image_size
             attrs[name] = dict(g["keypoints"].attrs)
     return attrs
+
+
+# Strecha cameras: fountain-P11's K, a rotation about an axis, a .camera file writer
+STRECHA_K = np.array([[1379.74, 0, 760.345], [0, 1382.08, 503.405], [0, 0, 1]])
+
+
+def rotation(axis, deg) -> np.ndarray:
+    """Rodrigues: the rotation by ``deg`` degrees about ``axis``."""
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    a = np.radians(deg)
+    X = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * X + (1 - np.cos(a)) * X @ X
+
+
+def write_strecha_camera(path, R, C, K=STRECHA_K, size=(1536, 1024)) -> None:
+    """A Strecha ``.camera`` file: K, distortion, R, C, image size."""
+    rows = [*(" ".join(f"{v:.12g}" for v in row) + " " for row in K), "0 0 0 ",
+            *(" ".join(f"{v:.12g}" for v in row) + " " for row in R), " ".join(f"{v:.12g}" for v in C) + " ",
+            f"{size[0]} {size[1]} ", ""]
+    path.write_text("\n".join(rows))

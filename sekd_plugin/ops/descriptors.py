@@ -8,6 +8,19 @@ import torch.nn.functional as F
 SAMPLING_MODES = ("official", "centered")
 
 
+def _grid_coordinates(pts: torch.Tensor, image_size: tuple[int, int], mode: str) -> torch.Tensor:
+    """``N x 2`` (x, y) pixels -> ``N x 2`` grid_sample coordinates of the sampling ``mode``."""
+    if mode not in SAMPLING_MODES:
+        raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, got '{mode}'")
+    h, w = image_size
+    if mode == "centered":
+        pts = pts + 0.5
+    # same operation order as the release, so 'official' is bit-identical
+    gx = 2.0 * pts[:, 0] / float(w) - 1.0
+    gy = 2.0 * pts[:, 1] / float(h) - 1.0
+    return torch.stack([gx, gy], dim=-1)
+
+
 def sample_descriptors(
     desc_map: torch.Tensor,
     keypoints: torch.Tensor,
@@ -28,16 +41,7 @@ def sample_descriptors(
     Returns:
         ``C x N`` float32 unit descriptors (``eps = 1e-12``; zero padding outside the map).
     """
-    if mode not in SAMPLING_MODES:
-        raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, got '{mode}'")
-    h, w = image_size
-    pts = keypoints.to(desc_map.dtype)
-    if mode == "centered":
-        pts = pts + 0.5
-    # same operation order as the release, so 'official' is bit-identical
-    gx = 2.0 * pts[:, 0] / float(w) - 1.0
-    gy = 2.0 * pts[:, 1] / float(h) - 1.0
-    grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2)
+    grid = _grid_coordinates(keypoints.to(desc_map.dtype), image_size, mode).view(1, 1, -1, 2)
     desc = F.grid_sample(desc_map[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return F.normalize(desc.reshape(desc_map.shape[0], -1), p=2, dim=0)
 
@@ -62,24 +66,17 @@ def sample_descriptors_batched(
         gives on its own image (every point is sampled independently; the grid is padded per
         image to the largest keypoint count).
     """
-    if mode not in SAMPLING_MODES:
-        raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, got '{mode}'")
     b, c = desc_map.shape[:2]
     m = len(batch)
+    xy = _grid_coordinates(keypoints.to(desc_map.dtype), image_size, mode)
     if m == 0:
         return desc_map.new_zeros(c, 0)
-    h, w = image_size
-    pts = keypoints.to(desc_map.dtype)
-    if mode == "centered":
-        pts = pts + 0.5
-    gx = 2.0 * pts[:, 0] / float(w) - 1.0
-    gy = 2.0 * pts[:, 1] / float(h) - 1.0
     counts = torch.bincount(batch, minlength=b)
     offsets = torch.cumsum(counts, 0) - counts
     slot = torch.arange(m, device=batch.device) - offsets[batch]  # batch is grouped (sorted)
     width = int(counts.max())  # one host sync per batch
     grid = desc_map.new_zeros(b, 1, width, 2)
-    grid[batch, 0, slot] = torch.stack([gx, gy], dim=-1)
+    grid[batch, 0, slot] = xy
     desc = F.grid_sample(desc_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     desc = desc[:, :, 0].permute(0, 2, 1)[batch, slot]  # M x C
     return F.normalize(desc.t().contiguous(), p=2, dim=0)

@@ -8,21 +8,8 @@ import pytest
 from sekd_plugin.benchmark.sfm import metrics as E
 from sekd_plugin.datasets.strecha import StrechaCamera
 
-K = np.array([[1379.74, 0, 760.345], [0, 1382.08, 503.405], [0, 0, 1]])
-
-
-def _rot(axis, deg):
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    a = np.radians(deg)
-    X = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(a) * X + (1 - np.cos(a)) * X @ X
-
-
-def _write_camera(path, R, C, K=K, size=(1536, 1024)):
-    rows = [*(" ".join(f"{v:.12g}" for v in row) + " " for row in K), "0 0 0 ",
-            *(" ".join(f"{v:.12g}" for v in row) + " " for row in R), " ".join(f"{v:.12g}" for v in C) + " ",
-            f"{size[0]} {size[1]} ", ""]
-    path.write_text("\n".join(rows))
+from tests.helpers import STRECHA_K as K  # noqa: E402
+from tests.helpers import rotation as _rot  # noqa: E402
 
 
 def _gt_scene(n=8, seed=0):
