@@ -97,22 +97,47 @@ class _Take:
             yield next(self.it)
 
 
-def _label_ms(conf, device, kind: str, reps: int) -> float:
+LABEL_VARIANTS = {
+    # name: (fast path, freed memory retained)
+    "exact": (False, False),  # the exact computation as before: the training network, glibc's default allocator
+    "exact+retain": (False, True),  # the same with freed memory retained (common/memory.py)
+    "fast": (True, True),  # what the trainer runs: LabelNet, the reference-frame neighbourhood, retained memory
+}
+
+
+def _label_ms(conf, device, kind: str, reps: int) -> dict[str, float]:
+    """Median ms per image of a label step for each of :data:`LABEL_VARIANTS`, interleaved (same references)."""
+    from ..common.memory import memory_retained, retain_freed_memory
     from ..train import labels
 
     torch.manual_seed(0)
     net = SEKDNet().to(device).eval()
     img = torch.from_numpy(_SyntheticImages(1, 240, 320).imgs[0]).permute(2, 0, 1)[None].float().div(255).to(device)
     fn = labels.detector_score if kind == "detect" else labels.reliability_score
-    fn(net, img, conf, torch.Generator().manual_seed(0))  # warm-up
-    times = []
-    for r in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn(net, img, conf, torch.Generator().manual_seed(r + 1))
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
+    section = "detect" if kind == "detect" else "reliability"
+    variants = {}
+    for name, (fast, retain) in LABEL_VARIANTS.items():
+        c = conf.copy()
+        c[section].fast = fast
+        variants[name] = (c, labels.label_network(net, fast), retain)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    was = memory_retained()
+    try:
+        with torch.no_grad():
+            for c, n, retain in variants.values():
+                retain_freed_memory(retain)
+                fn(n, img, c, torch.Generator().manual_seed(0))  # warm-up
+            for r in range(reps):
+                for name, (c, n, retain) in variants.items():
+                    retain_freed_memory(retain)
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    fn(n, img, c, torch.Generator().manual_seed(r + 1))
+                    _sync(device)
+                    times[name].append(time.perf_counter() - t0)
+    finally:
+        retain_freed_memory(was)
+    return {k: 1000.0 * statistics.median(v) for k, v in times.items()}
 
 
 def run(config: str | None = None, device: str | None = None, iters: int = 5, reps: int = 2,
@@ -141,6 +166,10 @@ def run(config: str | None = None, device: str | None = None, iters: int = 5, re
     if "labels" not in skip:
         for kind in ("detect", "reliability"):
             v = _label_ms(conf, dev, kind, reps)
-            out[f"{kind}_ms_per_image"] = v
-            print(f"  step {'1 detect' if kind == 'detect' else '3 reliability'} labels: {v:.0f} ms per image", flush=True)
+            out[f"{kind}_ms_per_image"] = v["fast"]
+            out[f"{kind}_ms_per_image_exact"] = v["exact"]
+            out[f"{kind}_ms_per_image_exact_retain"] = v["exact+retain"]
+            print(f"  step {'1 detect' if kind == 'detect' else '3 reliability'} labels: {v['fast']:.0f} ms per image; "
+                  f"before (exact path, default allocator) {v['exact']:.0f} ms: {v['exact'] / v['fast']:.1f}x "
+                  f"(exact path with retained memory {v['exact+retain']:.0f} ms)", flush=True)
     return out

@@ -17,6 +17,7 @@ import threading
 from typing import Any, Callable, Iterator
 
 from .errors import PartialFailure, UserError
+from .memory import retain_freed_memory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -66,6 +67,7 @@ def run_cli(
     the exit status (default 0).
     """
     setup_logging(quiet)
+    retain_freed_memory()  # large CPU tensors reuse freed blocks instead of fresh pages (common/memory.py)
     try:
         with sigterm_as_interrupt():
             result = main(**kwargs)

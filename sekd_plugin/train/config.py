@@ -88,6 +88,9 @@ class DetectConf:
     border: int = 3  # keypoints this close to the image edge are dropped
     random_keypoints: int = 1000  # per image when the round starts from random keypoints
     ref_chunk: int = 13  # images through the network together (the image + its references)
+    # the network laid out for CPU inference (channels-last, dense deconvolutions, no
+    # descriptor head): same maps to ~1e-6; false = the training network as it is
+    fast: bool = True
 
 
 @dataclass
@@ -115,6 +118,11 @@ class ReliabilityConf:
     max_keypoints: int = 2000
     border: int = 12  # 4 NMS radii, as the release
     ref_chunk: int = 12  # references processed together (memory bound)
+    # with neighbours="reference": true = the neighbourhood evaluated in each reference's frame
+    # (integer-shifted slices, tiled; the ratio map then read at the correspondence) and the
+    # network laid out for CPU inference, ~5x cheaper; false = the exact computation (each
+    # neighbour sampled bilinearly around the correspondence, as the release)
+    fast: bool = True
 
 
 @dataclass
@@ -181,6 +189,10 @@ class ValConf:
     pixel_threshold: float = 3.0
     matcher: str = "NN-mutual"
     select_metric: str = "mma@3"  # the best checkpoint (best.pth) by this mean over groups
+    # best.pth is chosen among the starting model (round -1) and every round's model that
+    # keep at least this many keypoints per image above ``deploy_threshold`` (mean over groups);
+    # with ``dev_datasets`` a model worse than the starting one on DEV MMA@3 or H@3 is never best
+    min_keypoints: float = 100.0
     # real sequences for the package's HPatches benchmark after every round (``--protocol
     # sekd``); empty = skipped. E.g. [../shared/data/hpatches, ../shared/data/oxford]
     dev_datasets: List[str] = field(default_factory=list)

@@ -99,6 +99,7 @@ class ImageSet:
     too_small: list[str] = field(default_factory=list)
     max_side: int | None = None
     cache: bool = False
+    short_sides: list[int] = field(default_factory=list)  # min(H, W) of every training image
     _cache: dict = field(default_factory=dict, repr=False)
 
     def image(self, i: int) -> np.ndarray:
@@ -142,7 +143,7 @@ def scan_images(
 
     entries = list_images(dirs)
     perm = np.random.default_rng(derive_seed(seed, 7)).permutation(len(entries))
-    val, train, skipped, small, cached = [], [], [], [], {}
+    val, train, skipped, small, cached, short = [], [], [], [], {}, {}
     want = None if max_images is None else val_images + max_images
     for j in tqdm(perm, desc="scan images", disable=not progress, leave=False):
         key, path = entries[j]
@@ -164,6 +165,7 @@ def scan_images(
             val.append(j)
         else:
             train.append(j)
+            short[j] = min(h, w)
             if cache:
                 cached[j] = img
         if want is not None and len(val) + len(train) >= want:
@@ -184,6 +186,7 @@ def scan_images(
         too_small=small,
         max_side=max_side,
         cache=cache,
+        short_sides=[short[j] for j in train],
     )
     if cache:
         s._cache = {i: cached[j] for i, j in enumerate(train)}
@@ -198,6 +201,21 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 
 def context_size(crop: int, context: float) -> int:
     return int(math.ceil(crop * context / 4.0) * 4)
+
+
+def fit_crop_to_photos(crop: int, context: float, short_sides: list[int], quantile: float = 0.1) -> tuple[int, int]:
+    """The largest crop (multiple of 4, at most ``crop``) whose context window fits inside at
+    least ``1 - quantile`` of the photos, and how many photos would still be upscaled.
+
+    Crops are never upscaled silently: the caller warns when the crop shrinks.
+    """
+    if not short_sides:
+        return crop, 0
+    allowed = int(np.quantile(np.asarray(short_sides), quantile))
+    new = crop
+    while new > 16 and context_size(new, context) > allowed:
+        new -= 4
+    return new, int(sum(s < context_size(new, context) for s in short_sides))
 
 
 class PairDataset(Dataset):

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 
 from ..common.errors import InputError
 from ..common.files import write_atomic
+from ..models.sekd import SEKDNet
 from ..ops import nms_mask
+from ..ops.correlation import shifted_max_dot
 from . import warps
 from .data import ImageSet, generator, to_tensor
 
@@ -209,6 +211,78 @@ def _gray(image: torch.Tensor) -> torch.Tensor:
     return warps.rgb_to_gray(image) if image.shape[1] == 3 else image
 
 
+class LabelNet(torch.nn.Module):
+    """A frozen copy of SEKD laid out for label inference on a CPU.
+
+    Channels-last convolutions (oneDNN's fast layout) and the grouped transposed convolutions
+    as dense block-diagonal ones (oneDNN has no fast grouped deconvolution: 2x on that layer).
+    Same function as the network, to float rounding (~1e-6). :meth:`logits` skips the
+    descriptor head, which step 1 does not use.
+    """
+
+    def __init__(self, net: SEKDNet):
+        super().__init__()
+        import copy
+
+        self.net = copy.deepcopy(net).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        for name in ("deconv0", "deconv1"):
+            seq = getattr(self.net, name)
+            seq[2] = _dense_deconv(seq[2])
+        self.net = self.net.to(memory_format=torch.channels_last)
+
+    def _trunk(self, image: torch.Tensor):
+        n = self.net
+        x = image.contiguous(memory_format=torch.channels_last)
+        f0 = n.resblock0(n.conv0(x))
+        f1 = n.resblock1(f0)
+        f2 = n.resblock2(f1)
+        u1 = n.deconv0(f2)
+        u1 += f1
+        u0 = n.deconv1(u1)
+        u0 += f0
+        return f2, u0
+
+    def logits(self, image: torch.Tensor) -> torch.Tensor:
+        """``B x 2 x H x W`` detector logits of ``B x 1 x H x W`` images."""
+        return self.net.detector(self._trunk(image)[1]).contiguous()
+
+    def features(self, image: torch.Tensor):
+        """As :meth:`SEKDNet.features`, outputs in the standard (NCHW) layout."""
+        f2, u0 = self._trunk(image)
+        return self.net.detector(u0).contiguous(), self.net.descriptor(f2).contiguous(), u0.contiguous()
+
+
+def _dense_deconv(m: torch.nn.ConvTranspose2d) -> torch.nn.ConvTranspose2d:
+    if m.groups == 1:
+        return m
+    g, cin, cout = m.groups, m.in_channels, m.out_channels
+    dense = torch.nn.ConvTranspose2d(cin, cout, m.kernel_size, stride=m.stride, padding=m.padding,
+                                     output_padding=m.output_padding, bias=m.bias is not None).to(m.weight)
+    w = torch.zeros_like(dense.weight)  # cin x cout x k x k
+    ci, co = cin // g, cout // g
+    for i in range(g):  # block i: input channels i*ci.., output channels i*co..
+        w[i * ci : (i + 1) * ci, i * co : (i + 1) * co] = m.weight[i * ci : (i + 1) * ci]
+    with torch.no_grad():
+        dense.weight.copy_(w)
+        if m.bias is not None:
+            dense.bias.copy_(m.bias)
+    return dense
+
+
+def label_network(net, fast: bool = True):
+    """The network to compute labels with: a :class:`LabelNet` when ``fast`` (and the net is a
+    plain :class:`SEKDNet`), else ``net`` itself."""
+    if fast and type(net) is SEKDNet:
+        return LabelNet(net).to(next(net.parameters()).device)
+    return net
+
+
+def _logits(net, x: torch.Tensor) -> torch.Tensor:
+    return net.logits(x) if isinstance(net, LabelNet) else net.features(x)[0]
+
+
 # --------------------------------------------------------------------------- step 1
 @torch.no_grad()
 def detector_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> torch.Tensor:
@@ -224,7 +298,7 @@ def detector_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> torc
     num = int(conf.detect.num_refs)
     gray = _gray(image)
     if num == 0:
-        return torch.softmax(net.features(gray)[0], dim=1)[0, 1]
+        return torch.softmax(_logits(net, gray), dim=1)[0, 1]
     refs, ref_valid, _, Hinv = _references(image, valid, num, conf, gen)
     b = int(conf.detect.ref_border)
     if b > 0:
@@ -236,7 +310,7 @@ def detector_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> torc
     total = torch.zeros(1, 1, *size, device=image.device)
     count = torch.zeros_like(total)
     for s, e in _chunks(num + 1, conf.detect.ref_chunk):
-        p = torch.softmax(net.features(batch[s:e])[0].float(), dim=1)[:, 1:]
+        p = torch.softmax(_logits(net, batch[s:e]).float(), dim=1)[:, 1:]
         if s == 0:  # the image itself: weight 1 everywhere
             total += p[:1]
             count += 1.0
@@ -346,6 +420,48 @@ def _ratio_target(target: torch.Tensor, ref: torch.Tensor, grid: torch.Tensor, o
     return _cos_dist(best) / (rep + eps)
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """``F.normalize(x, dim=1)`` (same eps) in one pass over an NCHW map (~1.6x faster on CPU)."""
+    return x * (x * x).sum(1, keepdim=True).clamp_min_(1e-24).rsqrt_()
+
+
+def _ratio_in_reference(
+    target: torch.Tensor, ref: torch.Tensor, grid: torch.Tensor, Hinv: torch.Tensor, scale: float, offsets: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """As :func:`_ratio_reference` (the neighbourhood on the reference's grid), computed in the
+    reference's frame: the fast path.
+
+    The target's features are moved into each reference once (bilinear, normalised); there the
+    neighbours of a reference cell are integer-shifted slices of the reference's own unit
+    features (:func:`sekd_plugin.ops.correlation.shifted_max_dot`, tiled), so no neighbour is
+    resampled. The ratio map on the reference's cells is then read bilinearly at each target
+    cell's correspondence. Differs from the exact path only in where the bilinear interpolation
+    happens (of the ratio instead of the features).
+
+    Args:
+        target: ``C x h x w`` unit features of the target.
+        ref: ``R x C x h' x w'`` raw features of the references.
+        grid: ``R x h x w x 2`` correspondences of the target cells in the references' map coordinates.
+        Hinv: ``R x 3 x 3`` reference pixels -> target pixels.
+        scale: pixels per map cell (1 or 4); cell centres lie at ``scale * cell + (scale - 1) / 2`` px.
+        offsets: ``K x 2`` integer neighbour offsets (cells).
+    Returns:
+        ``R x h x w``.
+    """
+    r = ref.shape[0]
+    size = ref.shape[-2:]
+    shift = (scale - 1) / 2.0
+    feat = _unit(ref)
+    cells = warps.pixel_grid(size, device=ref.device) * scale + shift
+    back = warps.transform_points(Hinv, cells.reshape(1, -1, 2).expand(r, -1, -1)).view(r, *size, 2)
+    src = target[None].contiguous(memory_format=torch.channels_last).expand(r, -1, -1, -1)  # CL: faster grid_sample
+    moved = _unit(_sample(src, (back - shift) / scale).contiguous())  # zero outside the target
+    rep = _cos_dist((moved * feat).sum(1))
+    best = shifted_max_dot(moved, feat, offsets.long())
+    ratio = _cos_dist(best) / (rep + eps)  # R x h' x w' on the references' cells
+    return _sample(ratio[:, None], grid)[:, 0]
+
+
 def _offset_chunk(r: int, c: int, h: int, w: int, k: int, device: torch.device) -> int:
     """Neighbours per ``grid_sample`` so that one chunk stays within a memory budget."""
     budget = (1 << 30) if device.type == "cuda" else (1 << 27)  # elements of the sampled block
@@ -373,7 +489,7 @@ def reliability_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> t
     size = image.shape[-2:]
     dev = image.device
     num = int(rc.num_refs)
-    refs, _, H, _ = _references(image, valid, num, conf, gen)
+    refs, _, H, Hinv = _references(image, valid, num, conf, gen)
     # the target is colour-jittered too (the release's get_image_pair)
     tgt_gray = warps.jitter_to_gray(image, warps.random_jitter(1, conf.ref_warp, gen), valid)
     _, desc0, low0 = net.features(tgt_gray)
@@ -412,6 +528,8 @@ def reliability_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> t
             if rc.neighbours == "target":
                 ok = ok * warps.inside(warps.pixel_grid(tgt.shape[-2:], device=dev), tgt.shape[-2:], float(rc.radius * rc.stride)).float()[None]
                 ratio = _ratio_target(tgt, feat, grid, offsets, rc.eps)
+            elif rc.fast:
+                ratio = _ratio_in_reference(tgt, feat, grid, Hinv[s:e], scale, offsets, rc.eps)
             else:
                 chunk = _offset_chunk(e - s, feat.shape[1], *grid.shape[1:3], offsets.shape[0], dev)
                 ratio = _ratio_reference(tgt, feat, grid, offsets, rc.eps, chunk)
@@ -455,6 +573,8 @@ def compute_labels(
 
     was_training = net.training
     net.eval()
+    fast = bool(conf.reliability.fast if kind == "reliability" else conf.detect.fast)
+    label_net = label_network(net, fast) if kind != "random" else net
     out: Labels = {}
     sizes: dict[str, tuple[int, int]] = {}
     stats: list[np.ndarray] = []
@@ -470,7 +590,7 @@ def compute_labels(
             else:
                 x = to_tensor(img).to(device, non_blocking=True)
                 fn = detect_keypoints if kind == "detect" else reliability_keypoints
-                yx, sc, st = fn(net, x, conf, gen)
+                yx, sc, st = fn(label_net, x, conf, gen)
                 stats.append(st.cpu().numpy())
             out[key] = (yx.cpu().numpy().astype(np.int16), sc.float().cpu().numpy().astype(np.float16))
     finally:

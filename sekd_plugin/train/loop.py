@@ -40,7 +40,7 @@ from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from . import config as config_mod
 from . import ddp, labels, steps, validate
-from .data import PairDataset, collate_pairs, derive_seed, min_image_side, scan_images
+from .data import PairDataset, collate_pairs, context_size, derive_seed, fit_crop_to_photos, min_image_side, scan_images
 from .report import write_report
 
 logger = logging.getLogger("sekd_plugin.train")
@@ -265,6 +265,18 @@ class Trainer:
             progress=self.bars,
             min_side=min_image_side(conf),
         )
+        self.crop_note = None
+        crop, upscaled = fit_crop_to_photos(int(conf.data.crop_size), float(conf.data.context), self.images.short_sides)
+        if crop != int(conf.data.crop_size):
+            self.crop_note = (
+                f"data.crop_size={conf.data.crop_size} with data.context={conf.data.context} needs "
+                f"{context_size(int(conf.data.crop_size), float(conf.data.context))} px windows, more than 90 % of the "
+                f"photos have (short side); crops would be upscaled, so data.crop_size is {crop} for this run"
+                + (f" ({upscaled} photos are still smaller and are resized up)" if upscaled else "")
+            )
+            if self.main:
+                logger.warning("[sekd-train] %s", self.crop_note)
+            conf.data.crop_size = crop
         self.history = {
             "status": "running",
             "device": str(self.device),
@@ -276,6 +288,7 @@ class Trainer:
                 "skipped_too_small": len(self.images.too_small),
                 "skipped_files": (self.images.skipped + self.images.too_small)[:50],
             },
+            "crop": {"crop_size": int(conf.data.crop_size), "note": self.crop_note},
             "validation": [],
             "dev": [],
             "official": None,
@@ -387,6 +400,9 @@ class Trainer:
         if not self.resume and not self.history["validation"]:
             self._official()
             self._validate(-1, "init")
+            if conf.init_weights:  # the starting model: the DEV veto's reference
+                self._dev(-1)
+            self._select_best(-1)
             self.save(plots=True)
         elif self.resume:
             p = self.progress
@@ -402,12 +418,20 @@ class Trainer:
             else:
                 self._validate(r, f"round {r}")
                 self._dev(r)
+                self._select_best(r)
                 rnd["time_s"] = sum(s.get("time_s", 0.0) for s in rnd["steps"].values())
                 self._next_step(r, step)
                 self.save(plots=True)
         self.history["status"] = "complete"
         self.save(plots=True)
-        self.log(f"[sekd-train] done: {self.out / 'model.pth'} (best by validation: {self.out / 'best.pth'})")
+        best = self.history.get("best")
+        if best is None:
+            which = "no best.pth: no validation images or no eligible checkpoint"
+        elif best["round"] < 0:
+            which = f"best.pth is the starting model: no round improved on it ({best['metric']} {best['score']:.4f})"
+        else:
+            which = f"best.pth from round {best['round']} ({best['metric']} {best['score']:.4f})"
+        self.log(f"[sekd-train] done: {self.out / 'model.pth'}; {which}")
         return self.history
 
     def _first_round_mode(self) -> str:
@@ -610,19 +634,51 @@ class Trainer:
             m = validate.evaluate(self.net, self.val_groups, self.conf.val, self.device)
             row = {"round": r, "after": after, **m, "time_s": time.time() - t0}
             self.history["validation"] = [v for v in self.history["validation"] if v.get("round") != r] + [row]
-            key = self.conf.val.select_metric
-            score = m.get(key)
-            best = self.history.get("best")
-            if score is not None and r >= 0 and (best is None or score > best["score"]):
-                self.history["best"] = {"round": r, "metric": key, "score": score}
-                yaml = config_mod.to_yaml(self.conf)
-                f = self._model_file(_cpu(self.net.state_dict()), yaml)
-                f.update(round=r, step="validate", epoch=0, selected_by=f"{key} {score:.4f}")
-                atomic_torch_save(f, self.out / "best.pth")
             groups = ", ".join(
                 f"{g} {v['top500'].get('mma@3', 0):.3f}/{v['deploy'].get('mma@3', 0):.3f}" for g, v in m.get("groups", {}).items()
             )
             self.log(f"[sekd-train] validation after {after}: MMA@3 (top-500/deploy) {groups} ({row['time_s']:.1f} s)")
+        ddp.barrier(self.dist)
+
+    def _select_best(self, r: int) -> None:
+        """Make round ``r``'s model (``-1``: the starting model) ``best.pth`` if it is eligible and better.
+
+        Eligible: at least ``val.min_keypoints`` keypoints per image above the deploy threshold
+        and, when DEV sequences are benchmarked, not worse than the starting model on DEV MMA@3
+        or H@3. Better: a higher ``val.select_metric`` (mean over the validation groups).
+        """
+        if not self.main:
+            ddp.barrier(self.dist)
+            return
+        vc = self.conf.val
+        row = next((v for v in self.history["validation"] if v.get("round") == r), None)
+        if row is None or vc.select_metric not in row:
+            ddp.barrier(self.dist)
+            return
+        score = float(row[vc.select_metric])
+        why = []
+        kp = float(row.get("deploy_keypoints", 0.0))
+        if kp < vc.min_keypoints:
+            why.append(f"{kp:.0f} keypoints per image above {vc.deploy_threshold} (< {vc.min_keypoints:g})")
+        devs = {d.get("round"): d for d in self.history.get("dev", [])}
+        if r >= 0 and -1 in devs and r in devs:
+            for k, name in (("mma@3", "MMA@3"), ("homography_accuracy@3", "H@3")):
+                a, b = devs[r].get(k), devs[-1].get(k)
+                if a is not None and b is not None and a < b:
+                    why.append(f"DEV {name} {a:.3f} < starting model's {b:.3f}")
+        row["eligible"] = not why
+        if why:
+            row["not_eligible"] = "; ".join(why)
+        best = self.history.get("best")
+        if not why and (best is None or score > best["score"]):
+            self.history["best"] = {"round": r, "metric": vc.select_metric, "score": score,
+                                    "starting_model": r < 0}
+            f = self._model_file(_cpu(self.net.state_dict()), config_mod.to_yaml(self.conf))
+            f.update(round=r, step="validate", epoch=0, selected_by=f"{vc.select_metric} {score:.4f}")
+            atomic_torch_save(f, self.out / "best.pth")
+            self.log(f"[sekd-train] best.pth <- {'the starting model' if r < 0 else f'round {r}'} ({vc.select_metric} {score:.4f})")
+        elif why:
+            self.log(f"[sekd-train] {'starting model' if r < 0 else f'round {r}'} not eligible as best: {'; '.join(why)}")
         ddp.barrier(self.dist)
 
     def _dev(self, r: int) -> None:
@@ -671,7 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
         "there is a run and starts one otherwise (for torchrun's elastic restarts)",
     )
     p.add_argument("--resume-auto", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--init-weights", metavar="PATH", help="initialise the network from a checkpoint (default: random)")
+    p.add_argument("--init-weights", metavar="PATH|NAME",
+                   help="initialise the network from a checkpoint file or a weights name, e.g. 'sekd' (the official "
+                        "model: python -m sekd_plugin.weights fetch sekd) or 'sekd_selftrained' (default: random)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return p
@@ -707,10 +765,29 @@ def resolve_config(output: str | Path, *, resume: bool, images=None, config=None
     conf = config_mod.load_config(config, overrides)
     conf.images = [str(Path(d).resolve()) for d in images]
     if init_weights:
-        if not Path(init_weights).is_file():
-            raise RunError(f"--init-weights: file not found: {init_weights}")
-        conf.init_weights = str(Path(init_weights).resolve())
+        conf.init_weights = str(resolve_init_weights(init_weights))
     return conf
+
+
+def resolve_init_weights(value: str) -> Path:
+    """``--init-weights``: a checkpoint file, or an asset name resolved like extractor
+    checkpoints (``sekd``, ``sekd_selftrained``, ...: ``$SEKD_PLUGIN_WEIGHTS_DIR``, the cache,
+    the copies shipped with the package). A missing asset is the same one line as for extractors."""
+    from .. import assets
+
+    p = Path(value).expanduser()
+    if p.is_file():
+        return p.resolve()
+    if p.exists():
+        raise RunError(f"--init-weights {value}: not a file")
+    try:
+        located = assets.locate(value)
+    except assets.UnknownAssetError:
+        raise RunError(f"--init-weights {value}: no such file, and not a known weights name "
+                       f"({', '.join(a.name for a in assets.list_assets('weights'))})") from None
+    if not located.found:
+        raise RunError(f"--init-weights {value}: {located.reason}")
+    return located.path.resolve()
 
 
 def main(

@@ -240,6 +240,9 @@ def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, ba
         return {}
     for m in ("mma@1", "mma@3", "homography_accuracy@3", "repeatability@3", "keypoints", "matches"):
         out[m] = float(np.mean([g["top500"].get(m, 0.0) for g in out["groups"].values()]))
+    # keypoints per image that clear the extractor's threshold (best-checkpoint eligibility)
+    out["deploy_keypoints"] = float(np.mean([g["deploy"].get("keypoints", 0.0) for g in out["groups"].values()]))
+    out["deploy_mma@3"] = float(np.mean([g["deploy"].get("mma@3", 0.0) for g in out["groups"].values()]))
     return out
 
 

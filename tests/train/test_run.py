@@ -41,7 +41,7 @@ def test_end_to_end_outputs(tiny_run):
     last = metrics["validation"][-1]["groups"]
     assert set(last) == {"mild", "rotation", "zoom", "photometric"}
     assert set(last["zoom"]) == {"deploy", "top500"} and last["zoom"]["top500"]["pairs"] == 2
-    assert metrics["best"]["round"] in (0, 1)
+    assert metrics["best"]["round"] in (-1, 0, 1)  # -1: the starting (random) model stayed best
     st = metrics["rounds"][1]["steps"]["reliability"]
     assert st["nms_maxima_per_image"] >= st["keypoints_per_image"] and "nms_maxima_median" in st
     rnd = metrics["rounds"][1]["steps"]
