@@ -63,6 +63,11 @@ class WarpConf:
     contrast: List[float] = field(default_factory=lambda: [0.6, 1.4])
     saturation: List[float] = field(default_factory=lambda: [0.6, 1.4])  # on the RGB image
     hue: float = 0.2  # +- fraction of the hue circle, on the RGB image (before gray conversion)
+    # training pairs only: this fraction of the pairs gets a rotation up to ``strong_degrees``
+    # and an isotropic zoom in ``strong_scale`` (no shear), the rest the warps above
+    strong_fraction: float = 0.0
+    strong_degrees: float = 90.0
+    strong_scale: List[float] = field(default_factory=lambda: [0.5, 2.0])
 
 
 WARP_PRESETS = {
@@ -346,6 +351,8 @@ def validate(conf: DictConfig) -> None:
         need(0.0 <= w.hue <= 0.5, f"{name}.hue must be in [0, 0.5]")
         need(w.warped_views in (1, 2), f"{name}.warped_views must be 1 or 2")
         need(w.form in ("release", "legacy"), f"{name}.form must be release or legacy")
+        need(0.0 <= w.strong_fraction <= 1.0, f"{name}.strong_fraction must be in [0, 1]")
+        need(len(w.strong_scale) == 2 and 0 < w.strong_scale[0] <= w.strong_scale[1], f"{name}.strong_scale must be [min, max] > 0")
 
 
 def to_yaml(conf: DictConfig) -> str:

@@ -292,6 +292,8 @@ class PairDataset(Dataset):
             kp = (xy - torch.tensor([ox, oy], dtype=torch.float32) + 0.5) * scale - 0.5
             kp = kp[warps.inside(kp, (c, c))]
         wc = self.warp_conf
+        if float(wc.strong_fraction) > 0 and float(torch.rand((), generator=gen)) < float(wc.strong_fraction):
+            wc = _strong(wc)
         if int(wc.warped_views) == 1:  # the release: an image and its warped copy
             H = torch.cat([warps.identity_warps(1, (c, c), (self.crop, self.crop)), warps.random_warp_from_conf(1, (c, c), (self.crop, self.crop), wc, gen)])
         else:
@@ -307,6 +309,16 @@ class PairDataset(Dataset):
             "jitter1": jit[1],
             "index": idx,
         }
+
+
+def _strong(wc):
+    """The pair warp conf of a strong pair: a rotation up to ``strong_degrees`` and an isotropic
+    zoom in ``strong_scale`` (no shear; translation, perspective and jitter as configured)."""
+    from types import SimpleNamespace
+
+    d = {k: wc[k] for k in wc}
+    d.update(degrees=float(wc.strong_degrees), scale=list(wc.strong_scale), form="legacy", shear=0.0)
+    return SimpleNamespace(**d)
 
 
 def collate_pairs(samples: list[dict]) -> dict:
