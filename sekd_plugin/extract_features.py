@@ -32,7 +32,7 @@ from tqdm import tqdm
 from . import distributed
 from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.files import BackgroundWriter
-from .common.errors import ConfigError, InputError
+from .common.errors import ConfigError, DiskFullError, InputError
 from .extractors.base import get_extractor, load_extractor, locate_weights
 from .extractors.confs import confs, get_conf
 from .io.h5 import (
@@ -341,7 +341,10 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
         logger.warning("%s holds features without a recorded conf (e.g. written by hloc); adding to it "
                        "without checking that they are comparable", output)
     else:
-        record_conf(output, wanted)
+        try:
+            record_conf(output, wanted)
+        except DiskFullError as error:
+            raise DiskFullError(error.path, written=0, unit="images") from None
     model = load_extractor(conf["model"], device)
     batched = batch_size > 1 and hasattr(model, "extract_batch")
     batches = make_batches(sizes, batch_size if batched else 1)
@@ -353,7 +356,7 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
     noise = getattr(model, "detection_noise", 1.0)
     writer = BackgroundWriter(
         lambda name, pred, unc: write_features(output, name, pred, as_half=as_half, uncertainty=unc),
-        depth=2 * batch_size, name="h5-writer")
+        depth=2 * batch_size, name="h5-writer", unit="images")
     try:
         with torch.inference_mode(), sigterm_as_interrupt(), \
                 tqdm(total=len(names), desc="extract", unit="img") as bar:  # after pycolmap's import (see there)

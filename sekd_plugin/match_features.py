@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .common import ConfigError, run_cli
+from .common.errors import DiskFullError
 from .common.files import BackgroundWriter
 from .io.h5 import H5FileError, _find_pair, list_names, merge_files, open_h5, read_features, write_matches
 from .matchers import load_matcher
@@ -140,9 +141,12 @@ def match_from_paths(
     all_pairs = unique_pairs(read_pairs(pairs_path))
     pairs = find_new_pairs(all_pairs, None if overwrite else match_path)
     counts = {"pairs": len(all_pairs), "matched": len(pairs), "skipped": len(all_pairs) - len(pairs)}
-    if match_path.exists():  # a foreign or corrupt file fails here, before any work
-        with open_h5(match_path, "a", "matches"):
-            pass
+    if match_path.exists() and pairs:  # a foreign or corrupt file fails here, before any work
+        try:
+            with open_h5(match_path, "a", "matches"):
+                pass
+        except DiskFullError as error:
+            raise DiskFullError(error.path, written=0, unit="pairs") from None
     if not pairs:
         logger.info("All %d pairs are already in %s; nothing to match.", len(all_pairs), match_path)
         return counts
@@ -173,7 +177,8 @@ def match_from_paths(
         output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
         output.parent.mkdir(parents=True, exist_ok=True)
     grouped = hasattr(matcher, "match_one_to_many")
-    writer = BackgroundWriter(lambda *pair: write_matches(output, *pair), depth=256, name="h5-match-writer")
+    writer = BackgroundWriter(lambda *pair: write_matches(output, *pair), depth=256, name="h5-match-writer",
+                              unit="pairs")
     todo = sum(len(by_first[a]) for a in firsts)
     try:
         with torch.inference_mode(), tqdm(total=todo, desc="match", unit="pair", disable=not ctx.is_main) as bar:
