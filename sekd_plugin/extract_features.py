@@ -39,6 +39,7 @@ from .io.h5 import (
     H5FileError,
     check_name,
     conf_differences,
+    entry_name,
     list_names,
     merge_files,
     read_conf,
@@ -51,6 +52,7 @@ from .io.images import (
     check_names_inside,
     check_preprocessing,
     list_images,
+    normalise_names,
     parse_image_list,
     resized_size,
 )
@@ -106,7 +108,7 @@ def _image_names(image_dir: Path, image_list, globs, allow_outside: bool = False
             raise NoImagesError(f"the image list{where} is empty")
         if not allow_outside:
             check_names_inside(image_dir, names)
-        return names
+        return normalise_names(image_dir, names)  # one spelling, looked up as it is stored
     if image_dir.exists() and not image_dir.is_dir():
         raise NoImagesError(f"--images must be a folder of images, got a file: {image_dir}")
     if not image_dir.is_dir():
@@ -277,8 +279,8 @@ def extract(
             if path.exists():
                 done |= set(list_names(path))
     ctx.barrier()  # everyone has read before anyone writes
-    result.skipped = [n for n in names if n in done]
-    todo = [n for n in names if n not in done]
+    result.skipped = [n for n in names if entry_name(n) in done]
+    todo = [n for n in names if entry_name(n) not in done]
 
     sizes = _probe_sizes(image_dir, todo, preprocessing) if (batch_size > 1 or ctx.active) else [None] * len(todo)
     if ctx.active:

@@ -261,6 +261,13 @@ def check_name(name: str) -> None:
                           "(HDF5 names are UTF-8); rename the file") from None
 
 
+def entry_name(name: str) -> str:
+    """The key under which HDF5 stores group ``name``: ``/``-separated, without empty or ``.``
+    parts (``./a.jpg``, ``/abs/a.jpg`` and ``x//a.jpg`` are stored as ``a.jpg``, ``abs/a.jpg``
+    and ``x/a.jpg``); what :func:`list_names` returns for it."""
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
+
+
 # --------------------------------------------------------------------------- provenance
 
 
