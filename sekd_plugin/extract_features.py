@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
+from .common.cli import non_negative_int, positive_int
 from .common.files import BackgroundWriter
 from .common.errors import ConfigError, DiskFullError, InputError
 from .extractors.base import get_extractor, load_extractor, locate_weights
@@ -232,6 +233,8 @@ def extract(
         raise ConfigError("extraction conf needs model.name (e.g. confs['sekd'])")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if num_workers < 0:  # before any file is created
+        raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
     preprocessing = check_preprocessing(conf.get("preprocessing"))
     if feature_path is None:
         if export_dir is None or "output" not in conf:
@@ -459,9 +462,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-outside-images", action="store_true",
                         help="accept --image-list names outside --images (absolute or with ..)")
     parser.add_argument("--full-precision", action="store_true", help="store float32 instead of float16")
-    parser.add_argument("--batch-size", type=int, default=1,
+    parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="images of equal (resized) size per forward pass (SEKD; default 1)")
-    parser.add_argument("--num-workers", type=int, default=1, help="image decoding processes (default 1)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=1,
+                        help="image decoding processes (default 1; 0: in the main process)")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"],
                         help="SEKD network backend (default: the conf's, torch); onnxruntime is the CPU fast path")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")

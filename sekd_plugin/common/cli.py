@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import logging
+import math
 import re
 import signal
 import sys
@@ -72,6 +74,52 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------- argparse types (checked at parse time)
+# A bad value is argparse's usage error naming the option and the value (exit 2, no traceback).
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def finite_positive_float(text: str) -> float:
+    """A finite float > 0 (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def comma_list(text: str) -> str:
+    """A non-empty comma-separated list, returned with empty items and spaces removed."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return ",".join(items)
 
 
 def setup_logging(quiet: bool = False) -> None:
