@@ -30,7 +30,7 @@ DEFAULT_MIN_FREE = 16 * 2**20
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # h5py / HDF5 and torch report a failed write in their message, not as an errno.
 _DISK_FULL_TEXT = re.compile(r"errno = (28|122)\b|No space left on device|Disk quota exceeded")
-_SHORT_WRITE_TEXT = re.compile(r"unexpected pos \d+ vs \d+|PytorchStreamWriter failed writing|file write failed")
+_SHORT_WRITE_TEXT = re.compile(r"unexpected pos \d+ vs \d+|PytorchStreamWriter failed writing")
 
 
 def free_bytes(path: str | os.PathLike) -> int | None:
