@@ -121,3 +121,70 @@ def _has(path, pair):
     from sekd_plugin.io.h5 import has_matches
 
     return has_matches(path, *pair)
+
+
+# ------------------------------------------------------------------ a real full disk (where it can be had)
+
+REAL_DISK = r"""
+set -e
+mount -t tmpfs -o size=40m tmpfs "$1"
+cd "$2"
+"$4" -m sekd_plugin.match_features --pairs "$3/pairs8.txt" --features "$3/feats.h5" --output "$1/m.h5" >/dev/null 2>&1
+avail=$(df -k --output=avail "$1" | tail -1)
+dd if=/dev/zero of="$1/fill" bs=1k count=$((avail - 28)) 2>/dev/null || true
+set +e
+"$4" -m sekd_plugin.match_features --pairs "$3/pairs28.txt" --features "$3/feats.h5" --output "$1/m.h5" \
+    >"$3/out.txt" 2>"$3/err.txt"
+echo $? > "$3/rc.txt"
+"$4" -m sekd_plugin.match_features --pairs "$3/pairs8.txt" --features "$3/feats.h5" --output "$1/fresh.h5" \
+    >/dev/null 2>"$3/err_fresh.txt"
+echo $? > "$3/rc_fresh.txt"
+ls "$1" > "$3/ls.txt"
+rm "$1/fill"
+"$4" -m sekd_plugin.match_features --pairs "$3/pairs28.txt" --features "$3/feats.h5" --output "$1/m.h5" \
+    >"$3/out_resumed.txt" 2>&1
+echo $? > "$3/rc_resumed.txt"
+"""
+
+
+def test_real_full_tmpfs_keeps_the_matches_file(tmp_path):
+    """The issue's case on a real 40 MiB tmpfs (a private mount namespace; skipped where one
+    cannot be made): 8 pairs written, then 20 more asked with 28 KiB free."""
+    import os
+    import shutil
+    import subprocess
+
+    from .conftest import PACKAGE_ROOT
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            f"mount -t tmpfs -o size=1m tmpfs {mnt}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.decode().strip()[:200]}")
+    rng = np.random.default_rng(0)
+    names = [f"img{i}.jpg" for i in range(10)]
+    from sekd_plugin.io.h5 import write_features
+
+    for name in names:
+        d = rng.normal(size=(128, 500)).astype(np.float32)
+        write_features(tmp_path / "feats.h5", name, {"keypoints": rng.uniform(0, 600, (500, 2)).astype(np.float32),
+                                                     "descriptors": d / np.linalg.norm(d, axis=0)}, as_half=True)
+    pairs = list(itertools.combinations(names, 2))
+    write_pairs(tmp_path / "pairs8.txt", pairs[:8])
+    write_pairs(tmp_path / "pairs28.txt", pairs[:28])
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+    subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", REAL_DISK, "sh", str(mnt),
+                    str(PACKAGE_ROOT), str(tmp_path), sys.executable], env=env, timeout=300, check=True)
+    err = (tmp_path / "err.txt").read_text()
+    assert (tmp_path / "rc.txt").read_text().strip() == "2", err
+    assert err.strip() == (f"error: {mnt / 'm.h5'}: no space left on device "
+                           "(0 pairs written, resume after freeing space)"), err
+    assert (tmp_path / "rc_fresh.txt").read_text().strip() == "2"
+    assert "fresh.h5: no space left on device" in (tmp_path / "err_fresh.txt").read_text()
+    assert "fresh.h5" not in (tmp_path / "ls.txt").read_text().split()
+    # after freeing space the same command resumes from the 8 pairs kept
+    assert (tmp_path / "rc_resumed.txt").read_text().strip() == "0"
+    assert "20 pairs matched, 8 already done" in (tmp_path / "out_resumed.txt").read_text()
