@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -177,12 +178,24 @@ def test_checkpoint_save_short_write_says_disk_full(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def test_labels_full_disk_names_the_file(tmp_path):
-    from sekd_plugin.common.files import disk_full_names
+def test_labels_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import h5py
 
-    with pytest.raises(DiskFullError, match="labels.h5: no space left"):
-        with disk_full_names(tmp_path / "labels.h5"):
-            raise RuntimeError(H5PY_ENOSPC.format(tmp_path / ".labels.h5.tmp1"))
+    from sekd_plugin.train.labels import write_labels
+
+    path = tmp_path / "labels.h5"
+    labels = {"a.png": (np.zeros((3, 2), np.int16), np.ones(3, np.float16))}
+    write_labels(path, labels)
+    before = path.read_bytes()
+
+    def full(self, *args, **kwargs):  # what h5py raises when the disk fills during the write
+        raise OSError(H5PY_ENOSPC.format(tmp_path / f".labels.h5.tmp{os.getpid()}"))
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", full)
+    with pytest.raises(DiskFullError) as error:
+        write_labels(path, {**labels, "b.png": labels["a.png"]})
+    assert str(error.value).startswith(f"{path}: no space left on device")
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["labels.h5"]
 
 
 # ------------------------------------------------------------------ 13: the CLI policy for OS errors
