@@ -31,14 +31,16 @@ from tqdm import tqdm
 
 from . import distributed
 from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
+from .common.cli import non_negative_int, positive_int
 from .common.files import BackgroundWriter
-from .common.errors import ConfigError, InputError
+from .common.errors import ConfigError, DiskFullError, InputError
 from .extractors.base import get_extractor, load_extractor, locate_weights
 from .extractors.confs import confs, get_conf
 from .io.h5 import (
     H5FileError,
     check_name,
     conf_differences,
+    entry_name,
     list_names,
     merge_files,
     read_conf,
@@ -51,6 +53,7 @@ from .io.images import (
     check_names_inside,
     check_preprocessing,
     list_images,
+    normalise_names,
     parse_image_list,
     resized_size,
 )
@@ -106,7 +109,7 @@ def _image_names(image_dir: Path, image_list, globs, allow_outside: bool = False
             raise NoImagesError(f"the image list{where} is empty")
         if not allow_outside:
             check_names_inside(image_dir, names)
-        return names
+        return normalise_names(image_dir, names)  # one spelling, looked up as it is stored
     if image_dir.exists() and not image_dir.is_dir():
         raise NoImagesError(f"--images must be a folder of images, got a file: {image_dir}")
     if not image_dir.is_dir():
@@ -230,6 +233,8 @@ def extract(
         raise ConfigError("extraction conf needs model.name (e.g. confs['sekd'])")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if num_workers < 0:  # before any file is created
+        raise ConfigError(f"num_workers must be 0 or more, got {num_workers}")
     preprocessing = check_preprocessing(conf.get("preprocessing"))
     if feature_path is None:
         if export_dir is None or "output" not in conf:
@@ -277,8 +282,8 @@ def extract(
             if path.exists():
                 done |= set(list_names(path))
     ctx.barrier()  # everyone has read before anyone writes
-    result.skipped = [n for n in names if n in done]
-    todo = [n for n in names if n not in done]
+    result.skipped = [n for n in names if entry_name(n) in done]
+    todo = [n for n in names if entry_name(n) not in done]
 
     sizes = _probe_sizes(image_dir, todo, preprocessing) if (batch_size > 1 or ctx.active) else [None] * len(todo)
     if ctx.active:
@@ -341,7 +346,10 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
         logger.warning("%s holds features without a recorded conf (e.g. written by hloc); adding to it "
                        "without checking that they are comparable", output)
     else:
-        record_conf(output, wanted)
+        try:
+            record_conf(output, wanted)
+        except DiskFullError as error:
+            raise DiskFullError(error.path, written=0, unit="images") from None
     model = load_extractor(conf["model"], device)
     batched = batch_size > 1 and hasattr(model, "extract_batch")
     batches = make_batches(sizes, batch_size if batched else 1)
@@ -353,7 +361,7 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
     noise = getattr(model, "detection_noise", 1.0)
     writer = BackgroundWriter(
         lambda name, pred, unc: write_features(output, name, pred, as_half=as_half, uncertainty=unc),
-        depth=2 * batch_size, name="h5-writer")
+        depth=2 * batch_size, name="h5-writer", unit="images")
     try:
         with torch.inference_mode(), sigterm_as_interrupt(), \
                 tqdm(total=len(names), desc="extract", unit="img") as bar:  # after pycolmap's import (see there)
@@ -454,9 +462,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-outside-images", action="store_true",
                         help="accept --image-list names outside --images (absolute or with ..)")
     parser.add_argument("--full-precision", action="store_true", help="store float32 instead of float16")
-    parser.add_argument("--batch-size", type=int, default=1,
+    parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="images of equal (resized) size per forward pass (SEKD; default 1)")
-    parser.add_argument("--num-workers", type=int, default=1, help="image decoding processes (default 1)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=1,
+                        help="image decoding processes (default 1; 0: in the main process)")
     parser.add_argument("--backend", choices=["torch", "onnxruntime"],
                         help="SEKD network backend (default: the conf's, torch); onnxruntime is the CPU fast path")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")

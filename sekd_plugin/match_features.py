@@ -11,7 +11,10 @@ overwrite=False) -> Path`` mirrors ``hloc.match_features.main``:
   ``export_dir/<features>_<conf output>_<pairs stem>.h5``);
 * ``features_ref``: a separate features file for the second image of every pair;
 * pairs already stored (either order, hloc's nested or legacy key) are skipped unless
-  ``overwrite``; a pair listed twice or in both orders is matched once.
+  ``overwrite``; a pair listed twice or in both orders is matched once;
+* the file records what made it (:func:`provenance`: the effective matcher conf and the
+  fingerprint of the features files' own provenance); a run with another matcher conf or other
+  features into it is refused naming both (:class:`MatchConfMismatch`), ``overwrite`` rebuilds it.
 
 The matcher is the one named by ``conf["model"]["name"]`` in :mod:`sekd_plugin.matchers`
 (hloc's named confs ``NN-mutual``, ``NN-ratio``, ``NN-superpoint``; the names of earlier
@@ -25,6 +28,8 @@ A corrupt or foreign .h5 file raises :class:`~sekd_plugin.io.h5.H5FileError` nam
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import pprint
@@ -39,8 +44,10 @@ from tqdm import tqdm
 
 from . import distributed
 from .common import ConfigError, run_cli
+from .common.errors import DiskFullError, InputError
 from .common.files import BackgroundWriter
-from .io.h5 import H5FileError, _find_pair, list_names, merge_files, open_h5, read_features, write_matches
+from .io.h5 import (H5FileError, _find_pair, conf_differences, list_names, merge_files, open_h5, read_conf,
+                    read_features, record_conf, write_matches)
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
 from .matchers.confs import confs, get_conf  # noqa: F401  (hloc's names: match_features.confs[...])
@@ -78,6 +85,47 @@ class _DescriptorCache:
         return tensor
 
 
+class MatchConfMismatch(InputError):
+    """The matches file holds matches of another matcher conf or of other features."""
+
+
+def features_fingerprint(path: str | os.PathLike) -> str | None:
+    """Hash of the provenance recorded in a features file (conf + weights), None if it has none."""
+    conf = read_conf(path, "features")
+    if conf is None:
+        return None
+    return hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def provenance(name: str, matcher, feature_path_q: Path, feature_path_ref: Path) -> dict[str, Any]:
+    """What makes matches comparable: the effective matcher conf (defaults filled in) and the
+    fingerprints of the features matched (see :func:`features_fingerprint`)."""
+    out = {"matcher": {"name": name, **matcher.conf},
+           "features": features_fingerprint(feature_path_q)}
+    if Path(feature_path_ref) != Path(feature_path_q):
+        out["features_ref"] = features_fingerprint(feature_path_ref)
+    return json.loads(json.dumps(out))  # as read back from the file (tuples -> lists)
+
+
+def _check_provenance(path: Path, wanted: dict[str, Any], overwrite: bool, features: Path) -> bool:
+    """Raise :class:`MatchConfMismatch` when ``path`` holds matches of another conf or other
+    features; returns True when it must be rebuilt (``overwrite`` and a mismatch)."""
+    if not path.exists():
+        return False
+    found = read_conf(path, "matches")
+    if found is None or found == wanted:
+        return False
+    differences = "; ".join(conf_differences(found, wanted))
+    if overwrite:
+        logger.warning("%s holds matches of another matcher or features; --overwrite: rebuilding it (%s)",
+                       path, differences)
+        return True
+    raise MatchConfMismatch(
+        f"{path} holds matches of another matcher or other features than this run ({differences}; "
+        f"'features' is the fingerprint of the provenance of {features}). "
+        "Use another output file, or --overwrite to rebuild it")
+
+
 def find_new_pairs(pairs: Sequence[Sequence[str]], match_path: Path | None) -> list[tuple[str, str]]:
     """Unique pairs (no self/duplicate/reverse) not yet stored in ``match_path``."""
     pairs = unique_pairs(pairs)
@@ -99,6 +147,11 @@ def _descriptor_shapes(path: Path, names) -> dict[str, tuple[tuple[int, ...], st
                 raise H5FileError(f"descriptors of '{name}' in {path} have shape {ds.shape}, expected D x N")
             out[name] = (tuple(ds.shape), "binary" if ds.dtype == np.uint8 else "float")
     return out
+
+
+def _has_entries(path: Path) -> bool:
+    with open_h5(path, "r", "matches") as fd:
+        return len(fd) > 0
 
 
 def _check_names(pairs, path: Path, index: int) -> None:
@@ -130,19 +183,35 @@ def match_from_paths(
     match_path.parent.mkdir(parents=True, exist_ok=True)
 
     ctx = distributed.context()
+    wanted = provenance(conf["model"]["name"], matcher, Path(feature_path_q), Path(feature_path_ref))
     parts_dir = match_path.with_name(match_path.name + ".parts")
-    if ctx.is_main and parts_dir.is_dir():  # parts of an interrupted torchrun: keep what they hold
-        parts = sorted(parts_dir.glob("*.h5"))
-        if parts and not overwrite:
-            merge_files(parts, match_path, "matches")
-        shutil.rmtree(parts_dir, ignore_errors=True)
-    ctx.barrier()
+    message = None
+    if ctx.is_main:
+        try:
+            parts = sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else []
+            rebuild = _check_provenance(match_path, wanted, overwrite, Path(feature_path_q))
+            for part in parts:  # e.g. the part of an NN-mutual torchrun in an NN-ratio run
+                rebuild |= _check_provenance(part, wanted, overwrite, Path(feature_path_q))
+            if rebuild:
+                match_path.unlink(missing_ok=True)
+            if parts_dir.is_dir():  # parts of an interrupted torchrun: keep what they hold
+                if parts and not overwrite:
+                    merge_files(parts, match_path, "matches", conf=wanted)
+                shutil.rmtree(parts_dir, ignore_errors=True)
+        except InputError as error:  # raised on every rank, so none waits forever
+            message = error
+    message = ctx.gather(message)[0]
+    if message is not None:
+        raise message
     all_pairs = unique_pairs(read_pairs(pairs_path))
     pairs = find_new_pairs(all_pairs, None if overwrite else match_path)
     counts = {"pairs": len(all_pairs), "matched": len(pairs), "skipped": len(all_pairs) - len(pairs)}
-    if match_path.exists():  # a foreign or corrupt file fails here, before any work
-        with open_h5(match_path, "a", "matches"):
-            pass
+    if match_path.exists() and pairs:  # a foreign or corrupt file fails here, before any work
+        try:
+            with open_h5(match_path, "a", "matches"):
+                pass
+        except DiskFullError as error:
+            raise DiskFullError(error.path, written=0, unit="pairs") from None
     if not pairs:
         logger.info("All %d pairs are already in %s; nothing to match.", len(all_pairs), match_path)
         return counts
@@ -172,8 +241,17 @@ def match_from_paths(
         firsts = [firsts[i] for i in distributed.balanced_split(costs, ctx.world)[ctx.rank]]
         output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
         output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and read_conf(output, "matches") is None and _has_entries(output):
+        logger.warning("%s holds matches without a recorded conf (e.g. written by hloc); adding to it "
+                       "without checking that they are comparable", output)
+    else:
+        try:
+            record_conf(output, wanted, "matches")
+        except DiskFullError as error:
+            raise DiskFullError(error.path, written=0, unit="pairs") from None
     grouped = hasattr(matcher, "match_one_to_many")
-    writer = BackgroundWriter(lambda *pair: write_matches(output, *pair), depth=256, name="h5-match-writer")
+    writer = BackgroundWriter(lambda *pair: write_matches(output, *pair), depth=256, name="h5-match-writer",
+                              unit="pairs")
     todo = sum(len(by_first[a]) for a in firsts)
     try:
         with torch.inference_mode(), tqdm(total=todo, desc="match", unit="pair", disable=not ctx.is_main) as bar:
@@ -207,7 +285,7 @@ def match_from_paths(
             try:
                 parts = sorted(parts_dir.glob("*.h5"))
                 if parts:
-                    merge_files(parts, match_path, "matches")
+                    merge_files(parts, match_path, "matches", conf=wanted)
                 shutil.rmtree(parts_dir, ignore_errors=True)
             except BaseException as exc:  # raised on every rank, so none waits forever
                 error = exc
@@ -255,7 +333,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--features-ref", type=Path, help="features .h5 of the second images (default: --features)")
     parser.add_argument("--output", type=Path, required=True, help="matches .h5 to write or extend")
     parser.add_argument("--conf", default="NN-mutual", choices=sorted(confs), help="matcher (default: NN-mutual)")
-    parser.add_argument("--overwrite", action="store_true", help="re-match pairs already in the output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="re-match pairs already in the output (rebuild it when it holds another matcher's)")
     args = parser.parse_args(argv)
 
     def summary(counts: dict[str, int]) -> None:

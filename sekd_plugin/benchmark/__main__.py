@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..common import ConfigError, run_cli
+from ..common.cli import comma_list, finite_positive_float, positive_int
 
 
 def _pairs(values, flag: str) -> dict[str, str] | None:
@@ -79,13 +80,13 @@ def main(argv=None) -> int:
     hp = sub.add_parser("hpatches", help="HPatches-style homography benchmark (default: embedded demo data)")
     hp.add_argument("--dataset", action="append", help="HPatches- or Oxford-layout folder (repeatable)")
     hp.add_argument("--output", default="outputs/hpatches", help="output folder (default: outputs/hpatches)")
-    hp.add_argument("--methods", help="comma-separated extractor confs or LABEL=CONF "
+    hp.add_argument("--methods", type=comma_list, help="comma-separated extractor confs or LABEL=CONF "
                     "(default: sekd,sekd-selftrained,sift,superpoint,d2net)")
     hp.add_argument("--weights", action="append", metavar="LABEL=PATH",
                     help="checkpoint for one method, e.g. --methods sekd,ours=sekd --weights ours=runs/x/model.pth")
     hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])
-    hp.add_argument("--ratio", type=float, help="Lowe ratio threshold (default: none)")
-    hp.add_argument("--distance", type=float, help="descriptor distance threshold (default: none)")
+    hp.add_argument("--ratio", type=finite_positive_float, help="Lowe ratio threshold (default: none)")
+    hp.add_argument("--distance", type=finite_positive_float, help="descriptor distance threshold (default: none)")
     hp.add_argument("--no-mutual", action="store_true", help="disable the mutual check")
     hp.add_argument("--type", action="append", help="sequence type override NAME=i|v (Oxford names)")
     hp.add_argument("--overwrite", action="store_true", help="re-extract cached features")
@@ -93,11 +94,11 @@ def main(argv=None) -> int:
     hp.add_argument("--plot-matches", action="store_true", help="draw match images per pair")
     hp.set_defaults(func=_hpatches)
     sp = sub.add_parser("speed", help="ms per 640x480 image for each extractor")
-    sp.add_argument("--methods", help="comma-separated confs (default: sekd,sift,...)")
-    sp.add_argument("--runs", type=int, default=5)
-    sp.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    sp.add_argument("--methods", type=comma_list, help="comma-separated confs (default: sekd,sift,...)")
+    sp.add_argument("--runs", type=positive_int, default=5)
+    sp.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     sp.add_argument("--device", choices=["cpu", "cuda"])
-    sp.add_argument("--backends", help="SEKD network backends, comma-separated (default: torch,onnxruntime; "
+    sp.add_argument("--backends", type=comma_list, help="SEKD network backends, comma-separated (default: torch,onnxruntime; "
                     "onnxruntime only when installed, CPU only)")
     sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
     sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
@@ -105,19 +106,19 @@ def main(argv=None) -> int:
     ts = sub.add_parser("train-speed", help="trainer throughput: training views/s (fp32, bf16), step-1/3 label ms per image")
     ts.add_argument("--config", help="training config (default: benchmark_configs/train/gpu-short.yaml)")
     ts.add_argument("--device", choices=["cpu", "cuda"])
-    ts.add_argument("--iters", type=int, default=5, help="timed training batches per measurement")
-    ts.add_argument("--reps", type=int, default=2, help="timed label images per step")
-    ts.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    ts.add_argument("--iters", type=positive_int, default=5, help="timed training batches per measurement")
+    ts.add_argument("--reps", type=positive_int, default=2, help="timed label images per step")
+    ts.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     ts.add_argument("--skip", action="append", choices=["train", "labels"], help="skip a part (repeatable)")
     ts.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
     ts.set_defaults(func=_train_speed)
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
-    rc.add_argument("--methods", help="comma-separated methods (colmap-sift, sift, sekd, sekd-sfm, sekd-selftrained, "
+    rc.add_argument("--methods", type=comma_list, help="comma-separated methods (colmap-sift, sift, sekd, sekd-sfm, sekd-selftrained, "
                     "sekd-selftrained-sfm, superpoint, d2net or any extractor conf; default: "
                     "colmap-sift,sift,sekd,sekd-sfm,sekd-selftrained,sekd-selftrained-sfm)")
-    rc.add_argument("--extractors", help="the same as --methods (older name)")
+    rc.add_argument("--extractors", type=comma_list, help="the same as --methods (older name)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
     rc.add_argument("--work", help="folder of the per-run caches (features, matches, models); default: --output")
     rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -126,10 +127,10 @@ def main(argv=None) -> int:
     po = sub.add_parser("pose", help="relative-pose AUC@5/10/20 on scene configs with GT cameras")
     po.add_argument("--config", action="append", required=True,
                     help="scene config YAML with gt_cameras (repeatable)")
-    po.add_argument("--methods", help="comma-separated methods (as for reconstruction)")
-    po.add_argument("--extractors", help=argparse.SUPPRESS)
+    po.add_argument("--methods", type=comma_list, help="comma-separated methods (as for reconstruction)")
+    po.add_argument("--extractors", type=comma_list, help=argparse.SUPPRESS)
     po.add_argument("--pairs", help="pair list (name0 name1 per line; default: every pair of each scene)")
-    po.add_argument("--threshold", type=float, default=1.0, help="RANSAC inlier threshold in pixels (default 1.0)")
+    po.add_argument("--threshold", type=finite_positive_float, default=1.0, help="RANSAC inlier threshold in pixels (default 1.0)")
     po.add_argument("--output", default="outputs/pose", help="output folder")
     po.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
     po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides (e.g. resize_max=1024)")

@@ -3,23 +3,53 @@
 * a :class:`~sekd_plugin.common.errors.UserError` (or a missing / unreadable file) prints
   ``error: <message>`` on one line and exits 2;
 * :class:`~sekd_plugin.common.errors.PartialFailure` ("some inputs failed") exits 1;
+* an error of the machine rather than of the program (disk full or over quota, a file name
+  too long, a read-only file system...) is one line naming the file and the cause, exit 2;
 * Ctrl-C exits 130 and SIGTERM exits 143, each after the command's resume hint;
 * anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import errno
 import logging
+import math
+import re
 import signal
 import sys
 import threading
 from typing import Any, Callable, Iterator
 
 from .errors import PartialFailure, UserError
+from .files import is_disk_full
 from .memory import retain_freed_memory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+# OS errors that say something about the machine or the paths given, not about the program.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EROFS, errno.EFBIG,
+                                errno.ELOOP, errno.EMFILE, errno.ENFILE, errno.EXDEV, errno.ENOTEMPTY})
+
+
+def environment_error_line(error: BaseException) -> str | None:
+    """``<file>: <cause>`` for an error of the machine (full disk, name too long...), else None."""
+    if is_disk_full(error):
+        if getattr(error, "path", None) is not None:  # a DiskFullError says it all
+            return str(error)
+        filename = getattr(error, "filename", None)
+        if filename is None:  # h5py: "... filename = '/x/m.h5', ..."
+            found = re.search(r"filename = '([^']*)'", str(error))
+            filename = found.group(1) if found else None
+        where = f"{filename}: " if filename else ""
+        return (f"{where}no space left on device (what was written before is kept; "
+                "free space and run the same command again)")
+    if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
+        cause = error.strerror or errno.errorcode.get(error.errno, str(error.errno))
+        filename = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
+        return f"{filename}: {cause.lower()}" if filename else cause.lower()
+    return None
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,6 +75,52 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------- argparse types (checked at parse time)
+# A bad value is argparse's usage error naming the option and the value (exit 2, no traceback).
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def finite_positive_float(text: str) -> float:
+    """A finite float > 0 (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def comma_list(text: str) -> str:
+    """A non-empty comma-separated list, returned with empty items and spaces removed."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return ",".join(items)
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -82,6 +158,12 @@ def run_cli(
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         text = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else str(error)
         print(f"error: {text}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, RuntimeError) as error:
+        line = environment_error_line(error)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as interrupt:
         hint = resume_hint() if callable(resume_hint) else resume_hint

@@ -29,6 +29,21 @@ class ImageTooSmallError(InputError):
     """An image is smaller than the network can process (the message gives both sizes)."""
 
 
+class DiskFullError(UserError):
+    """A write failed (or would fail) because the disk is full; what was written before is kept.
+
+    ``str()`` is ``<path>: no space left on device (<detail>)``; writers that count their
+    entries re-raise it with the count (``8 pairs written, resume after freeing space``).
+    """
+
+    def __init__(self, path, detail: str | None = None, written: int | None = None, unit: str = "entries"):
+        self.path = path
+        if written is not None:
+            detail = f"{written} {unit} written, resume after freeing space"
+        self.detail = detail or "what was written before is kept; free space and run the same command again"
+        super().__init__(f"{path}: no space left on device ({self.detail})")
+
+
 class PartialFailure(UserError):
     """The command finished, but some of its inputs failed (exit status 1)."""
 

@@ -1,14 +1,114 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash never loses the old one."""
+"""Atomic file writes: a reader never sees a half-written file, a crash never loses the old one.
+
+Disk-full policy (one place for every writer): before a write, :func:`ensure_free_space`
+refuses when less than ``$SEKD_PLUGIN_MIN_FREE_BYTES`` (default 16 MiB) plus the size to write
+would be left, so that HDF5, whose files a failed write can damage, never meets a full disk;
+a write that fails anyway with ENOSPC / EDQUOT (an ``OSError``, h5py's ``errno = 28``
+messages, torch.save's short-write ``unexpected pos``) becomes a
+:class:`~sekd_plugin.common.errors.DiskFullError` naming the file.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import re
+import shutil
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
+
+from .errors import DiskFullError
+
+MIN_FREE_ENV = "SEKD_PLUGIN_MIN_FREE_BYTES"
+DEFAULT_MIN_FREE = 16 * 2**20
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# h5py / HDF5 and torch report a failed write in their message, not as an errno.
+_DISK_FULL_TEXT = re.compile(r"errno = (28|122)\b|No space left on device|Disk quota exceeded")
+_SHORT_WRITE_TEXT = re.compile(r"unexpected pos \d+ vs \d+|PytorchStreamWriter failed writing")
+
+
+def free_bytes(path: str | os.PathLike) -> int | None:
+    """Free bytes on the file system of ``path`` (its nearest existing folder); None if unknown."""
+    folder = Path(os.path.abspath(path))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def min_free_bytes() -> int:
+    """The safety margin kept free on every disk written to (``$SEKD_PLUGIN_MIN_FREE_BYTES``)."""
+    try:
+        return max(0, int(os.environ.get(MIN_FREE_ENV, DEFAULT_MIN_FREE)))
+    except ValueError:
+        return DEFAULT_MIN_FREE
+
+
+def ensure_free_space(path: str | os.PathLike, needed: int = 0) -> None:
+    """Raise :class:`DiskFullError` naming ``path`` unless ``needed`` bytes plus the margin are free."""
+    free = free_bytes(path)
+    if free is not None and free < needed + min_free_bytes():
+        raise DiskFullError(path, f"{free} bytes free, {needed + min_free_bytes()} needed with the safety margin "
+                                  f"${MIN_FREE_ENV}; what was written before is kept; free space and run the same "
+                                  "command again")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says that the disk is full (or the quota exceeded)."""
+    if isinstance(error, DiskFullError):
+        return True
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return True
+    return isinstance(error, (OSError, RuntimeError, KeyError)) and bool(_DISK_FULL_TEXT.search(str(error)))
+
+
+def is_short_write(error: BaseException) -> bool:
+    """torch.save's ``unexpected pos`` (and similar): the file could not be written to its end."""
+    return isinstance(error, (OSError, RuntimeError)) and bool(_SHORT_WRITE_TEXT.search(str(error)))
+
+
+def quiet_disk_full_reports() -> None:
+    """From now on, drop h5py's "Exception ignored in ... __dealloc__" reports of the full disk
+    (objects of the file being released after the write failed); other reports are kept."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_sekd_disk_full", False):
+        return
+
+    def hook(unraisable):
+        if unraisable.exc_value is not None and is_disk_full(unraisable.exc_value):
+            return
+        previous(unraisable)
+
+    hook._sekd_disk_full = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+def disk_full_error(path: str | os.PathLike, error: BaseException, detail: str | None = None) -> DiskFullError:
+    """The :class:`DiskFullError` for a write of ``path`` that failed with ``error``."""
+    quiet_disk_full_reports()
+    if isinstance(error, DiskFullError):
+        return error if detail is None else DiskFullError(error.path, detail)
+    return DiskFullError(path, detail)
+
+
+@contextlib.contextmanager
+def disk_full_names(path: str | os.PathLike, short_write: bool = False) -> Iterator[None]:
+    """Within the block, a full disk is a :class:`DiskFullError` naming ``path`` (with
+    ``short_write``, also a write that stopped short, e.g. torch.save's ``unexpected pos``)."""
+    try:
+        yield
+    except (OSError, RuntimeError, KeyError) as error:
+        if is_disk_full(error) or (short_write and is_short_write(error)):
+            raise disk_full_error(path, error) from None
+        raise
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Path], None]) -> Path:
@@ -19,16 +119,21 @@ def write_atomic(path: str | os.PathLike, data: str | bytes | Callable[[Path], N
     never share one; it is fsynced and moved into place with ``os.replace``. Returns ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not callable(data):
+        data = data.encode() if isinstance(data, str) else data
+    ensure_free_space(path, 0 if callable(data) else len(data))
+    with disk_full_names(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        if callable(data):
-            data(tmp)
-        else:
-            with open(tmp, "wb") as f:
-                f.write(data.encode() if isinstance(data, str) else data)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        with disk_full_names(path, short_write=True):  # the old file stays in place
+            if callable(data):
+                data(tmp)
+            else:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -64,15 +169,19 @@ class BackgroundWriter:
     """Calls ``write(*item)`` for every ``put(*item)`` in one background thread, in order, so that
     file writing overlaps the next computation. A write error is re-raised in the caller's
     thread at the next ``put`` or at ``close``; after one, the remaining items are dropped.
+    ``written`` counts the items written; a full disk stops the writes with a
+    :class:`DiskFullError` giving that count as ``<written> <unit> written``.
     """
 
-    def __init__(self, write: Callable[..., None], depth: int = 2, name: str = "writer"):
+    def __init__(self, write: Callable[..., None], depth: int = 2, name: str = "writer", unit: str = "items"):
         import queue
         import threading
 
         self.write = write
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, depth))
         self.error: BaseException | None = None
+        self.written = 0
+        self.unit = unit
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -84,6 +193,9 @@ class BackgroundWriter:
             if self.error is None:
                 try:
                     self.write(*item)
+                    self.written += 1
+                except DiskFullError as error:
+                    self.error = DiskFullError(error.path, written=self.written, unit=self.unit)
                 except BaseException as error:  # re-raised in the caller's thread
                     self.error = error
 

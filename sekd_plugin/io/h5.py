@@ -20,6 +20,13 @@ Ctrl-C, SIGTERM turned into an exception) therefore leaves every earlier group i
 the current one marked incomplete. HDF5 has no journal: a hard kill (SIGKILL, power loss)
 while the file is being closed can still damage it; the window is one image's write.
 
+A full disk is the other way to damage an HDF5 file (a metadata write that fails half way),
+so writers never let HDF5 meet one: the file is opened for writing, and every group
+written, only while the entry's size plus a safety margin is free
+(:func:`sekd_plugin.common.files.ensure_free_space`); otherwise, or when a write fails with
+ENOSPC all the same, nothing more is written to the file and a
+:class:`~sekd_plugin.common.errors.DiskFullError` names it.
+
 Files written by this module carry a root attribute ``sekd_plugin_format`` ("features" or
 "matches"). Files written by hloc itself have no such attribute; they are read with hloc's
 rule (a group holding datasets is an entry) and, when appended to, adopted: their entries
@@ -43,6 +50,7 @@ import h5py
 import numpy as np
 
 from ..common.errors import InputError
+from ..common.files import disk_full_error, ensure_free_space, is_disk_full, quiet_disk_full_reports
 
 logger = logging.getLogger(__name__)
 
@@ -157,21 +165,31 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
         path.unlink()  # e.g. a run killed while creating it: nothing to lose
     if path.exists() and not h5py.is_hdf5(path):
         raise H5FileError(f"{path} is not an HDF5 file (or it is damaged); delete it or choose another output")
+    if mode != "r":
+        ensure_free_space(path)  # a full disk can damage an HDF5 file: never open one for writing there
+        quiet_disk_full_reports()  # h5py reports a failed write of a released object only as "ignored"
     fd = _open_waiting(path, mode)
+    done = False
     try:
         _check_kind(fd, path, kind, adopt=(mode != "r"))
         yield fd
+        done = True
     except (RuntimeError, OSError) as error:  # h5py's errors for damaged metadata or data
+        if is_disk_full(error):  # the file is fine up to here: say what happened
+            raise disk_full_error(path, error) from None
         raise H5FileError(f"{path}: damaged HDF5 file ({_first_line(error)})") from None
     except KeyError as error:
         if not str(error).strip("'\"").startswith("Unable to"):  # not h5py's: a bug, keep it
             raise
+        if is_disk_full(error):
+            raise disk_full_error(path, error) from None
         raise H5FileError(f"{path}: damaged HDF5 file ({_first_line(error)})") from None
     finally:
         try:
             fd.close()
-        except (RuntimeError, OSError):  # closing a damaged file: the error above says it
-            pass
+        except (RuntimeError, OSError) as error:  # closing a damaged file: the error above says it
+            if done and is_disk_full(error):
+                raise disk_full_error(path, error) from None
 
 
 def _holders(path: Path) -> list[int]:
@@ -214,6 +232,8 @@ def _open_waiting(path: Path, mode: str) -> h5py.File:
         try:
             return _open_file(path, mode)
         except OSError as error:
+            if is_disk_full(error):
+                raise disk_full_error(path, error) from None
             if "unable to lock file" not in str(error).lower():  # not e.g. "sblock->base_addr"
                 raise H5FileError(f"cannot open {path} as HDF5: {_first_line(error)}") from None
             if time.monotonic() >= deadline:
@@ -239,6 +259,13 @@ def check_name(name: str) -> None:
         shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise H5FileError(f"the file name {shown!r} is not valid UTF-8 and cannot be stored in an .h5 file "
                           "(HDF5 names are UTF-8); rename the file") from None
+
+
+def entry_name(name: str) -> str:
+    """The key under which HDF5 stores group ``name``: ``/``-separated, without empty or ``.``
+    parts (``./a.jpg``, ``/abs/a.jpg`` and ``x//a.jpg`` are stored as ``a.jpg``, ``abs/a.jpg``
+    and ``x/a.jpg``); what :func:`list_names` returns for it."""
+    return "/".join(part for part in name.split("/") if part not in ("", "."))
 
 
 # --------------------------------------------------------------------------- provenance
@@ -289,6 +316,8 @@ def merge_files(parts: list[str | os.PathLike], dest: str | os.PathLike, kind: s
 
     dest = Path(dest)
     copied = 0
+    # the merged copy is built beside the destination: room for both, and the margin
+    ensure_free_space(dest, sum(Path(p).stat().st_size for p in [*parts, dest] if Path(p).is_file()))
 
     def build(tmp: Path) -> None:
         nonlocal copied
@@ -317,6 +346,11 @@ def merge_files(parts: list[str | os.PathLike], dest: str | os.PathLike, kind: s
 # --------------------------------------------------------------------------- features
 
 
+def _needed(arrays) -> int:
+    """Bytes to have free (besides the margin) before writing one entry of ``arrays``."""
+    return 2 * sum(np.asarray(a).nbytes for a in arrays) + 64 * 1024
+
+
 def write_features(
     path: str | os.PathLike,
     name: str,
@@ -333,6 +367,7 @@ def write_features(
     UTF-8 raises :class:`H5FileError` before the file is touched.
     """
     check_name(name)
+    ensure_free_space(path, _needed(pred.values()))
     with open_h5(path, "a", "features") as fd:
         if name in fd:
             del fd[name]
@@ -348,11 +383,12 @@ def write_features(
             fd.flush()
             group.attrs[COMPLETE_ATTR] = 1  # last: the group counts only from here on
             fd.flush()
-        except BaseException:
-            try:  # best effort; an incomplete group is ignored by readers anyway
-                del fd[name]
-            except Exception:
-                pass
+        except BaseException as error:
+            if not is_disk_full(error):  # on a full disk, write nothing more
+                try:  # best effort; an incomplete group is ignored by readers anyway
+                    del fd[name]
+                except Exception:
+                    pass
             raise
 
 
@@ -429,6 +465,7 @@ def write_matches(
         raise ValueError(f"matches0 {matches0.shape} and scores0 {scores0.shape} differ in length")
     dtype = np.int16 if matches0.size == 0 or matches0.max() < np.iinfo(np.int16).max else np.int32
     key = names_to_pair(name0, name1)
+    ensure_free_space(path, _needed((matches0, scores0)))
     with open_h5(path, "a", "matches") as fd:
         for old in (key, names_to_pair(name1, name0), names_to_pair_old(name0, name1), names_to_pair_old(name1, name0)):
             if old in fd:
@@ -440,11 +477,12 @@ def write_matches(
             fd.flush()
             group.attrs[COMPLETE_ATTR] = 1
             fd.flush()
-        except BaseException:
-            try:
-                del fd[key]
-            except Exception:
-                pass
+        except BaseException as error:
+            if not is_disk_full(error):  # on a full disk, write nothing more
+                try:
+                    del fd[key]
+                except Exception:
+                    pass
             raise
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -266,6 +267,30 @@ def check_names_inside(root: str | os.PathLike, names: Sequence[str]) -> None:
     if outside:
         raise InputError(f"{len(outside)} image name(s) point outside the image folder {root}: "
                          f"{outside[:5]} (names are relative to it; allow them explicitly to read them anyway)")
+
+
+def normalise_names(root: str | os.PathLike, names: Sequence[str]) -> list[str]:
+    """Each name in one spelling, duplicates dropped (first kept), so that a name is looked up
+    in a features file the way it is stored there.
+
+    ``./a.jpg``, ``x//a.jpg``, ``x/../a.jpg`` become ``a.jpg``, ``x/a.jpg``, ``a.jpg``
+    (``posixpath.normpath``); an absolute name inside ``root`` becomes relative to it; other
+    absolute names stay absolute (HDF5 stores them without the leading ``/``, see
+    :func:`sekd_plugin.io.h5.entry_name`).
+    """
+    base = Path(os.path.abspath(root))
+    out = []
+    for name in names:
+        norm = posixpath.normpath(str(name))
+        if norm.startswith("//"):
+            norm = "/" + norm.lstrip("/")
+        if posixpath.isabs(norm):
+            try:
+                norm = Path(norm).relative_to(base).as_posix()
+            except ValueError:
+                pass
+        out.append(norm)
+    return list(dict.fromkeys(out))
 
 
 # --------------------------------------------------------------------------- dataset

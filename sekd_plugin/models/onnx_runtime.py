@@ -3,9 +3,12 @@
 The network is exported once per checkpoint into the cache
 (``<cache>/onnx/sekd-<fingerprint>-<export version>.onnx``). The fingerprint is a hash of the
 state dict the network actually holds (every tensor's name, dtype, shape and bytes), so a
-changed or retrained checkpoint gets a new file and a stale export is never used: the name
-is the only lookup key. The export is written atomically (temporary file, then rename), so
-concurrent processes exporting the same network never see half a file.
+changed or retrained checkpoint gets a new file and a stale export is never used. The name
+is not trusted alone: the export records the fingerprint (and export version) in its ONNX
+``metadata_props``, and a file whose record does not match the network (swapped, or written
+by another release) is exported again, with a warning. The export is written atomically
+(temporary file, then rename), so concurrent processes exporting the same network never see
+half a file.
 
 Install with ``pip install -e ".[onnx]"`` (``onnxruntime`` to run, ``onnx`` to export).
 A missing package is a :class:`~sekd_plugin.common.errors.ConfigError` saying so.
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 # Bump when the exported graph changes (inputs, outputs, opset, export options).
 EXPORT_VERSION = "v1"
 OPSET = 17
+FINGERPRINT_KEY = "sekd_plugin_fingerprint"  # metadata_props entry: "<fingerprint>-<export version>"
 INSTALL_HINT = 'pip install -e ".[onnx]"  (or: pip install onnxruntime onnx)'
 
 
@@ -80,8 +84,11 @@ def export_onnx(net: nn.Module, path: str | os.PathLike) -> Path:
     reason = onnx_missing()
     if reason:
         raise ConfigError(reason)
+    import onnx
+
     wrapper = _ProbNet(net).eval().cpu()
     example = torch.rand(1, 1, 64, 64)
+    stamp = export_stamp(net)
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings(), torch.no_grad():
@@ -93,9 +100,23 @@ def export_onnx(net: nn.Module, path: str | os.PathLike) -> Path:
                               "desc": {0: "batch", 2: "height_4", 3: "width_4"}},
                 opset_version=OPSET, dynamo=False,
             )
+        model = onnx.load(str(tmp))
+        entry = model.metadata_props.add()
+        entry.key, entry.value = FINGERPRINT_KEY, stamp
+        onnx.save(model, str(tmp))
 
     logger.info("exporting the SEKD network to ONNX: %s", path)
     return write_atomic(path, write)
+
+
+def export_stamp(net: nn.Module) -> str:
+    """What an export of ``net`` records in its metadata: ``<fingerprint>-<export version>``."""
+    return f"{state_fingerprint(net)}-{EXPORT_VERSION}"
+
+
+def recorded_stamp(session) -> str | None:
+    """The stamp recorded in the model an ONNX Runtime ``session`` runs, None if none."""
+    return session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY)
 
 
 class OnnxNetwork:
@@ -133,6 +154,17 @@ class OnnxNetwork:
             logger.warning("re-exporting %s (%s)", self.path, str(error).splitlines()[0] if str(error) else error)
             export_onnx(net, self.path)
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        wanted = export_stamp(net)
+        found = recorded_stamp(self.session)
+        if found != wanted:  # a swapped file, or one of another release: never run the wrong network
+            logger.warning("%s records the network %s, not %s; exporting it again", self.path, found or "(none)",
+                           wanted)
+            export_onnx(net, self.path)
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            found = recorded_stamp(self.session)
+            if found != wanted:
+                raise ConfigError(f"{self.path}: the ONNX export records the network {found or '(none)'}, "
+                                  f"expected {wanted}; delete it")
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if image.device.type != "cpu":

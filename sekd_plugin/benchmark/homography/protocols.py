@@ -76,7 +76,7 @@ def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int,
             try:
                 os.symlink(src.resolve(), dst)
             except OSError:
-                dst.write_bytes(src.read_bytes())
+                write_atomic(dst, src.read_bytes())
         h, w = read_image(dst).shape[:2]
         return (w, h), np.eye(3)
     image = read_image(src)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...common import write_atomic, write_json
+from ...common.files import disk_full_names
 
 COLUMNS = ("MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@1", "H@3", "H@5", "rep@3", "#kp", "#matches", "ms/img")
 SPLITS = (("i", "Illumination"), ("v", "Viewpoint"), ("all", "Overall"))
@@ -86,7 +87,8 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
     axes[0, 2].legend(loc="lower right")
     fig.suptitle(f"protocol: {results['protocol']}" + (" (demo data)" if results.get("demo") else ""))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with disk_full_names(path):  # a full disk names the figure
+        fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
