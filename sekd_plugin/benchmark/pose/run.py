@@ -286,7 +286,7 @@ def run(
         scene = resolve_scene(cfg, method)
         if scene.gt_dir is None:
             raise ConfigError(f"scene {scene_name} has no gt_cameras: the pose benchmark needs GT cameras")
-        gt = load_gt_cameras(scene.gt_dir, scene.names)
+        gt = load_gt_cameras(scene.gt_dir, scene.names, image_dir=scene.image_dir)
         if pairs is not None:
             pair_list = read_pair_list(pairs, scene.names)
         else:

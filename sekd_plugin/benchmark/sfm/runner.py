@@ -366,7 +366,7 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     scene = resolve_scene(cfg, label)
     output = scene.output
     all_names = list(scene.names)  # totals and GT evaluation count failed images as not registered
-    gt = load_gt_cameras(scene.gt_dir, all_names) if scene.gt_dir is not None else None
+    gt = load_gt_cameras(scene.gt_dir, all_names, image_dir=scene.image_dir) if scene.gt_dir is not None else None
     fixed = intrinsics_from_gt(gt) if gt is not None and cfg["intrinsics"] == "gt" else None
     output.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
