@@ -1,0 +1,113 @@
+"""Issue #24 (second round), outputs and assets: an empty common region in the homography
+benchmark, unchecked image writes, the HPatches extension list, ``weights verify`` on a missing
+path, ``datasets fetch`` leftovers, the extraction conf-mismatch message."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import cv2
+import numpy as np
+import pytest
+
+from sekd_plugin import assets
+from sekd_plugin.datasets.hpatches import load_dataset
+from tests.conftest import shared_file
+from tests.helpers import texture
+
+
+def _error_lines(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+# ------------------------------------------------------------------ 15: HPatches extensions
+
+@pytest.mark.parametrize("ext", [".webp", ".gif"])
+def test_hpatches_reader_uses_the_one_extension_list(tmp_path, ext):
+    seq = tmp_path / "v_x"
+    seq.mkdir()
+    for i in range(1, 7):
+        image = cv2.cvtColor(texture(48, 64, i), cv2.COLOR_GRAY2BGR)
+        if ext == ".gif":
+            from PIL import Image
+
+            Image.fromarray(image).save(seq / f"{i}{ext}")
+        else:
+            cv2.imwrite(str(seq / f"{i}{ext}"), image)
+    for i in range(2, 7):
+        np.savetxt(seq / f"H_1_{i}", np.eye(3))
+    (sequence,) = load_dataset(seq)
+    assert [p.name for p in sequence.images] == [f"{i}{ext}" for i in range(1, 7)]
+
+
+# ------------------------------------------------------------------ 15: weights verify
+
+def test_weights_verify_missing_path_says_not_found(tmp_path, capsys):
+    from sekd_plugin.weights import main
+
+    path = tmp_path / "nope.pth"
+    assert main(["verify", str(path)]) == 2
+    (line,) = _error_lines(capsys)
+    assert "not found" in line and str(path) in line and "manifest" not in line
+
+
+# ------------------------------------------------------------------ 15: datasets fetch leftovers
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_failed_dataset_fetch_leaves_nothing_behind(tmp_path):
+    from sekd_plugin.datasets.__main__ import fetch_dataset
+
+    manifest = tmp_path / "seqs.toml"
+    manifest.write_text('name = "seqs"\nlicense = "test"\nattribution = "test"\nkind = "dataset"\n'
+                        'filename = "seqs.tar.gz"\nurl = "unused"\narchive = "tar.gz"\nextract_dir = "seqs"\n')
+    asset = assets.Asset.from_toml(manifest)
+    evil = tmp_path / "evil.tar.gz"
+    evil.write_bytes(_tar_gz({"seqs/x": b"1", "../evil": b"2"}))
+    dest = tmp_path / "new" / "data"
+    with pytest.raises(assets.AssetError, match="outside"), pytest.warns(UserWarning):
+        fetch_dataset(asset, dest, url=evil.as_uri())
+    assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "new").exists()  # neither the refused archive nor the folders it made
+    with pytest.raises(assets.DownloadError):
+        fetch_dataset(asset, dest, url=(tmp_path / "absent.tar.gz").as_uri())
+    assert not (tmp_path / "new").exists()
+    # a --dest that was there is kept (and what was in it)
+    dest.mkdir(parents=True)
+    (dest / "mine.txt").write_text("x")
+    with pytest.raises(assets.DownloadError):
+        fetch_dataset(asset, dest, url=(tmp_path / "absent.tar.gz").as_uri())
+    assert sorted(p.name for p in dest.iterdir()) == ["mine.txt"]
+
+
+# ------------------------------------------------------------------ 15: conf mismatch names the checkpoints
+
+def test_conf_mismatch_names_the_checkpoints(tmp_path):
+    pytest.importorskip("pycolmap")
+    official = shared_file("weights/sekd.pth")
+    from sekd_plugin import extract_features as ef
+    from sekd_plugin.extractors.confs import get_conf
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), texture(64, 80, 0))
+    path = tmp_path / "f.h5"
+    ef.extract(get_conf("sekd-selftrained"), images, feature_path=path, num_workers=0)
+    conf = get_conf("sekd-selftrained")
+    conf["model"]["weights"] = str(official)
+    with pytest.raises(ef.FeatureConfMismatch) as error:
+        ef.extract(conf, images, feature_path=path, num_workers=0)
+    message = str(error.value)
+    assert "checkpoint sekd_selftrained" in message and f"weights {official}" in message
+    assert "sekd features, this run asks for sekd)" not in message
