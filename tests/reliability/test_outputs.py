@@ -111,3 +111,70 @@ def test_conf_mismatch_names_the_checkpoints(tmp_path):
     message = str(error.value)
     assert "checkpoint sekd_selftrained" in message and f"weights {official}" in message
     assert "sekd features, this run asks for sekd)" not in message
+
+
+# ------------------------------------------------------------------ 6 / 8: homography benchmark
+
+def _sequence(root, name, far_pair: int | None = None):
+    """A viewpoint sequence of one texture shifted by k px; ``far_pair``: H_1_k sends image 1
+    10,000 px away (no common region)."""
+    seq = root / name
+    seq.mkdir(parents=True)
+    base = texture(140, 180, 3)
+    for k in range(1, 7):
+        cv2.imwrite(str(seq / f"{k}.png"), np.ascontiguousarray(base[10:130, 10 + k:170 + k]))
+    for k in range(2, 7):
+        H = np.array([[1.0, 0, -(k - 1)], [0, 1, 0], [0, 0, 1]])
+        if k == far_pair:
+            H[0, 2] = 10000.0
+        np.savetxt(seq / f"H_1_{k}", H)
+    return seq
+
+
+def test_empty_common_region_is_warned_per_pair_and_counted(tmp_path, caplog):
+    pytest.importorskip("pycolmap")
+    import json
+
+    from sekd_plugin.benchmark.__main__ import main as bench_main
+    from sekd_plugin.benchmark.homography import metrics as M
+
+    data = tmp_path / "data"
+    _sequence(data, "v_far", far_pair=2)
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        assert bench_main(["hpatches", "--dataset", str(data), "--output", str(out), "--methods", "sift"]) == 0
+    said = [r.getMessage() for r in caplog.records if "no common" in r.getMessage()]
+    assert len(said) == 1 and "v_far/1-2" in said[0]
+    results = json.loads((out / "results.json").read_text())
+    assert results["empty_common_region"] == {"count": 1, "pairs": ["data/v_far/1-2"]}
+    pairs = results["methods"]["sift"]["pairs"]
+    assert pairs["data/v_far/1-2"]["empty_common_region"] is True
+    assert "empty_common_region" not in pairs["data/v_far/1-3"]
+    assert "without a common region" in (out / "results.md").read_text()
+    # the geometry: shifted far away, behind the camera, a small image 1 inside image 0
+    assert M.common_region_fraction(np.eye(3), (100, 80), (100, 80)) == 1.0
+    assert M.common_region_fraction(np.array([[1, 0, 1e4], [0, 1, 0], [0, 0, 1.0]]), (100, 80), (100, 80)) == 0.0
+    assert M.common_region_fraction(-np.eye(3), (100, 80), (100, 80)) == 0.0
+    assert M.common_region_fraction(np.diag([50.0, 50, 1]), (100, 80), (100, 80)) > 0
+
+
+def test_unwritable_match_image_is_an_error_naming_the_path(tmp_path, capsys):
+    pytest.importorskip("pycolmap")
+    from sekd_plugin.benchmark.__main__ import main as bench_main
+    from sekd_plugin.common.files import ImageWriteError, write_image
+
+    data = tmp_path / "d"
+    name = "v_" + "x" * 248  # 250 characters: the drawing's file name is over the 255-byte limit
+    _sequence(data, name)
+    out = tmp_path / "out"
+    rc = bench_main(["hpatches", "--dataset", str(data), "--output", str(out), "--methods", "sift",
+                     "--plot-matches"])
+    assert rc == 2
+    (line,) = _error_lines(capsys)
+    assert "cannot write image" in line and f"d_{name}_1-2.png" in line
+    # the helper: no encoder for the extension, a missing folder's parent being a file
+    with pytest.raises(ImageWriteError, match="nope.xyz"):
+        write_image(tmp_path / "nope.xyz", np.zeros((4, 4), np.uint8))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ImageWriteError, match="file/a.png"):
+        write_image(tmp_path / "file" / "a.png", np.zeros((4, 4), np.uint8))

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from ... import __version__
 from ...common import ConfigError, InputError, PartialFailure, write_atomic, write_json
+from ...common.files import save_figure
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from ..sfm.methods import COLMAP
 from .metrics import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
@@ -237,8 +238,10 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from ... import __version__
 from ...common import PartialFailure, write_atomic, write_json
+from ...common.files import save_figure
 from .methods import COLMAP, DEFAULT_METHODS, method_entry
 from .runner import extraction_conf, load_config, run as run_scene
 
@@ -156,8 +157,10 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     fig.text(0.99, 0.01, "hatched red: FAILED", ha="right", fontsize=8, color="red")
     fig.tight_layout(rect=(0, 0.03, 1, 0.88))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
