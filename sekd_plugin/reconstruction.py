@@ -51,6 +51,7 @@ import pycolmap
 from omegaconf import OmegaConf
 
 from .common import PartialFailure, run_cli, write_json
+from .common.cli import restore_sigterm
 from .common.errors import InputError
 from .io.h5 import get_keypoints, get_matches, list_names
 from .io.images import list_images, parse_image_list
@@ -85,7 +86,10 @@ class ReconstructionError(InputError):
 
 @contextlib.contextmanager
 def _colmap_output(verbose: bool):
-    """Silence COLMAP's stderr logging unless ``verbose`` (the log file is still written)."""
+    """Silence COLMAP's stderr logging unless ``verbose`` (the log file is still written); a
+    SIGTERM during the stage raises :class:`~sekd_plugin.common.cli.Terminated` (glog's handler,
+    installed by the import of pycolmap, is replaced by the CLI's again)."""
+    restore_sigterm()
     previous = pycolmap.logging.alsologtostderr
     if not verbose:
         pycolmap.logging.alsologtostderr = False

@@ -146,3 +146,39 @@ def test_gt_camera_with_nan_is_refused_naming_file_and_field(tmp_path, field, ro
         S.read_strecha_camera(path)
     assert str(path) in str(error.value) and str(error.value).split(": ")[1].startswith(field)
     assert "NaN" in str(error.value)
+
+
+# ------------------------------------------------------------------ 11: SIGTERM in a COLMAP stage
+
+@pytest.mark.parametrize("stage", ["extract_features", "incremental_mapping"])
+def test_sigterm_in_a_colmap_stage_exits_143_with_the_hint(tmp_path, stage):
+    """pycolmap is imported inside the command (as the benchmarks do), which lets glog install
+    its failure handler; a SIGTERM inside the stage then dumped a stack trace and died by the
+    signal (-15). Now: the resume hint and 143, as for SIGINT."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(images / f"{i}.png"), texture(64, 80, i))
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        from pathlib import Path
+        from sekd_plugin.common import run_cli
+
+        def main():
+            import pycolmap  # glog's handler replaces the CLI's here
+            from sekd_plugin.benchmark.sfm import colmap
+            real = getattr(pycolmap, {stage!r})
+            def terminated_inside(*args, **kwargs):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return real(*args, **kwargs)
+            setattr(pycolmap, {stage!r}, terminated_inside)
+            colmap.reconstruct(Path({str(tmp_path / 'sfm')!r}), Path({str(images)!r}), ["0.png", "1.png"],
+                               num_threads=1)
+            return 0
+
+        sys.exit(run_cli(main, resume_hint="run the same command again to resume"))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 143, proc.stderr[-1500:]
+    assert "terminated: run the same command again to resume" in proc.stderr
+    assert "Traceback" not in proc.stderr and "*** SIGTERM" not in proc.stderr

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from ... import __version__
 from ...common import ConfigError, InputError, PartialFailure, write_atomic, write_json
+from ...common.cli import restore_sigterm
 from ...common.files import save_figure
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from ..sfm.methods import COLMAP
@@ -280,6 +281,7 @@ def run(
 
     if not threshold_px > 0:
         raise ConfigError(f"--threshold must be a positive number of pixels, got {threshold_px}")
+    restore_sigterm()  # pycolmap's import replaced the CLI's SIGTERM handler
     output = Path(output)
     plans = suite.plan(configs, methods, Path(work) if work else output, overrides)
     scenes: dict[str, tuple[Any, dict[str, StrechaCamera], list[tuple[str, str]]]] = {}

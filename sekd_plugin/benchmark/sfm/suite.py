@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from ... import __version__
 from ...common import PartialFailure, write_atomic, write_json
+from ...common.cli import restore_sigterm
 from ...common.files import save_figure
 from .methods import COLMAP, DEFAULT_METHODS, method_entry
 from .runner import extraction_conf, load_config, run as run_scene
@@ -213,6 +214,7 @@ def run(
     ``output``; several benchmarks (self-calibrated, GT intrinsics, pose) can share one."""
     output = Path(output)
     plans = plan(configs, methods, Path(work) if work else output, overrides)
+    restore_sigterm()  # pycolmap's import (by the validation) replaced the CLI's SIGTERM handler
     output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "configs": [str(c) for c in configs], "methods": list(methods),
