@@ -182,3 +182,50 @@ def test_sigterm_in_a_colmap_stage_exits_143_with_the_hint(tmp_path, stage):
     assert proc.returncode == 143, proc.stderr[-1500:]
     assert "terminated: run the same command again to resume" in proc.stderr
     assert "Traceback" not in proc.stderr and "*** SIGTERM" not in proc.stderr
+
+
+# ------------------------------------------------------------------ 12: two runs into one --work
+
+def _hold(folder: Path, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from sekd_plugin.common.locks import folder_lock
+        with folder_lock({str(folder)!r}):
+            print("locked", flush=True)
+            time.sleep({seconds})
+    """)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", ["pose", "reconstruction"])
+def test_second_run_into_one_work_folder_waits_or_is_refused_by_name(tmp_path, capsys, monkeypatch, caplog,
+                                                                     command):
+    """Before: both runs went into work/<scene>/<method> at once (colmap-sift: SQLite disk I/O
+    error, database.db-wal left behind) and both exited 0."""
+    from sekd_plugin.benchmark.__main__ import main as bench_main
+
+    _, config = _gt_scene(tmp_path)
+    work = tmp_path / "work"
+    args = [command, "--config", config, "--methods", "sift", "--work", str(work), "device=cpu", "num_threads=1"]
+    holder = _hold(work / "tiny" / "sift", 60)
+    try:
+        monkeypatch.setenv("SEKD_PLUGIN_LOCK_TIMEOUT", "1")
+        assert bench_main([*args, "--output", str(tmp_path / "a")]) == 2
+        (line,) = _error_lines(capsys)
+        assert "tiny/sift" in line and str(work / "tiny" / "sift") in line and f"process {holder.pid}" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    # a holder that finishes: the second run waits for it (said once), then goes on
+    holder = _hold(work / "tiny" / "sift", 1.5)
+    monkeypatch.setenv("SEKD_PLUGIN_LOCK_TIMEOUT", "120")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert bench_main([*args, "--output", str(tmp_path / "b")]) == 0
+    holder.wait()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for")]
+    assert len(said) == 1 and f"process {holder.pid}" in said[0]
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert results["failed"] == {} and "sift" in results["scenes"]["tiny"]

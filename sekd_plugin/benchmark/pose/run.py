@@ -35,6 +35,7 @@ from tqdm import tqdm
 from ... import __version__
 from ...common import ConfigError, InputError, PartialFailure, write_atomic, write_json
 from ...common.cli import restore_sigterm
+from ...common.locks import FolderLockedError, folder_lock
 from ...common.files import save_figure
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from ..sfm.methods import COLMAP
@@ -316,8 +317,9 @@ def run(
         scene = resolve_scene(cfg, method)
         logger.warning("pose benchmark: %s / %s (%d pairs)", scene_name, method, len(pair_list))
         try:
-            r = evaluate_method(cfg, method, scene, gt, pair_list, threshold_px)
-        except KeyboardInterrupt:
+            with folder_lock(scene.output, f"{scene_name}/{method}"):  # one run at a time per work folder
+                r = evaluate_method(cfg, method, scene, gt, pair_list, threshold_px)
+        except (KeyboardInterrupt, FolderLockedError):  # a held work folder stops the command
             raise
         except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
             logger.error("%s / %s failed: %s", scene_name, method, error)

@@ -354,7 +354,19 @@ def _pairs(cfg: dict[str, Any], output: Path, names: Sequence[str]) -> Path:
 
 
 def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
-    """Run one configured reconstruction; returns (and writes to ``<output>/stats.json``) the stats."""
+    """Run one configured reconstruction; returns (and writes to ``<output>/stats.json``) the stats.
+
+    The output folder is held for the run (:func:`~sekd_plugin.common.locks.folder_lock`): a
+    second run into it (another benchmark sharing ``--work``) waits for this one."""
+    from ...common.locks import folder_lock
+
+    validate(cfg)
+    scene = resolve_scene(cfg, label)
+    with folder_lock(scene.output, f"{scene.name}/{label or scene.output.name}"):
+        return _run(cfg, label, scene)
+
+
+def _run(cfg: dict[str, Any], label: str | None, scene: Scene) -> dict[str, Any]:
     from ... import reconstruction
     from ...datasets.strecha import intrinsics_from_gt, load_gt_cameras
     from ...io.h5 import get_keypoints
@@ -362,8 +374,6 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     from . import colmap
     from .metrics import evaluate_reconstruction
 
-    validate(cfg)
-    scene = resolve_scene(cfg, label)
     output = scene.output
     all_names = list(scene.names)  # totals and GT evaluation count failed images as not registered
     gt = load_gt_cameras(scene.gt_dir, all_names, image_dir=scene.image_dir) if scene.gt_dir is not None else None

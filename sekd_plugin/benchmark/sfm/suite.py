@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from ... import __version__
 from ...common import PartialFailure, write_atomic, write_json
 from ...common.cli import restore_sigterm
+from ...common.locks import FolderLockedError
 from ...common.files import save_figure
 from .methods import COLMAP, DEFAULT_METHODS, method_entry
 from .runner import extraction_conf, load_config, run as run_scene
@@ -239,7 +240,7 @@ def run(
         logger.warning("reconstruction benchmark: %s / %s", scene, method)
         try:
             stats = run_scene(cfg, label=method)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, FolderLockedError):  # a held work folder stops the command
             raise
         except Exception as error:  # noqa: BLE001 - one failing run must not lose the others
             logger.error("%s / %s failed: %s", scene, method, error)
