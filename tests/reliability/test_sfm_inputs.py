@@ -229,3 +229,31 @@ def test_second_run_into_one_work_folder_waits_or_is_refused_by_name(tmp_path, c
     assert len(said) == 1 and f"process {holder.pid}" in said[0]
     results = json.loads((tmp_path / "b" / "results.json").read_text())
     assert results["failed"] == {} and "sift" in results["scenes"]["tiny"]
+
+
+# ------------------------------------------------------------------ 7: an unreadable image
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", ["pose", "reconstruction"])
+def test_unreadable_image_is_recorded_per_method(tmp_path, command):
+    """Before: its pairs counted as misses, colmap-sift said nothing, results.json had
+    ``failed: {}`` and results.md never named the image."""
+    from sekd_plugin.benchmark.__main__ import main as bench_main
+
+    root, config = _gt_scene(tmp_path)
+    (root / "images" / "0003.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    shutil.copy(shared_file("scenes/fountain-P11/gt_dense_cameras/0003.jpg.camera"), root / "gt")
+    out = tmp_path / "out"
+    rc = bench_main([command, "--config", config, "--methods", "colmap-sift,sift", "--output", str(out),
+                     "device=cpu", "num_threads=1", "intrinsics=gt" if command == "reconstruction" else "seed=0"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    md = (out / "results.md").read_text()
+    for method in ("colmap-sift", "sift"):
+        r = results["scenes"]["tiny"][method]
+        assert list(r["failed_images"]) == ["0003.jpg"], method
+        assert "0003.jpg" in r["failed_images"]["0003.jpg"]  # the reason names the file
+        assert sorted(map(tuple, r["removed_pairs"])) == [("0003.jpg", n) for n in ("0004.jpg", "0005.jpg", "0006.jpg")]
+        assert f"- tiny/{method}: 1 image(s) failed (0003.jpg: " in md and "3 pair(s)" in md
+    if command == "pose":
+        assert results["scenes"]["tiny"]["sift"]["summary"]["num_pairs"] == 6  # misses, still counted

@@ -39,6 +39,7 @@ from ...common.locks import FolderLockedError, folder_lock
 from ...common.files import save_figure
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from ..sfm.methods import COLMAP
+from ..sfm.suite import failed_images_lines
 from .metrics import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def _features_and_matches(cfg: dict[str, Any], method: str, scene, pairs: list[t
                                       skip_verification=True, num_threads=cfg["num_threads"])
         keypoints, matches = colmap.read_features_and_matches(database)
         timings = {"extract_s": built["extract_s"], "match_s": built["match_s"]}
-        return keypoints, matches, timings, "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)"
+        return keypoints, matches, timings, "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)", built["failed"]
     every = len(pairs) == len(scene.names) * (len(scene.names) - 1) // 2  # shares the SfM runner's matches
     stem = "pairs-exhaustive" if every else f"pairs-pose-{len(pairs)}"
     em = extract_and_match(cfg, scene, scene.names,
@@ -114,13 +115,17 @@ def _features_and_matches(cfg: dict[str, Any], method: str, scene, pairs: list[t
     for p in pairs:
         if p[0] in keypoints and p[1] in keypoints:
             matches[p] = get_matches(em["matches"], *p)[0]
-    return keypoints, matches, em["timings"], em["matcher"]
+    return keypoints, matches, em["timings"], em["matcher"], em["failed"]
 
 
 def evaluate_method(cfg: dict[str, Any], method: str, scene, gt: dict[str, StrechaCamera],
                     pairs: list[tuple[str, str]], threshold_px: float) -> dict[str, Any]:
     """Pose errors of every pair for one method on one scene."""
-    keypoints, matches, timings, matcher = _features_and_matches(cfg, method, scene, pairs)
+    keypoints, matches, timings, matcher, failed = _features_and_matches(cfg, method, scene, pairs)
+    removed = [[a, b] for a, b in pairs if a in failed or b in failed]
+    if failed:
+        logger.warning("%s / %s: %d image(s) failed (%s); their %d pair(s) count as misses", scene.name, method,
+                       len(failed), "; ".join(f"{n}: {e}" for n, e in failed.items()), len(removed))
     rows = []
     start = time.perf_counter()
     for name0, name1 in tqdm(pairs, desc=f"pose {scene.name}/{method}", leave=False):
@@ -143,7 +148,7 @@ def evaluate_method(cfg: dict[str, Any], method: str, scene, gt: dict[str, Strec
         rows.append(row)
     timings["pose_s"] = time.perf_counter() - start
     timings["pairs_per_s"] = len(pairs) / timings["match_s"] if timings["match_s"] > 0 else None
-    return {"matcher": matcher, "timings": timings,
+    return {"matcher": matcher, "timings": timings, "failed_images": dict(failed), "removed_pairs": removed,
             "mean_keypoints_per_image": float(np.mean([len(k) for k in keypoints.values()])) if keypoints else 0.0,
             "rows": rows}
 
@@ -209,6 +214,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         out.append(f"- skipped {key}: {reason}")
     for key, error in results.get("failed", {}).items():
         out.append(f"- FAILED {key}: {error}")
+    out += failed_images_lines(results, "without features (counted as misses)")
     return "\n".join(out) + "\n"
 
 

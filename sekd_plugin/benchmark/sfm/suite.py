@@ -46,7 +46,7 @@ def _summary(stats: dict[str, Any]) -> dict[str, Any]:
             "mean_observations_per_image", "mean_reprojection_error_px", "num_pairs", "num_verified_pairs",
             "verification_min_inliers", "max_pair_inliers", "init_min_num_inliers", "num_pairs_above_init_min_inliers",
             "num_models", "mean_keypoints_per_image", "mean_matches_per_pair", "pipeline", "extractor", "matcher",
-            "intrinsics", "failure_hint", "timings", "cached", "paths")
+            "intrinsics", "failure_hint", "timings", "cached", "paths", "failed_images", "removed_pairs")
     out = {k: stats.get(k) for k in keys}
     if "gt" in stats:
         out["gt"] = {k: v for k, v in stats["gt"].items() if k != "per_image"}
@@ -112,7 +112,22 @@ def markdown_report(results: dict[str, Any]) -> str:
         out.append(f"- skipped {key}: {reason}")
     for key, error in results.get("failed", {}).items():
         out.append(f"- FAILED {key}: {error.splitlines()[-1] if error else ''}")
+    out += failed_images_lines(results)
     return "\n".join(out) + "\n"
+
+
+def failed_images_lines(results: dict[str, Any], what: str = "left out") -> list[str]:
+    """One line per scene / method with images that could not be read, and the pairs they removed."""
+    out = []
+    for scene, methods in results["scenes"].items():
+        for method, r in methods.items():
+            failed, removed = r.get("failed_images") or {}, r.get("removed_pairs") or []
+            if failed:
+                pairs = ", ".join(f"{a}-{b}" for a, b in removed[:10]) + (", ..." if len(removed) > 10 else "")
+                out.append(f"- {scene}/{method}: {len(failed)} image(s) failed ("
+                           + "; ".join(f"{n}: {e}" for n, e in failed.items())
+                           + f"); {len(removed)} pair(s) {what}" + (f": {pairs}" if pairs else ""))
+    return out
 
 
 def plot(results: dict[str, Any], path: Path) -> Path | None:
