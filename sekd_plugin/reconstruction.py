@@ -9,12 +9,14 @@
 2. the images imported with pycolmap (cameras per ``camera_mode``: AUTO, SINGLE,
    PER_FOLDER or PER_IMAGE, model ``camera_model``); with ``fixed_intrinsics``
    (``name -> (K, width, height)``, K for an image of that size and rescaled to the actual
-   size with ``pycolmap.Camera.rescale``) each camera becomes a ``PINHOLE`` camera with that K,
+   size by the one rule of :func:`sekd_plugin.datasets.strecha.image_scale`: same aspect ratio,
+   else an error) each camera becomes a ``PINHOLE`` camera with that K,
    and the mapper is told not to refine focal lengths, principal points or extra parameters;
 3. the keypoints of the features file, **+0.5** (our keypoints put the centre of the top-left
    pixel at (0, 0); COLMAP puts its corner there);
 4. the matches of every pair of ``pairs`` (once per unordered pair; optionally only those
-   with a score > ``min_match_score``);
+   with a score > ``min_match_score``), each index checked against its image's keypoint count
+   before COLMAP sees any of them (matches made with other features are an error naming the pair);
 5. two-view geometric verification with pycolmap (``verification_options``, default hloc's
    :data:`VERIFICATION_OPTIONS`; or, with ``skip_geometric_verification``, all matches taken
    as inliers);
