@@ -35,8 +35,8 @@ from tqdm import tqdm
 from ... import __version__
 from ...common import ConfigError, InputError, PartialFailure, write_atomic, write_json
 from ...common.cli import restore_sigterm
-from ...common.locks import FolderLockedError, folder_lock
 from ...common.files import save_figure
+from ...common.locks import FolderLockedError, folder_lock
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from ..sfm.methods import COLMAP
 from ..sfm.suite import failed_images_lines

@@ -29,8 +29,8 @@ from typing import Any, Sequence
 from ... import __version__
 from ...common import PartialFailure, write_atomic, write_json
 from ...common.cli import restore_sigterm
-from ...common.locks import FolderLockedError
 from ...common.files import save_figure
+from ...common.locks import FolderLockedError
 from .methods import COLMAP, DEFAULT_METHODS, method_entry
 from .runner import extraction_conf, load_config, run as run_scene
 
