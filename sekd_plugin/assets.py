@@ -19,6 +19,7 @@ manifest into a local path:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -29,6 +30,7 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 from .common.errors import UserError
 from .common.files import write_atomic
@@ -318,6 +320,8 @@ def check_file(path: str | os.PathLike, asset: str | Asset) -> VerifyResult:
 def verify(path: str | os.PathLike, name: str | Asset | None = None) -> VerifyResult:
     """Check a local file against its manifest, inferred from the file name if ``name`` is None."""
     path = Path(path)
+    if not path.exists():
+        raise AssetNotFoundError(f"file not found: {path}")
     if name is None:
         matches = [a for a in list_assets() if path.name == a.filename]
         if not matches:
@@ -367,13 +371,44 @@ def fetch(name: str | Asset, dest_dir: str | os.PathLike | None = None, url: str
         raise AssetNotFoundError(f"{asset.name} ships with sekd_plugin but {asset.packaged_path} is missing; "
                                  "reinstall the package")
     dest = Path(dest_dir).expanduser() if dest_dir is not None else cache_dir()
+    with removing_new_folders(dest):
+        return _fetch_into(asset, dest, url, force)
+
+
+def new_folders(path: Path) -> list[Path]:
+    """The folders ``path.mkdir(parents=True)`` would create, deepest first."""
+    out = []
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+@contextlib.contextmanager
+def removing_new_folders(dest: Path) -> Iterator[None]:
+    """Within the block, a failure removes the folders up to ``dest`` that the block created
+    and left empty (a failed download leaves no empty ``--dest`` behind)."""
+    created = new_folders(dest)
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                break
+        raise
+
+
+def _fetch_into(asset: Asset, dest: Path, url: str | None, force: bool) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / asset.filename
     if target.exists() and not force:
         result = check_file(target, asset)
         if result.ok:
             return target
-        warnings.warn(f"{result.message}; downloading it again", stacklevel=2)
+        warnings.warn(f"{result.message}; downloading it again", stacklevel=3)
 
     def download_and_verify(tmp: Path) -> None:
         with open(tmp, "wb") as out:

@@ -141,7 +141,18 @@ def provenance(conf: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_provenance(path: Path, wanted: dict[str, Any], overwrite: bool) -> bool:
+def _features_of(found: dict[str, Any], weights: str | None = None) -> str:
+    """``sekd (checkpoint sekd_selftrained, weights sha256 1a2b3c4d5e6f)``: the model and, for
+    models with weights, which ones (two SEKD files differ only there); ``weights``: the file
+    this run was given instead of the conf's checkpoint."""
+    model = found.get("model", {})
+    details = [f"weights {weights}" if weights else f"checkpoint {model['checkpoint']}"] if model.get("checkpoint") else []
+    if found.get("weights_sha256"):
+        details.append(f"weights sha256 {str(found['weights_sha256'])[:12]}")
+    return f"{model.get('name')}" + (f" ({', '.join(details)})" if details else "")
+
+
+def _check_provenance(path: Path, wanted: dict[str, Any], overwrite: bool, weights: str | None = None) -> bool:
     """Raise :class:`FeatureConfMismatch` when ``path`` holds features of another conf.
 
     Returns True when ``path`` must be rebuilt (``overwrite`` with a different conf)."""
@@ -156,7 +167,7 @@ def _check_provenance(path: Path, wanted: dict[str, Any], overwrite: bool) -> bo
         return True
     raise FeatureConfMismatch(
         f"{path} holds features of another conf ({'; '.join(conf_differences(found, wanted))}; "
-        f"the file has {found['model'].get('name')} features, this run asks for {wanted['model'].get('name')}). "
+        f"the file has {_features_of(found)} features, this run asks for {_features_of(wanted, weights)}). "
         "Use another output file, or --overwrite to replace its features")
 
 
@@ -264,9 +275,10 @@ def extract(
     if ctx.is_main:
         feature_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            rebuild = _check_provenance(feature_path, wanted, overwrite)
+            weights = conf["model"].get("weights")
+            rebuild = _check_provenance(feature_path, wanted, overwrite, weights)
             for part in sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else []:
-                rebuild |= _check_provenance(part, wanted, overwrite)
+                rebuild |= _check_provenance(part, wanted, overwrite, weights)
             if rebuild:
                 feature_path.unlink(missing_ok=True)
             if overwrite:

@@ -9,12 +9,14 @@
 2. the images imported with pycolmap (cameras per ``camera_mode``: AUTO, SINGLE,
    PER_FOLDER or PER_IMAGE, model ``camera_model``); with ``fixed_intrinsics``
    (``name -> (K, width, height)``, K for an image of that size and rescaled to the actual
-   size with ``pycolmap.Camera.rescale``) each camera becomes a ``PINHOLE`` camera with that K,
+   size by the one rule of :func:`sekd_plugin.datasets.strecha.image_scale`: same aspect ratio,
+   else an error) each camera becomes a ``PINHOLE`` camera with that K,
    and the mapper is told not to refine focal lengths, principal points or extra parameters;
 3. the keypoints of the features file, **+0.5** (our keypoints put the centre of the top-left
    pixel at (0, 0); COLMAP puts its corner there);
 4. the matches of every pair of ``pairs`` (once per unordered pair; optionally only those
-   with a score > ``min_match_score``);
+   with a score > ``min_match_score``), each index checked against its image's keypoint count
+   before COLMAP sees any of them (matches made with other features are an error naming the pair);
 5. two-view geometric verification with pycolmap (``verification_options``, default hloc's
    :data:`VERIFICATION_OPTIONS`; or, with ``skip_geometric_verification``, all matches taken
    as inliers);
@@ -51,6 +53,7 @@ import pycolmap
 from omegaconf import OmegaConf
 
 from .common import PartialFailure, run_cli, write_json
+from .common.cli import restore_sigterm
 from .common.errors import InputError
 from .io.h5 import get_keypoints, get_matches, list_names
 from .io.images import list_images, parse_image_list
@@ -85,7 +88,10 @@ class ReconstructionError(InputError):
 
 @contextlib.contextmanager
 def _colmap_output(verbose: bool):
-    """Silence COLMAP's stderr logging unless ``verbose`` (the log file is still written)."""
+    """Silence COLMAP's stderr logging unless ``verbose`` (the log file is still written); a
+    SIGTERM during the stage raises :class:`~sekd_plugin.common.cli.Terminated` (glog's handler,
+    installed by the import of pycolmap, is replaced by the CLI's again)."""
+    restore_sigterm()
     previous = pycolmap.logging.alsologtostderr
     if not verbose:
         pycolmap.logging.alsologtostderr = False
@@ -155,16 +161,12 @@ def verification_options(options: Mapping[str, Any] | None = None) -> pycolmap.T
     return _build(pycolmap.TwoViewGeometryOptions, _merge(VERIFICATION_OPTIONS, options or {}), "verification")
 
 
-def _scaled_K(K: np.ndarray, size: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
-    """K of an image of ``size`` (W, H) rescaled to ``target`` (``pycolmap.Camera.rescale``)."""
-    K = np.asarray(K, float)
-    if tuple(size) == tuple(target):
-        return K.copy()
-    camera = pycolmap.Camera(model="PINHOLE", width=int(size[0]), height=int(size[1]),
-                             params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
-    camera.rescale(int(target[0]), int(target[1]))
-    fx, fy, cx, cy = camera.params
-    return np.array([[fx, K[0, 1] * fx / K[0, 0], cx], [0, fy, cy], [0, 0, 1]])
+def _scaled_K(K: np.ndarray, size: tuple[int, int], target: tuple[int, int], where: str = "fixed_intrinsics") -> np.ndarray:
+    """K of an image of ``size`` (W, H) rescaled to ``target``: the one rule of
+    :func:`sekd_plugin.datasets.strecha.image_scale` (same aspect ratio, else an error)."""
+    from .datasets.strecha import scale_K
+
+    return scale_K(K, size, target, where)
 
 
 def set_fixed_intrinsics(db, fixed: Mapping[str, Any], names: Sequence[str] | None = None) -> dict[int, list[float]]:
@@ -181,7 +183,7 @@ def set_fixed_intrinsics(db, fixed: Mapping[str, Any], names: Sequence[str] | No
     for name, image_id in names_to_ids.items():
         camera = cameras[images[image_id].camera_id]
         K, w, h = fixed[name]
-        K = _scaled_K(K, (int(w), int(h)), (camera.width, camera.height))
+        K = _scaled_K(K, (int(w), int(h)), (camera.width, camera.height), f"fixed_intrinsics of {name}")
         if abs(K[0, 1]) > 1e-6 * abs(K[0, 0]):
             logger.warning("%s: K has a skew of %g that a PINHOLE camera ignores", name, K[0, 1])
         p = [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]
@@ -196,6 +198,24 @@ def set_fixed_intrinsics(db, fixed: Mapping[str, Any], names: Sequence[str] | No
                                  params=p, has_prior_focal_length=True)
         db.update_camera(camera)
     return {cid: p for cid, (p, _) in params.items()}
+
+
+def check_match_indices(m: np.ndarray, pair: tuple[str, str], counts: tuple[int, int],
+                        matches: str | os.PathLike = "matches", features: str | os.PathLike = "features") -> None:
+    """Every index of the ``M x 2`` matches of ``pair`` must address a keypoint of its image
+    (``counts``: the keypoints of the two images); otherwise the matches were made with other
+    features, and a :class:`ReconstructionError` names the pair, the index and the count
+    (one min and one max per column, never a loop over matches)."""
+    if not len(m):
+        return
+    m = np.asarray(m).reshape(len(m), -1)
+    for col in (0, 1):
+        low, high = int(m[:, col].min()), int(m[:, col].max())
+        if low < 0 or high >= counts[col]:
+            bad = low if low < 0 else high
+            raise ReconstructionError(
+                f"{matches}: pair ({pair[0]}, {pair[1]}) has keypoint index {bad} for {pair[col]}, which has "
+                f"{counts[col]} keypoints in {features} (matches made with other features?)")
 
 
 def verification_stats(database: Path, min_inliers: int, init_min_inliers: int) -> dict[str, Any]:
@@ -367,6 +387,15 @@ def main(
     options = mapping_options(mapper_options, fixed=fixed_intrinsics is not None, num_threads=num_threads, seed=seed)
     two_view = verification_options(verification)
     reader_options = pycolmap.ImageReaderOptions({"camera_model": camera_model, **dict(image_options or {})})
+    # read and check everything before COLMAP sees it (an out-of-range index crashes its verification)
+    keypoints = {name: np.asarray(get_keypoints(features, name), dtype=np.float64) + 0.5 for name in names}  # COLMAP origin
+    pair_matches = []
+    for name0, name1 in pair_list:
+        m, scores = get_matches(matches, name0, name1)
+        if min_match_score is not None:
+            m = m[scores > min_match_score]
+        check_match_indices(m, (name0, name1), (len(keypoints[name0]), len(keypoints[name1])), matches, features)
+        pair_matches.append((name0, name1, m.astype(np.uint32)))
 
     prepare_sfm_dir(sfm_dir, overwrite)
     database = sfm_dir / "database.db"
@@ -389,14 +418,9 @@ def main(
         if fixed_intrinsics is not None:
             stats["fixed_camera_params"] = set_fixed_intrinsics(db, fixed_intrinsics, names)
         for name in names:
-            keypoints = np.asarray(get_keypoints(features, name), dtype=np.float64) + 0.5  # COLMAP origin
-            db.write_keypoints(ids[name], keypoints.astype(np.float32))
+            db.write_keypoints(ids[name], keypoints[name].astype(np.float32))
         num_matches = []
-        for name0, name1 in pair_list:
-            m, scores = get_matches(matches, name0, name1)
-            if min_match_score is not None:
-                m = m[scores > min_match_score]
-            m = m.astype(np.uint32)
+        for name0, name1, m in pair_matches:
             db.write_matches(ids[name0], ids[name1], m)
             num_matches.append(len(m))
             if skip_geometric_verification:
@@ -483,7 +507,7 @@ def _cli_main(args: argparse.Namespace) -> pycolmap.Reconstruction:
         from .datasets.strecha import intrinsics_from_gt, load_gt_cameras
 
         names = parse_image_list(args.image_list) if args.image_list else list_images(args.images)
-        fixed = intrinsics_from_gt(load_gt_cameras(args.gt_intrinsics, names))
+        fixed = intrinsics_from_gt(load_gt_cameras(args.gt_intrinsics, names, image_dir=args.images))
     rec = main(sfm_dir=args.sfm_dir, image_dir=args.images, pairs=args.pairs, features=args.features,
                matches=args.matches, camera_mode=args.camera_mode, camera_model=args.camera_model,
                fixed_intrinsics=fixed, skip_geometric_verification=args.skip_geometric_verification,

@@ -60,20 +60,27 @@ def _raise_terminated(signum, frame):  # noqa: ARG001
     raise Terminated()
 
 
+_depth = 0  # sigterm_as_interrupt blocks entered (main thread)
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` so files are closed cleanly.
 
     Long loops enter it after their imports: pycolmap's logging library replaces the SIGTERM
-    handler with a crash dump when it is imported. The previous handler is restored.
+    handler with a crash dump when it is imported (see :func:`restore_sigterm`). The previous
+    handler is restored.
     """
+    global _depth
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _depth += 1
     try:
         yield
     finally:
+        _depth -= 1
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -121,6 +128,18 @@ def comma_list(text: str) -> str:
     if not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
     return ",".join(items)
+
+
+def restore_sigterm() -> None:
+    """Inside a :func:`sigterm_as_interrupt` block, install its SIGTERM handler again.
+
+    glog (inside pycolmap) installs its failure-signal handler when pycolmap is imported, behind
+    Python's back: a SIGTERM then prints a stack dump and kills the process by the signal, with
+    no resume hint. Every COLMAP stage calls this first (``reconstruction._colmap_output``), so
+    a SIGTERM there ends as elsewhere: the hint and exit status 143. Outside a block: nothing.
+    """
+    if _depth and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def setup_logging(quiet: bool = False) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import DiskFullError
+from .errors import DiskFullError, UserError
 
 MIN_FREE_ENV = "SEKD_PLUGIN_MIN_FREE_BYTES"
 DEFAULT_MIN_FREE = 16 * 2**20
@@ -163,6 +163,40 @@ def to_jsonable(obj: Any) -> Any:
 def write_json(path: str | os.PathLike, obj: Any, indent: int = 1) -> Path:
     """Write ``obj`` as JSON atomically (see :func:`to_jsonable` for the conversions)."""
     return write_atomic(path, json.dumps(to_jsonable(obj), indent=indent) + "\n")
+
+
+class ImageWriteError(UserError, OSError):
+    """An image or figure could not be written (the message names the path)."""
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Encode ``image`` (OpenCV's BGR order) by the extension of ``path`` and write it atomically;
+    any failure (no encoder for the extension, a name too long, no permission, disk full) is an
+    :class:`ImageWriteError` naming the path, never a silent ``False`` as ``cv2.imwrite``'s."""
+    import cv2
+
+    path = Path(path)
+    try:
+        ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    except cv2.error as error:
+        raise ImageWriteError(f"cannot encode image {path}: {str(error).strip().splitlines()[-1]}") from None
+    if not ok:
+        raise ImageWriteError(f"cannot encode image {path} (extension {path.suffix!r})")
+    try:
+        return write_atomic(path, encoded.tobytes())
+    except OSError as error:
+        raise ImageWriteError(f"cannot write image {path}: {error.strerror or error}") from None
+
+
+def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """``fig.savefig`` (matplotlib) into ``path`` atomically; a failure is an
+    :class:`ImageWriteError` naming the path."""
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, **kwargs))
+    except (OSError, ValueError) as error:
+        raise ImageWriteError(f"cannot write figure {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
 class BackgroundWriter:

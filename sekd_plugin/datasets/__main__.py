@@ -28,10 +28,17 @@ def fetch_dataset(name: str, dest_dir=None, url: str | None = None, force: bool 
     target = dest / asset.local_name
     if asset.extract_dir and target.exists() and not force:
         return target
-    archive = assets.fetch(asset, dest_dir=dest, url=url, force=force)
-    if not asset.extract_dir:
-        return archive
-    folder = assets.extract(asset, archive, dest, force=force)
+    had_archive = (dest / asset.filename).exists()
+    with assets.removing_new_folders(dest):
+        archive = assets.fetch(asset, dest_dir=dest, url=url, force=force)
+        if not asset.extract_dir:
+            return archive
+        try:
+            folder = assets.extract(asset, archive, dest, force=force)
+        except assets.AssetError:  # refused (unsafe member, wrong layout): it is not kept
+            if not had_archive:
+                archive.unlink(missing_ok=True)
+            raise
     if not keep_archive:
         archive.unlink()
     return folder

@@ -62,7 +62,10 @@ def _sha256(path: Path) -> str:
 
 def _encode_png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    assert ok, "PNG encoding failed"
+    if not ok:
+        from ..common.files import ImageWriteError
+
+        raise ImageWriteError("PNG encoding of a demo image failed")
     return buf.tobytes()
 
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.errors import InputError
-
-IMAGE_EXTENSIONS = (".ppm", ".pgm", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from ..io.images import IMAGE_EXTENSIONS  # the one list (.webp, .gif included)
 # photometric ("i") vs geometric ("v") change, for the Oxford sequences, as in the papers
 OXFORD_TYPES = {
     "leuven": "i", "bikes": "i", "trees": "i", "ubc": "i",

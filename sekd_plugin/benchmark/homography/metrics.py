@@ -74,6 +74,27 @@ def estimate_homography(
     return H
 
 
+def common_region_fraction(H: np.ndarray, size0: tuple[int, int], size1: tuple[int, int], steps: int = 33) -> float:
+    """Share of a ``steps x steps`` grid over image 0 that ``H`` maps inside image 1 (points in
+    front: positive homogeneous scale). When none does but image 1 maps into image 0 through
+    ``H^-1`` (a small image 1 within a large image 0), a token ``1 / steps**2``. 0.0: the two
+    images share no region, and every metric of the pair is 0 by construction."""
+
+    def inside_share(H_, size_a, size_b):
+        w, h = size_a
+        xs, ys = np.meshgrid(np.linspace(-0.5, w - 0.5, steps), np.linspace(-0.5, h - 0.5, steps))
+        pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], 1) @ np.asarray(H_, float).T
+        front = pts[:, 2] > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = pts[:, :2] / pts[:, 2:]
+        return float((front & _inside(xy, size_b)).mean())
+
+    share = inside_share(H, size0, size1)
+    if share == 0.0:
+        share = inside_share(np.linalg.inv(H), size1, size0) and 1.0 / steps ** 2  # tiny but not empty
+    return share
+
+
 def _covisible(kp0, kp1, H, size0, size1):
     """Keypoints of each image whose correspondence falls inside the other image."""
     in0 = _inside(warp_points(kp0, H), size1) if len(kp0) else np.zeros(0, bool)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ...common import write_atomic
+from ...common.files import write_image
 from ...datasets.hpatches import D2NET_EXCLUDED, DatasetError, Sequence
 from ...io.images import read_image
 
@@ -93,10 +94,7 @@ def _prepare_image(src: Path, dst: Path, long_side: int | None, multiple: int,
         resized = cv2.resize(image, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else image
         cropped = np.ascontiguousarray(resized[:ch, :cw])
         bgr = cv2.cvtColor(cropped, cv2.COLOR_RGB2BGR) if cropped.ndim == 3 else cropped
-        ok, encoded = cv2.imencode(dst.suffix, bgr)
-        if not ok:
-            raise OSError(f"cannot encode {dst}")
-        write_atomic(dst, encoded.tobytes())
+        write_image(dst, bgr)
     return (cw, ch), A
 
 

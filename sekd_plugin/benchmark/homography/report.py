@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...common import write_atomic, write_json
-from ...common.files import disk_full_names
+from ...common.files import disk_full_names, save_figure, write_image
 
 COLUMNS = ("MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@1", "H@3", "H@5", "rep@3", "#kp", "#matches", "ms/img")
 SPLITS = (("i", "Illumination"), ("v", "Viewpoint"), ("all", "Overall"))
@@ -57,6 +57,11 @@ def markdown_report(results: dict[str, Any]) -> str:
         out += [f"## {title} ({split})", "", markdown_table(results, split), ""]
     for method, reason in results.get("skipped", {}).items():
         out.append(f"- {reason}")
+    empty = results.get("empty_common_region") or {}
+    if empty.get("count"):
+        out.append(f"- {empty['count']} pair(s) without a common region (the homography maps image 1 entirely "
+                   f"outside image k; every metric 0, counted in the means): {', '.join(empty['pairs'][:10])}"
+                   + (", ..." if empty["count"] > 10 else ""))
     return "\n".join(out) + "\n"
 
 
@@ -87,9 +92,11 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
     axes[0, 2].legend(loc="lower right")
     fig.suptitle(f"protocol: {results['protocol']}" + (" (demo data)" if results.get("demo") else ""))
     fig.tight_layout()
-    with disk_full_names(path):  # a full disk names the figure
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with disk_full_names(path):  # a full disk names the figure
+            save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def write_all(results: dict[str, Any], output: Path) -> None:
@@ -125,4 +132,4 @@ def plot_matches(results, prepared, match_records, image_root: Path, out_dir: Pa
                     p0 = tuple(int(round(v)) for v in kp0[i])
                     p1 = (int(round(kpk[j][0])) + im0.shape[1], int(round(kpk[j][1])))
                     cv2.line(canvas, p0, p1, (0, 200, 0) if e <= threshold else (0, 0, 230), 1, cv2.LINE_AA)
-                cv2.imwrite(str(d / f"{seq.key.replace('/', '_')}_1-{k}.png"), canvas)
+                write_image(d / f"{seq.key.replace('/', '_')}_1-{k}.png", canvas)

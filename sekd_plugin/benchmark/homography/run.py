@@ -176,6 +176,13 @@ def run(
     image_root = output / "images" / protocol
     prepared: list[PreparedSequence] = prepare(sequences, protocol, image_root)
     names = [n for s in prepared for n in s.names]
+    empty_common_region = []  # pairs whose homography leaves no common region: metrics 0 by construction
+    for seq in prepared:
+        for k in range(2, 7):
+            if M.common_region_fraction(seq.homographies[k - 2], seq.sizes[0], seq.sizes[k - 1]) == 0.0:
+                empty_common_region.append(f"{seq.key}/1-{k}")
+                logger.warning("%s/1-%d: the homography H_1_%d maps image 1 entirely outside image %d (no common "
+                               "region); every metric of this pair is 0", seq.key, k, k, k)
 
     results: dict[str, Any] = {
         "protocol": protocol, "protocol_settings": describe(protocol), "matcher": matcher_conf,
@@ -187,6 +194,7 @@ def run(
                      "python": platform.python_version()},
         "device": str(pick_device(device)),
         "methods": {}, "skipped": {},
+        "empty_common_region": {"count": len(empty_common_region), "pairs": empty_common_region},
     }
     match_records = {}
     weights = weights or {}
@@ -220,6 +228,8 @@ def run(
                 r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_model)
                 records[(seq.key, k + 1)] = (f1["keypoints"], fk["keypoints"], r.pop("_matches"), r.pop("_errors"))
                 per_pair[f"{seq.key}/1-{k + 1}"] = {"kind": seq.kind, **r}
+                if f"{seq.key}/1-{k + 1}" in empty_common_region:
+                    per_pair[f"{seq.key}/1-{k + 1}"]["empty_common_region"] = True
         pairs = list(per_pair.values())
         ms = [timings[n] for n in names if n in timings]
         results["methods"][method] = {

@@ -34,8 +34,12 @@ from tqdm import tqdm
 
 from ... import __version__
 from ...common import ConfigError, InputError, PartialFailure, write_atomic, write_json
+from ...common.cli import restore_sigterm
+from ...common.files import save_figure
+from ...common.locks import FolderLockedError, folder_lock
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from ..sfm.methods import COLMAP
+from ..sfm.suite import failed_images_lines
 from .metrics import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
 
 logger = logging.getLogger(__name__)
@@ -100,7 +104,7 @@ def _features_and_matches(cfg: dict[str, Any], method: str, scene, pairs: list[t
                                       skip_verification=True, num_threads=cfg["num_threads"])
         keypoints, matches = colmap.read_features_and_matches(database)
         timings = {"extract_s": built["extract_s"], "match_s": built["match_s"]}
-        return keypoints, matches, timings, "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)"
+        return keypoints, matches, timings, "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)", built["failed"]
     every = len(pairs) == len(scene.names) * (len(scene.names) - 1) // 2  # shares the SfM runner's matches
     stem = "pairs-exhaustive" if every else f"pairs-pose-{len(pairs)}"
     em = extract_and_match(cfg, scene, scene.names,
@@ -111,13 +115,17 @@ def _features_and_matches(cfg: dict[str, Any], method: str, scene, pairs: list[t
     for p in pairs:
         if p[0] in keypoints and p[1] in keypoints:
             matches[p] = get_matches(em["matches"], *p)[0]
-    return keypoints, matches, em["timings"], em["matcher"]
+    return keypoints, matches, em["timings"], em["matcher"], em["failed"]
 
 
 def evaluate_method(cfg: dict[str, Any], method: str, scene, gt: dict[str, StrechaCamera],
                     pairs: list[tuple[str, str]], threshold_px: float) -> dict[str, Any]:
     """Pose errors of every pair for one method on one scene."""
-    keypoints, matches, timings, matcher = _features_and_matches(cfg, method, scene, pairs)
+    keypoints, matches, timings, matcher, failed = _features_and_matches(cfg, method, scene, pairs)
+    removed = [[a, b] for a, b in pairs if a in failed or b in failed]
+    if failed:
+        logger.warning("%s / %s: %d image(s) failed (%s); their %d pair(s) count as misses", scene.name, method,
+                       len(failed), "; ".join(f"{n}: {e}" for n, e in failed.items()), len(removed))
     rows = []
     start = time.perf_counter()
     for name0, name1 in tqdm(pairs, desc=f"pose {scene.name}/{method}", leave=False):
@@ -140,7 +148,7 @@ def evaluate_method(cfg: dict[str, Any], method: str, scene, gt: dict[str, Strec
         rows.append(row)
     timings["pose_s"] = time.perf_counter() - start
     timings["pairs_per_s"] = len(pairs) / timings["match_s"] if timings["match_s"] > 0 else None
-    return {"matcher": matcher, "timings": timings,
+    return {"matcher": matcher, "timings": timings, "failed_images": dict(failed), "removed_pairs": removed,
             "mean_keypoints_per_image": float(np.mean([len(k) for k in keypoints.values()])) if keypoints else 0.0,
             "rows": rows}
 
@@ -206,6 +214,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         out.append(f"- skipped {key}: {reason}")
     for key, error in results.get("failed", {}).items():
         out.append(f"- FAILED {key}: {error}")
+    out += failed_images_lines(results, "without features (counted as misses)")
     return "\n".join(out) + "\n"
 
 
@@ -237,8 +246,10 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -277,6 +288,7 @@ def run(
 
     if not threshold_px > 0:
         raise ConfigError(f"--threshold must be a positive number of pixels, got {threshold_px}")
+    restore_sigterm()  # pycolmap's import replaced the CLI's SIGTERM handler
     output = Path(output)
     plans = suite.plan(configs, methods, Path(work) if work else output, overrides)
     scenes: dict[str, tuple[Any, dict[str, StrechaCamera], list[tuple[str, str]]]] = {}
@@ -286,7 +298,7 @@ def run(
         scene = resolve_scene(cfg, method)
         if scene.gt_dir is None:
             raise ConfigError(f"scene {scene_name} has no gt_cameras: the pose benchmark needs GT cameras")
-        gt = load_gt_cameras(scene.gt_dir, scene.names)
+        gt = load_gt_cameras(scene.gt_dir, scene.names, image_dir=scene.image_dir)
         if pairs is not None:
             pair_list = read_pair_list(pairs, scene.names)
         else:
@@ -311,8 +323,9 @@ def run(
         scene = resolve_scene(cfg, method)
         logger.warning("pose benchmark: %s / %s (%d pairs)", scene_name, method, len(pair_list))
         try:
-            r = evaluate_method(cfg, method, scene, gt, pair_list, threshold_px)
-        except KeyboardInterrupt:
+            with folder_lock(scene.output, f"{scene_name}/{method}"):  # one run at a time per work folder
+                r = evaluate_method(cfg, method, scene, gt, pair_list, threshold_px)
+        except (KeyboardInterrupt, FolderLockedError):  # a held work folder stops the command
             raise
         except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
             logger.error("%s / %s failed: %s", scene_name, method, error)

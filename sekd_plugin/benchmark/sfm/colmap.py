@@ -78,9 +78,15 @@ def build_database(
     extract_s = time.perf_counter() - start
     with pycolmap.Database.open(database) as db:
         images = {image.name: image.image_id for image in db.read_all_images()}
-        lost = sorted(set(names) - set(images))
-        if lost:
-            raise R.ReconstructionError(f"COLMAP could not read {len(lost)} image(s): {lost[:10]}")
+        failed = {n: _unreadable_reason(Path(image_dir) / n) for n in names if n not in images}
+        names = [n for n in names if n in images]
+        if not names:
+            raise R.ReconstructionError(f"COLMAP could not read any image of {image_dir}: {sorted(failed)[:10]}")
+        if failed:  # the others go on; these count as failed, as for every other method
+            logger.warning("COLMAP could not read %d image(s), left out: %s", len(failed),
+                           "; ".join(f"{n}: {e}" for n, e in failed.items()))
+            if pairs is not None:
+                pairs = [p for p in pairs if p[0] in images and p[1] in images]
         num_keypoints = [db.num_keypoints_for_image(images[n]) for n in names]
         if fixed_intrinsics is not None:
             R.set_fixed_intrinsics(db, fixed_intrinsics, names)
@@ -103,8 +109,19 @@ def build_database(
         "extract_s": extract_s, "match_s": match_s, "num_pairs": num_pairs,
         "mean_keypoints_per_image": float(np.mean(num_keypoints)),
         "mean_matches_per_pair": float(np.sum(num_matches) / max(num_pairs, 1)),
-        "min_num_inliers": verify_opts.min_num_inliers,
+        "min_num_inliers": verify_opts.min_num_inliers, "failed": failed,
     }
+
+
+def _unreadable_reason(path: Path) -> str:
+    """Why an image COLMAP did not import cannot be read (our decoder's message), for the report."""
+    from ...io.images import ImageReadError, read_image
+
+    try:
+        read_image(path)
+    except ImageReadError as error:
+        return str(error)
+    return f"COLMAP could not read {path} (see its log)"
 
 
 def read_features_and_matches(database: Path) -> tuple[dict[str, np.ndarray], dict[tuple[str, str], np.ndarray]]:
@@ -150,7 +167,8 @@ def reconstruct(
     stats: dict[str, Any] = {"num_input_images": len(names), "camera_mode": str(camera_mode).upper(),
                              "camera_model": "PINHOLE (fixed)" if fixed_intrinsics is not None else camera_model,
                              "num_pairs": built["num_pairs"], "mean_matches_per_pair": built["mean_matches_per_pair"],
-                             "mean_keypoints_per_image": built["mean_keypoints_per_image"]}
+                             "mean_keypoints_per_image": built["mean_keypoints_per_image"],
+                             "failed_images": built["failed"]}
     stats.update(R.verification_stats(database, built["min_num_inliers"], options.mapper.init_min_num_inliers))
     start = time.perf_counter()
     rec, model_stats = R.map_database(sfm_dir, database, image_dir, options, len(names), verbose)

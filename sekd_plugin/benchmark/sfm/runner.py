@@ -353,8 +353,31 @@ def _pairs(cfg: dict[str, Any], output: Path, names: Sequence[str]) -> Path:
                           loop=cfg["loop"])
 
 
+def removed_pairs(cfg: dict[str, Any], names: Sequence[str], failed: Any) -> list[list[str]]:
+    """The pairs of the config's pair mode over ``names`` that involve a failed image."""
+    from ... import pairs as pairs_mod
+
+    if not failed:
+        return []
+    every = (pairs_mod.exhaustive_pairs(names) if cfg["pairs"] == "exhaustive"
+             else pairs_mod.sequential_pairs(names, cfg["window"], cfg["loop"]))
+    return [list(p) for p in every if p[0] in failed or p[1] in failed]
+
+
 def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
-    """Run one configured reconstruction; returns (and writes to ``<output>/stats.json``) the stats."""
+    """Run one configured reconstruction; returns (and writes to ``<output>/stats.json``) the stats.
+
+    The output folder is held for the run (:func:`~sekd_plugin.common.locks.folder_lock`): a
+    second run into it (another benchmark sharing ``--work``) waits for this one."""
+    from ...common.locks import folder_lock
+
+    validate(cfg)
+    scene = resolve_scene(cfg, label)
+    with folder_lock(scene.output, f"{scene.name}/{label or scene.output.name}"):
+        return _run(cfg, label, scene)
+
+
+def _run(cfg: dict[str, Any], label: str | None, scene: Scene) -> dict[str, Any]:
     from ... import reconstruction
     from ...datasets.strecha import intrinsics_from_gt, load_gt_cameras
     from ...io.h5 import get_keypoints
@@ -362,11 +385,9 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
     from . import colmap
     from .metrics import evaluate_reconstruction
 
-    validate(cfg)
-    scene = resolve_scene(cfg, label)
     output = scene.output
     all_names = list(scene.names)  # totals and GT evaluation count failed images as not registered
-    gt = load_gt_cameras(scene.gt_dir, all_names) if scene.gt_dir is not None else None
+    gt = load_gt_cameras(scene.gt_dir, all_names, image_dir=scene.image_dir) if scene.gt_dir is not None else None
     fixed = intrinsics_from_gt(gt) if gt is not None and cfg["intrinsics"] == "gt" else None
     output.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -383,6 +404,7 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
         t = sfm_stats.pop("timings")
         timings.update(extract_s=t["extract_s"], match_s=t["match_s"], sfm_s=t["mapping_s"],
                        total_pipeline_s=time.perf_counter() - start)
+        failed = sfm_stats.pop("failed_images", {})
         extractor, matcher, cached = "colmap-sift", "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)", {}
         paths = {"output": str(output), "sfm": str(output / "sfm")}
     else:
@@ -390,7 +412,8 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
         if em["failed"]:  # reconstruct the others; the failed ones count as not registered
             print(f"warning: {len(em['failed'])} image(s) left out, feature extraction failed: "
                   + "; ".join(f"{n}: {e}" for n, e in em["failed"].items()), file=sys.stderr)
-        names = [n for n in all_names if n not in em["failed"]]
+        failed = em["failed"]
+        names = [n for n in all_names if n not in failed]
         pairs_path = em["pairs"]
         timings.update(em["timings"])
         start = time.perf_counter()
@@ -421,6 +444,8 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
         "intrinsics": cfg["intrinsics"],
         "total_images": len(all_names),
         **sfm_stats,
+        "failed_images": dict(failed),  # could not be read: left out, and so were their pairs
+        "removed_pairs": removed_pairs(cfg, all_names, failed),
         "timings": timings,
         "cached": cached,
         "paths": paths,

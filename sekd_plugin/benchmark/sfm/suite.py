@@ -28,6 +28,9 @@ from typing import Any, Sequence
 
 from ... import __version__
 from ...common import PartialFailure, write_atomic, write_json
+from ...common.cli import restore_sigterm
+from ...common.files import save_figure
+from ...common.locks import FolderLockedError
 from .methods import COLMAP, DEFAULT_METHODS, method_entry
 from .runner import extraction_conf, load_config, run as run_scene
 
@@ -43,7 +46,7 @@ def _summary(stats: dict[str, Any]) -> dict[str, Any]:
             "mean_observations_per_image", "mean_reprojection_error_px", "num_pairs", "num_verified_pairs",
             "verification_min_inliers", "max_pair_inliers", "init_min_num_inliers", "num_pairs_above_init_min_inliers",
             "num_models", "mean_keypoints_per_image", "mean_matches_per_pair", "pipeline", "extractor", "matcher",
-            "intrinsics", "failure_hint", "timings", "cached", "paths")
+            "intrinsics", "failure_hint", "timings", "cached", "paths", "failed_images", "removed_pairs")
     out = {k: stats.get(k) for k in keys}
     if "gt" in stats:
         out["gt"] = {k: v for k, v in stats["gt"].items() if k != "per_image"}
@@ -109,7 +112,22 @@ def markdown_report(results: dict[str, Any]) -> str:
         out.append(f"- skipped {key}: {reason}")
     for key, error in results.get("failed", {}).items():
         out.append(f"- FAILED {key}: {error.splitlines()[-1] if error else ''}")
+    out += failed_images_lines(results)
     return "\n".join(out) + "\n"
+
+
+def failed_images_lines(results: dict[str, Any], what: str = "left out") -> list[str]:
+    """One line per scene / method with images that could not be read, and the pairs they removed."""
+    out = []
+    for scene, methods in results["scenes"].items():
+        for method, r in methods.items():
+            failed, removed = r.get("failed_images") or {}, r.get("removed_pairs") or []
+            if failed:
+                pairs = ", ".join(f"{a}-{b}" for a, b in removed[:10]) + (", ..." if len(removed) > 10 else "")
+                out.append(f"- {scene}/{method}: {len(failed)} image(s) failed ("
+                           + "; ".join(f"{n}: {e}" for n, e in failed.items())
+                           + f"); {len(removed)} pair(s) {what}" + (f": {pairs}" if pairs else ""))
+    return out
 
 
 def plot(results: dict[str, Any], path: Path) -> Path | None:
@@ -156,8 +174,10 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     fig.text(0.99, 0.01, "hatched red: FAILED", ha="right", fontsize=8, color="red")
     fig.tight_layout(rect=(0, 0.03, 1, 0.88))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -210,6 +230,7 @@ def run(
     ``output``; several benchmarks (self-calibrated, GT intrinsics, pose) can share one."""
     output = Path(output)
     plans = plan(configs, methods, Path(work) if work else output, overrides)
+    restore_sigterm()  # pycolmap's import (by the validation) replaced the CLI's SIGTERM handler
     output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "configs": [str(c) for c in configs], "methods": list(methods),
@@ -234,7 +255,7 @@ def run(
         logger.warning("reconstruction benchmark: %s / %s", scene, method)
         try:
             stats = run_scene(cfg, label=method)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, FolderLockedError):  # a held work folder stops the command
             raise
         except Exception as error:  # noqa: BLE001 - one failing run must not lose the others
             logger.error("%s / %s failed: %s", scene, method, error)
