@@ -153,3 +153,34 @@ def estimate_relative_pose(pts0: np.ndarray, pts1: np.ndarray, K0: np.ndarray, K
     t = np.asarray(pose.t, float)
     return {"R": np.asarray(pose.R), "t": t / max(np.linalg.norm(t), 1e-15), "num_inliers": int(inliers.sum()),
             "inliers": inliers}
+
+
+def estimate_fundamental(pts0: np.ndarray, pts1: np.ndarray, estimator: str = "opencv", threshold: float = 4.0,
+                         seed: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
+    """Robust fundamental matrix (uncalibrated verification) from ``N x 2`` correspondences:
+    ``(F 3x3 or None, inlier mask (N,) bool)``; ``threshold``: epipolar error in pixels."""
+    check_estimator(estimator)
+    pts0, pts1 = np.asarray(pts0, np.float64).reshape(-1, 2), np.asarray(pts1, np.float64).reshape(-1, 2)
+    none = (None, np.zeros(len(pts0), bool))
+    if len(pts0) < 8:
+        return none
+    if estimator in ("opencv", "magsac"):
+        cv2.setRNGSeed(int(seed))
+        F, mask = cv2.findFundamentalMat(pts0, pts1, _cv_method(estimator), float(threshold), 0.9999, 10000)
+        if F is None or F.shape != (3, 3):
+            return none
+        return F, mask.ravel().astype(bool)
+    if estimator == "pycolmap":
+        import pycolmap
+
+        options = pycolmap.RANSACOptions(max_error=float(threshold))
+        options.random_seed = int(seed)
+        result = pycolmap.estimate_fundamental_matrix(pts0, pts1, options)
+        if result is None:
+            return none
+        return np.asarray(result["F"]), np.asarray(result["inlier_mask"], bool).ravel()
+    import poselib
+
+    F, info = poselib.estimate_fundamental(pts0, pts1, {"max_epipolar_error": float(threshold), "seed": int(seed)}, {})
+    inliers = np.asarray(info.get("inliers", []), bool).ravel()
+    return (np.asarray(F), inliers) if inliers.any() else none
