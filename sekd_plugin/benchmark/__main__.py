@@ -30,7 +30,7 @@ def _hpatches(args) -> int:
     if unknown:
         raise ConfigError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
     run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
-        matcher, args.overwrite, args.device, args.plot_matches, types, weights)
+        matcher, args.overwrite, args.device, args.plot_matches, types, weights, estimator=args.estimator)
     print((Path(args.output) / "results.md").read_text())
     return 0
 
@@ -69,7 +69,7 @@ def _pose(args) -> int:
     from .pose.run import main as pose_main
 
     pose_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
-              pairs=args.pairs, threshold_px=args.threshold, work=args.work)
+              pairs=args.pairs, threshold_px=args.threshold, work=args.work, estimator=args.estimator)
     return 0
 
 
@@ -107,6 +107,8 @@ def main(argv=None) -> int:
     hp.add_argument("--overwrite", action="store_true", help="re-extract cached features")
     hp.add_argument("--device", choices=["cpu", "cuda"])
     hp.add_argument("--plot-matches", action="store_true", help="draw match images per pair")
+    hp.add_argument("--estimator", default="opencv",
+                    help="robust homography estimator: opencv (RANSAC, default) | magsac | pycolmap | poselib")
     hp.set_defaults(func=_hpatches)
     sp = sub.add_parser("speed", help="ms per 640x480 image for each extractor")
     sp.add_argument("--methods", help="comma-separated confs (default: sekd,sift,...)")
@@ -149,6 +151,8 @@ def main(argv=None) -> int:
     po.add_argument("--output", default="outputs/pose", help="output folder")
     po.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
     po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides (e.g. resize_max=1024)")
+    po.add_argument("--estimator", default="pycolmap",
+                    help="robust relative-pose estimator: pycolmap (LO-RANSAC, default) | opencv | magsac | poselib")
     po.set_defaults(func=_pose)
     tr = sub.add_parser("triangulation", help="triangulation with the GT cameras fixed (Schoenberger et al. 2017)")
     tr.add_argument("--config", action="append", required=True, help="scene config YAML with gt_cameras (repeatable)")
