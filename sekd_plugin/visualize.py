@@ -47,6 +47,14 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     return path
 
 
+def _output_dir(output: Path) -> Path:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the output folder {output}: {error.strerror or error}") from None
+    return output
+
+
 def _load(image_dir: Path, name: str, resize_max: int) -> tuple[np.ndarray, float]:
     """BGR image scaled to at most ``resize_max`` px a side, and the scale applied."""
     image = np.ascontiguousarray(read_image(image_dir / name)[:, :, ::-1])
@@ -111,7 +119,7 @@ def draw_pairs(image_dir: str | os.PathLike, pairs: str | os.PathLike, features:
     rec = _load_model(model) if model is not None else None
     if rec is None:
         check_estimator(verify)
-    output.mkdir(parents=True, exist_ok=True)
+    _output_dir(output)
     out = []
     for name0, name1 in read_pairs(pairs)[:max_pairs]:
         kp0, kp1 = get_keypoints(features, name0), get_keypoints(features, name1)
@@ -143,7 +151,7 @@ def draw_model(image_dir: str | os.PathLike, model: str | os.PathLike, output: s
         raise InputError(f"unknown --color-by '{color_by}'; valid: {list(COLOR_BY)}")
     image_dir, output = Path(image_dir), Path(output)
     rec = _load_model(model)
-    output.mkdir(parents=True, exist_ok=True)
+    _output_dir(output)
     lengths = [p.track.length() for p in rec.points3D.values()]
     longest = max(lengths) if lengths else 2
     out = []
