@@ -2,7 +2,8 @@
 
     # one PNG per pair: both images side by side, keypoints, matches green (inlier) / red (outlier)
     python -m sekd_plugin.visualize --images DIR --pairs pairs.txt --features feats.h5 --matches matches.h5 \\
-        --output DIR [--verify opencv|magsac|pycolmap|poselib] [--threshold 4] [--model MODEL] [--max-pairs N]
+        --output DIR [--verify opencv|magsac|pycolmap|poselib] [--threshold 4] [--model MODEL] [--max-pairs N] \\
+        [--max-matches 500]
     # one PNG per image of a model (hloc's 2D views): keypoints coloured by track length or visibility
     python -m sekd_plugin.visualize --images DIR --model MODEL --output DIR [--color-by track_length|visibility]
 
@@ -111,8 +112,10 @@ def _safe(name: str) -> str:
 def draw_pairs(image_dir: str | os.PathLike, pairs: str | os.PathLike, features: str | os.PathLike,
                matches: str | os.PathLike, output: str | os.PathLike, verify: str = "opencv", threshold: float = 4.0,
                model: str | os.PathLike | None = None, max_pairs: int | None = None,
-               resize_max: int = 1024) -> list[dict[str, Any]]:
-    """One PNG per pair (``output/<name0>__<name1>.png``); returns per pair the file, matches, inliers."""
+               resize_max: int = 1024, max_matches: int = 500) -> list[dict[str, Any]]:
+    """One PNG per pair (``output/<name0>__<name1>.png``); returns per pair the file, matches, inliers.
+    ``max_matches``: draw a random (seed 0) subset of at most this many matches (0: all); the
+    counts returned are over all matches."""
     from .geometry.estimators import check_estimator, estimate_fundamental
 
     image_dir, output = Path(image_dir), Path(output)
@@ -129,8 +132,11 @@ def draw_pairs(image_dir: str | os.PathLike, pairs: str | os.PathLike, features:
         else:
             inliers = estimate_fundamental(kp0[m[:, 0]], kp1[m[:, 1]], verify, threshold)[1] if len(m) else np.zeros(0, bool)
         (im0, s0), (im1, s1) = _load(image_dir, name0, resize_max), _load(image_dir, name1, resize_max)
+        shown = np.arange(len(m))
+        if 0 < max_matches < len(m):
+            shown = np.sort(np.random.default_rng(0).choice(len(m), max_matches, replace=False))
         path = write_png(output / f"{_safe(name0)}__{_safe(name1)}.png",
-                         draw_pair(im0, im1, kp0, kp1, m, inliers, s0, s1))
+                         draw_pair(im0, im1, kp0, kp1, m[shown], inliers[shown], s0, s1))
         out.append({"pair": [name0, name1], "png": str(path), "matches": int(len(m)), "inliers": int(inliers.sum())})
     return out
 
@@ -188,6 +194,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--color-by", default="visibility", help="model views: visibility | track_length")
     parser.add_argument("--max-pairs", type=int, help="draw at most this many pairs / model images")
     parser.add_argument("--resize-max", type=int, default=1024, help="scale images to at most this many px a side")
+    parser.add_argument("--max-matches", type=int, default=500, help="pairs: draw a random subset of at most N matches (0: all)")
     args = parser.parse_args(argv)
     return run_cli(_cli_main, args=args, on_success=lambda n: print(f"{n} PNG file(s) -> {args.output}"))
 
@@ -202,7 +209,7 @@ def _cli_main(args: argparse.Namespace) -> int:
             if not path.exists():
                 raise InputError(f"{what} not found: {path}")
         return len(draw_pairs(args.images, args.pairs, args.features, args.matches, args.output, args.verify,
-                              args.threshold, args.model, args.max_pairs, args.resize_max))
+                              args.threshold, args.model, args.max_pairs, args.resize_max, args.max_matches))
     if args.model is None:
         raise InputError("give --pairs (with --features, --matches) or --model")
     return len(draw_model(args.images, args.model, args.output, args.color_by, args.resize_max, args.max_pairs))
