@@ -273,6 +273,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if sum(x is not None and x is not False for x in (args.from_list, args.covisibility, args.poses, args.gps or None)) > 1:
         parser.error("choose one of --from-list, --covisibility, --poses, --gps")
+    if args.quadratic and args.window is None:
+        parser.error("--quadratic needs --window N")
     model = args.covisibility or args.poses
     if args.covisibility is not None:
         mode = "covisibility"
