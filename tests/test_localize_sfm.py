@@ -52,6 +52,9 @@ def test_query_list_exif_and_failures(data, tmp_path):
     assert q["0005.jpg"]["localized"] and not q["0005.jpg"]["camera"]["fixed"]  # EXIF/size prior, focal refined
     assert not q["nope.jpg"]["localized"] and "no intrinsics" in q["nope.jpg"]["reason"]
     assert out["num_queries"] == 3 and out["num_localized"] == 2
+    out = L.main(data["model"], ["ghost.jpg"], None, data["features"], data["matches"], tmp_path / "g.txt",
+                 query_cameras={"ghost.jpg": gt_camera(c)})
+    assert out["queries"]["ghost.jpg"]["reason"].startswith("no features") and out["num_localized"] == 0
     bad = tmp_path / "bad.txt"
     bad.write_text("a.jpg PINHOLE wide 1024 1 1 1 1\n")
     with pytest.raises(L.LocalizationError, match="bad.txt:1"):

@@ -7,7 +7,6 @@ pixel at (0, 0); ``H`` maps image-0 pixels to image-1 pixels; ``matches`` is ``M
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
