@@ -3,6 +3,10 @@
     python -m sekd_plugin.pairs --output pairs.txt --images DIR                 # exhaustive
     python -m sekd_plugin.pairs --output pairs.txt --images DIR --window 3     # sequential
     python -m sekd_plugin.pairs --output pairs.txt --from-list raw_pairs.txt   # clean a list
+    python -m sekd_plugin.pairs --output pairs.txt --covisibility MODEL --num 5
+    python -m sekd_plugin.pairs --output pairs.txt --poses MODEL_OR_GT_DIR --num 5
+    python -m sekd_plugin.pairs --output pairs.txt --images DIR --window 3 --quadratic --loop
+    python -m sekd_plugin.pairs --output pairs.txt --images DIR --gps --num 10
 
 Image names come (first that is given) from ``image_list`` (a text file or a list of
 names), a features .h5 file (its image groups) or ``image_dir`` (found recursively).
@@ -14,6 +18,11 @@ Modes (``main(..., mode=...)``):
 * ``sequential``: for ordered captures; names are sorted and each image is paired with the
   next ``window`` images (``loop=True`` also closes the sequence end -> start).
 * ``from_list``: pairs read from an existing pairs file, cleaned.
+* ``covisibility`` (``model``): each image with the ``num`` images sharing most 3D points;
+  ``poses`` (``model``: a COLMAP model or a Strecha GT camera folder): the ``num`` nearest
+  cameras whose viewing direction is within ``max_angle`` deg; ``gps``: the ``num`` nearest by
+  EXIF GPS (images without it named in one warning); ``sequential`` with ``quadratic``: also
+  the images ``2^k`` ahead (COLMAP's quadratic overlap). See :mod:`sekd_plugin.pairing`.
 
 Every output has no self-pair and no pair listed twice, in either order (the first
 occurrence is kept, with its order), like hloc's ``find_unique_new_pairs``.
@@ -40,7 +49,7 @@ from .io.images import list_images, parse_image_list
 
 logger = logging.getLogger(__name__)
 
-MODES = ("exhaustive", "sequential", "from_list")
+MODES = ("exhaustive", "sequential", "from_list", "covisibility", "poses", "gps")
 Pair = tuple[str, str]
 
 
@@ -182,6 +191,10 @@ def main(
     ref_list: str | os.PathLike | Sequence[str] | None = None,
     ref_features: str | os.PathLike | None = None,
     pairs_list: str | os.PathLike | None = None,
+    quadratic: bool = False,
+    model: str | os.PathLike | None = None,
+    num: int = 10,
+    max_angle: float = 30.0,
 ) -> Path:
     """Write the pairs of ``mode`` to ``output`` and return its path.
 
@@ -191,7 +204,21 @@ def main(
     """
     if mode not in MODES:
         raise PairsError(f"unknown pairs mode '{mode}'; valid: {list(MODES)}")
-    if mode == "from_list":
+    if mode in ("covisibility", "poses", "gps"):
+        from . import pairing
+
+        if mode == "gps":
+            if image_dir is None:
+                raise PairsError("--gps needs --images (the EXIF GPS is read from the image files)")
+            names = _names(image_list, features, image_dir)
+            pairs = pairing.gps_pairs(image_dir, names, num)
+        elif model is None:
+            raise PairsError(f"mode '{mode}' needs a model (--{mode} MODEL)")
+        elif mode == "covisibility":
+            pairs = pairing.covisibility_pairs(model, num)
+        else:
+            pairs = pairing.pose_pairs(model, num, max_angle)
+    elif mode == "from_list":
         if pairs_list is None:
             raise PairsError("mode 'from_list' needs pairs_list (a pairs file)")
         raw = read_pairs(pairs_list)
@@ -213,7 +240,12 @@ def main(
         else:
             if ref_list is not None or ref_features is not None:
                 raise PairsError("reference lists are only supported in exhaustive mode")
-            pairs = sequential_pairs(names, window, loop)
+            if quadratic:
+                from .pairing import quadratic_pairs
+
+                pairs = quadratic_pairs(names, window, loop)
+            else:
+                pairs = sequential_pairs(names, window, loop)
     logger.info("Writing %d pairs (%s) to %s", len(pairs), mode, output)
     return write_pairs(output, pairs)
 
@@ -231,8 +263,26 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ref-list", type=Path, help="exhaustive query x reference: reference names")
     parser.add_argument("--ref-features", type=Path, help="exhaustive query x reference: reference features")
     parser.add_argument("--from-list", type=Path, help="clean this pairs file (drop self/duplicate/reverse pairs)")
+    parser.add_argument("--quadratic", action="store_true", help="sequential: also the images 2^k ahead (k < window)")
+    parser.add_argument("--covisibility", type=Path, metavar="MODEL", help="top --num images by shared 3D points")
+    parser.add_argument("--poses", type=Path, metavar="MODEL",
+                        help="nearest --num cameras (COLMAP model or Strecha GT camera folder)")
+    parser.add_argument("--max-angle", type=float, default=30.0, help="--poses: max viewing-angle difference (deg)")
+    parser.add_argument("--gps", action="store_true", help="nearest --num images by EXIF GPS (needs --images)")
+    parser.add_argument("--num", type=int, default=10, help="partners per image for --covisibility/--poses/--gps")
     args = parser.parse_args(argv)
-    if args.from_list is not None:
+    if sum(x is not None and x is not False for x in (args.from_list, args.covisibility, args.poses, args.gps or None)) > 1:
+        parser.error("choose one of --from-list, --covisibility, --poses, --gps")
+    if args.quadratic and args.window is None:
+        parser.error("--quadratic needs --window N")
+    model = args.covisibility or args.poses
+    if args.covisibility is not None:
+        mode = "covisibility"
+    elif args.poses is not None:
+        mode = "poses"
+    elif args.gps:
+        mode = "gps"
+    elif args.from_list is not None:
         mode = "from_list"
     elif args.window is not None:
         mode = "sequential"
@@ -245,7 +295,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     return run_cli(main, output=args.output, image_list=args.image_list, features=args.features,
                    image_dir=args.images, mode=mode, window=args.window if args.window is not None else 5,
                    loop=args.loop, ref_list=args.ref_list, ref_features=args.ref_features,
-                   pairs_list=args.from_list, on_success=summary)
+                   pairs_list=args.from_list, quadratic=args.quadratic, model=model, num=args.num,
+                   max_angle=args.max_angle, on_success=summary)
 
 
 if __name__ == "__main__":

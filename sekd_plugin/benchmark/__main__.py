@@ -1,4 +1,4 @@
-"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction,pose}``."""
+"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction,pose,triangulation,localization}``."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _hpatches(args) -> int:
     if unknown:
         raise ConfigError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
     run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
-        matcher, args.overwrite, args.device, args.plot_matches, types, weights)
+        matcher, args.overwrite, args.device, args.plot_matches, types, weights, estimator=args.estimator)
     print((Path(args.output) / "results.md").read_text())
     return 0
 
@@ -70,7 +70,23 @@ def _pose(args) -> int:
     from .pose.run import main as pose_main
 
     pose_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
-              pairs=args.pairs, threshold_px=args.threshold, work=args.work)
+              pairs=args.pairs, threshold_px=args.threshold, work=args.work, estimator=args.estimator)
+    return 0
+
+
+def _triangulation(args) -> int:
+    from .known_poses.triangulation import main as tri_main
+
+    tri_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
+             work=args.work, verification=args.verification, max_error=args.max_error)
+    return 0
+
+
+def _localization(args) -> int:
+    from .known_poses.localization import main as loc_main
+
+    loc_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
+             work=args.work, ransac_thresh=args.ransac_thresh, query_intrinsics=args.query_intrinsics)
     return 0
 
 
@@ -92,6 +108,8 @@ def main(argv=None) -> int:
     hp.add_argument("--overwrite", action="store_true", help="re-extract cached features")
     hp.add_argument("--device", choices=["cpu", "cuda"])
     hp.add_argument("--plot-matches", action="store_true", help="draw match images per pair")
+    hp.add_argument("--estimator", default="opencv",
+                    help="robust homography estimator: opencv (RANSAC, default) | magsac | pycolmap | poselib")
     hp.set_defaults(func=_hpatches)
     sp = sub.add_parser("speed", help="ms per 640x480 image for each extractor")
     sp.add_argument("--methods", type=comma_list, help="comma-separated confs (default: sekd,sift,...)")
@@ -134,7 +152,29 @@ def main(argv=None) -> int:
     po.add_argument("--output", default="outputs/pose", help="output folder")
     po.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
     po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides (e.g. resize_max=1024)")
+    po.add_argument("--estimator", default="pycolmap",
+                    help="robust relative-pose estimator: pycolmap (LO-RANSAC, default) | opencv | magsac | poselib")
     po.set_defaults(func=_pose)
+    tr = sub.add_parser("triangulation", help="triangulation with the GT cameras fixed (Schoenberger et al. 2017)")
+    tr.add_argument("--config", action="append", required=True, help="scene config YAML with gt_cameras (repeatable)")
+    tr.add_argument("--methods", help="comma-separated methods (as for reconstruction; default colmap-sift,sift,sekd,sekd-sfm)")
+    tr.add_argument("--extractors", help=argparse.SUPPRESS)
+    tr.add_argument("--verification", default="poses", help="poses (GT epipolar check) | colmap | none")
+    tr.add_argument("--max-error", type=float, default=4.0, help="poses: Sampson distance threshold in px (default 4)")
+    tr.add_argument("--output", default="outputs/triangulation", help="output folder")
+    tr.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides")
+    tr.set_defaults(func=_triangulation)
+    lo = sub.add_parser("localization", help="leave-one-out localization in the GT-pose triangulation of the others")
+    lo.add_argument("--config", action="append", required=True, help="scene config YAML with gt_cameras (repeatable)")
+    lo.add_argument("--methods", help="comma-separated methods (as for reconstruction)")
+    lo.add_argument("--extractors", help=argparse.SUPPRESS)
+    lo.add_argument("--ransac-thresh", type=float, default=12.0, help="absolute-pose RANSAC threshold in px (default 12)")
+    lo.add_argument("--query-intrinsics", default="gt", help="gt (fixed GT K) | exif (EXIF / image size, focal refined)")
+    lo.add_argument("--output", default="outputs/localization", help="output folder")
+    lo.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
+    lo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides")
+    lo.set_defaults(func=_localization)
     args = parser.parse_args(argv)
     return run_cli(args.func, args=args, on_success=lambda code: code, quiet=True,
                    resume_hint="cached features are kept; run the same command again to resume")

@@ -7,7 +7,6 @@ pixel at (0, 0); ``H`` maps image-0 pixels to image-1 pixels; ``matches`` is ``M
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
@@ -61,16 +60,17 @@ def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, size0: tuple[int, i
 
 def estimate_homography(
     kp0: np.ndarray, kp1: np.ndarray, matches: np.ndarray,
-    threshold: float = RANSAC_THRESHOLD, seed: int = RANSAC_SEED,
+    threshold: float = RANSAC_THRESHOLD, seed: int = RANSAC_SEED, estimator: str = "opencv",
 ) -> np.ndarray | None:
-    """RANSAC homography (OpenCV, fixed seed) from matched keypoints; None if it fails."""
+    """Robust homography from matched keypoints (fixed seed, 10,000 iterations, confidence 0.9999);
+    None if it fails. ``estimator``: a name of :mod:`sekd_plugin.geometry.estimators` (default
+    OpenCV RANSAC, the benchmark's historical setting)."""
+    from ...geometry.estimators import estimate_homography as robust_homography
+
     if len(matches) < 4:
         return None
-    cv2.setRNGSeed(seed)
-    H, _ = cv2.findHomography(
-        kp0[matches[:, 0]].astype(np.float64), kp1[matches[:, 1]].astype(np.float64),
-        cv2.RANSAC, threshold, maxIters=10000, confidence=0.9999,
-    )
+    H, _ = robust_homography(kp0[matches[:, 0]], kp1[matches[:, 1]], estimator, threshold, seed,
+                             max_iters=10000, confidence=0.9999)
     return H
 
 
@@ -93,6 +93,17 @@ def common_region_fraction(H: np.ndarray, size0: tuple[int, int], size1: tuple[i
     if share == 0.0:
         share = inside_share(np.linalg.inv(H), size1, size0) and 1.0 / steps ** 2  # tiny but not empty
     return share
+
+
+AUC_THRESHOLDS = (1, 3, 5)  # px, glue-factory's homography AUC
+
+
+def homography_auc(corner_errors, thresholds=AUC_THRESHOLDS) -> dict[int, float]:
+    """Area under the cumulative corner-error curve up to each threshold t, divided by t
+    (glue-factory's homography AUC; a failed estimate has an infinite error)."""
+    from ..pose.metrics import pose_auc
+
+    return dict(zip(thresholds, pose_auc(np.asarray(corner_errors, float), thresholds)))
 
 
 def _covisible(kp0, kp1, H, size0, size1):

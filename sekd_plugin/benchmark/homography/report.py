@@ -10,7 +10,8 @@ import numpy as np
 from ...common import write_atomic, write_json
 from ...common.files import disk_full_names, save_figure, write_image
 
-COLUMNS = ("MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@1", "H@3", "H@5", "rep@3", "#kp", "#matches", "ms/img")
+COLUMNS = ("MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@1", "H@3", "H@5", "AUC@1", "AUC@3", "AUC@5", "rep@3", "#kp",
+           "#matches", "ms/img")
 SPLITS = (("i", "Illumination"), ("v", "Viewpoint"), ("all", "Overall"))
 
 
@@ -25,6 +26,7 @@ def table_rows(results: dict[str, Any], split: str) -> list[list[str]]:
             method,
             *(f"{a['mma'][t]:.3f}" for t in (1, 3, 5, 10)),
             *(f"{a['homography_accuracy'][t]:.3f}" for t in (1, 3, 5)),
+            *(f"{a['homography_auc'][t]:.3f}" if "homography_auc" in a else "-" for t in (1, 3, 5)),
             f"{a['repeatability@3']:.3f}", f"{a['num_keypoints']:.0f}", f"{a['num_matches']:.0f}",
             f"{ms:.0f}" if ms is not None else "-",
         ])
@@ -49,6 +51,7 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"threshold {results['ransac']['threshold_px']} px, seed {results['ransac']['seed']}; device {results['device']}.",
         "MMA@t: mean over pairs of the fraction of mutual-NN matches with reprojection error <= t px. "
         "H@t: fraction of pairs whose estimated homography has mean corner error <= t px. "
+        "AUC@t: area under the cumulative corner-error curve up to t px, divided by t (glue-factory). "
         "rep@3: repeatability at 3 px in the common region. #kp: keypoints per image; #matches: per pair; "
         "ms/img: median extraction time per image.",
         "",

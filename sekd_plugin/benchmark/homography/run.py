@@ -91,7 +91,7 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     return timings
 
 
-def evaluate_pair(f0, f1, H, matcher) -> dict[str, Any]:
+def evaluate_pair(f0, f1, H, matcher, estimator: str = "opencv") -> dict[str, Any]:
     """All metrics of one image pair (1, k); ``matcher`` is a :class:`~sekd_plugin.matchers.BaseMatcher`."""
     kp0, kp1 = f0["keypoints"].astype(np.float64), f1["keypoints"].astype(np.float64)
     size0, size1 = tuple(int(v) for v in f0["image_size"]), tuple(int(v) for v in f1["image_size"])
@@ -102,7 +102,7 @@ def evaluate_pair(f0, f1, H, matcher) -> dict[str, Any]:
     valid = m0 >= 0
     matches = torch.stack([torch.nonzero(valid)[:, 0], m0[valid]], 1).numpy()
     err = M.reprojection_errors(kp0, kp1, matches, H)
-    H_est = M.estimate_homography(kp0, kp1, matches)
+    H_est = M.estimate_homography(kp0, kp1, matches, estimator=estimator)
     return {
         "mma": M.matching_accuracy(err).tolist(),
         "corner_error": M.corner_error(H_est, H, size0),
@@ -125,6 +125,7 @@ def aggregate(pairs: list[dict[str, Any]]) -> dict[str, Any]:
         "num_pairs": len(pairs),
         "mma": dict(zip(M.THRESHOLDS, mma.tolist())),
         "homography_accuracy": {t: float((cerr <= t).mean()) for t in M.THRESHOLDS},
+        "homography_auc": M.homography_auc(cerr),
         "repeatability@3": float(np.mean([p["repeatability"] for p in pairs])),
         "matching_score@3": float(np.mean([p["matching_score"] for p in pairs])),
         "num_keypoints": float(np.mean([p["num_keypoints"] for p in pairs])),
@@ -143,6 +144,7 @@ def run(
     plot_matches: bool = False,
     types: dict[str, str] | None = None,
     weights: dict[str, str | Path] | None = None,
+    estimator: str = "opencv",
 ) -> dict[str, Any]:
     """Run the benchmark; writes results.json, results.md and plots into ``output``.
 
@@ -150,8 +152,10 @@ def run(
     label to a checkpoint (e.g. one our trainer wrote). ``matcher`` is a matcher conf name of
     :mod:`sekd_plugin.matchers.confs` or a matcher model conf (default ``NN-mutual``).
     """
+    from ...geometry.estimators import check_estimator, describe as describe_estimator
     from . import report
 
+    check_estimator(estimator)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     if protocol not in PROTOCOLS:
@@ -186,7 +190,7 @@ def run(
 
     results: dict[str, Any] = {
         "protocol": protocol, "protocol_settings": describe(protocol), "matcher": matcher_conf,
-        "ransac": {"method": "cv2.findHomography RANSAC", "threshold_px": M.RANSAC_THRESHOLD,
+        "ransac": {"method": describe_estimator(estimator), "estimator": estimator, "threshold_px": M.RANSAC_THRESHOLD,
                    "seed": M.RANSAC_SEED, "max_iters": 10000, "confidence": 0.9999},
         "datasets": [str(d) for d in datasets], "demo": demo,
         "sequences": {s.key: s.kind for s in prepared},
@@ -225,7 +229,7 @@ def run(
                 if seq.names[k] not in done:
                     continue
                 fk = read_features(feature_path, seq.names[k])
-                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_model)
+                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_model, estimator)
                 records[(seq.key, k + 1)] = (f1["keypoints"], fk["keypoints"], r.pop("_matches"), r.pop("_errors"))
                 per_pair[f"{seq.key}/1-{k + 1}"] = {"kind": seq.kind, **r}
                 if f"{seq.key}/1-{k + 1}" in empty_common_region:

@@ -55,9 +55,15 @@ def _camera(cam: StrechaCamera) -> pycolmap.Camera:
 
 
 def estimate_pose(kp0: np.ndarray, kp1: np.ndarray, cam0: StrechaCamera, cam1: StrechaCamera,
-                  threshold_px: float, seed: int = 0) -> dict[str, Any] | None:
+                  threshold_px: float, seed: int = 0, estimator: str = "pycolmap") -> dict[str, Any] | None:
     """``cam1_from_cam0`` from matched keypoints (hloc's pixel-centre origin, N x 2 each) and the
-    GT intrinsics: ``{"R", "t" (unit), "num_inliers"}``, or None (too few matches / no model)."""
+    GT intrinsics: ``{"R", "t" (unit), "num_inliers"}``, or None (too few matches / no model).
+    ``estimator``: a name of :mod:`sekd_plugin.geometry.estimators` (default pycolmap)."""
+    if estimator != "pycolmap":
+        from ...geometry.estimators import estimate_relative_pose
+
+        return estimate_relative_pose(kp0, kp1, cam0.K, cam1.K, (cam0.width, cam0.height), (cam1.width, cam1.height),
+                                      estimator, threshold_px, seed)
     if len(kp0) < 5:
         return None
     options = pycolmap.RANSACOptions(max_error=float(threshold_px))
@@ -119,7 +125,7 @@ def _features_and_matches(cfg: dict[str, Any], method: str, scene, pairs: list[t
 
 
 def evaluate_method(cfg: dict[str, Any], method: str, scene, gt: dict[str, StrechaCamera],
-                    pairs: list[tuple[str, str]], threshold_px: float) -> dict[str, Any]:
+                    pairs: list[tuple[str, str]], threshold_px: float, estimator: str = "pycolmap") -> dict[str, Any]:
     """Pose errors of every pair for one method on one scene."""
     keypoints, matches, timings, matcher, failed = _features_and_matches(cfg, method, scene, pairs)
     removed = [[a, b] for a, b in pairs if a in failed or b in failed]
@@ -140,7 +146,8 @@ def evaluate_method(cfg: dict[str, Any], method: str, scene, gt: dict[str, Strec
         if m is not None and len(m):
             kp0 = keypoints[name0][m[:, 0].astype(int)]
             kp1 = keypoints[name1][m[:, 1].astype(int)]
-            est = estimate_pose(kp0, kp1, gt[name0], gt[name1], threshold_px, seed=cfg["seed"] or 0)
+            est = estimate_pose(kp0, kp1, gt[name0], gt[name1], threshold_px, seed=cfg["seed"] or 0,
+                                estimator=estimator)
             if est is not None:
                 err_R, err_t, err = pose_error_deg(est["R"], est["t"], R_gt, t_gt)
                 row.update(num_inliers=est["num_inliers"], rotation_error_deg=float(err_R),
@@ -196,8 +203,8 @@ def markdown_report(results: dict[str, Any]) -> str:
     out = [
         "# Relative-pose benchmark",
         "",
-        f"Essential matrix with the GT intrinsics: pycolmap `estimate_essential_matrix` (LO-RANSAC, "
-        f"threshold {results['threshold_px']} px, seed {results['seed']}), decomposed into R, t. Pose error = "
+        f"Essential matrix with the GT intrinsics: {results.get('estimator_description', results['estimator'])} "
+        f"(estimator `{results['estimator']}`, threshold {results['threshold_px']} px, seed {results['seed']}), decomposed into R, t. Pose error = "
         "max(rotation error, translation-direction error) in degrees; AUC (%) of the recall curve up to "
         "5/10/20 deg as LightGlue / glue-factory report on MegaDepth-1500; a pair without an estimate counts as "
         f"a miss. Overrides: `{' '.join(results['overrides']) or 'none'}`.",
@@ -280,12 +287,16 @@ def run(
     pairs: str | Path | None = None,
     threshold_px: float = DEFAULT_THRESHOLD_PX,
     work: str | Path | None = None,
+    estimator: str = "pycolmap",
 ) -> dict[str, Any]:
     """Run every config x method; returns the results (also written under ``output``).
     ``work``: the per-method folders (cached features and matches), default ``output``."""
     from ..sfm import suite
     from ..sfm.runner import resolve_scene
 
+    from ...geometry.estimators import check_estimator, describe as describe_estimator
+
+    check_estimator(estimator)
     if not threshold_px > 0:
         raise ConfigError(f"--threshold must be a positive number of pixels, got {threshold_px}")
     restore_sigterm()  # pycolmap's import replaced the CLI's SIGTERM handler
@@ -307,7 +318,8 @@ def run(
     output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "configs": [str(c) for c in configs], "methods": list(methods), "threshold_px": threshold_px,
-        "seed": plans[0][2]["seed"] if plans else 0, "estimator": "pycolmap.estimate_essential_matrix",
+        "seed": plans[0][2]["seed"] if plans else 0, "estimator": estimator,
+        "estimator_description": describe_estimator(estimator) + (" (estimate_essential_matrix)" if estimator == "pycolmap" else ""),
         "overrides": list(overrides), "pairs": str(pairs) if pairs else "all", "scenes": {}, "overall": {},
         "skipped": {}, "failed": {},
         "environment": {"sekd_plugin": __version__, "python": platform.python_version(),
@@ -324,7 +336,7 @@ def run(
         logger.warning("pose benchmark: %s / %s (%d pairs)", scene_name, method, len(pair_list))
         try:
             with folder_lock(scene.output, f"{scene_name}/{method}"):  # one run at a time per work folder
-                r = evaluate_method(cfg, method, scene, gt, pair_list, threshold_px)
+                r = evaluate_method(cfg, method, scene, gt, pair_list, threshold_px, estimator)
         except (KeyboardInterrupt, FolderLockedError):  # a held work folder stops the command
             raise
         except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
@@ -342,8 +354,9 @@ def run(
 
 def main(configs: Sequence[str], methods: Sequence[str] | None = None, output: str = "outputs/pose",
          overrides: Sequence[str] = (), pairs: str | None = None,
-         threshold_px: float = DEFAULT_THRESHOLD_PX, work: str | None = None) -> dict[str, Any]:
-    results = run(configs, list(methods or DEFAULT_METHODS), output, overrides, pairs, threshold_px, work)
+         threshold_px: float = DEFAULT_THRESHOLD_PX, work: str | None = None,
+         estimator: str = "pycolmap") -> dict[str, Any]:
+    results = run(configs, list(methods or DEFAULT_METHODS), output, overrides, pairs, threshold_px, work, estimator)
     print((Path(output) / "results.md").read_text())
     if results["failed"] and not any(results["scenes"].values()):
         raise PartialFailure(f"every run failed: {sorted(results['failed'])}", results["failed"])

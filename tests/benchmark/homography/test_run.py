@@ -102,7 +102,7 @@ def test_benchmark_end_to_end_and_resume(dataset, tmp_path):
     assert sift["all"]["mma"]["3"] > 0.5 and sift["ms_per_image"] > 0
     assert len(sift["pairs"]) == 15 and "wall" in "".join(sift["per_sequence"])
     md = (out / "results.md").read_text()
-    assert "| method | MMA@1 | MMA@3 | MMA@5 | MMA@10 | H@1 | H@3 | H@5 | rep@3 | #kp | #matches | ms/img |" in md
+    assert "| method | MMA@1 | MMA@3 | MMA@5 | MMA@10 | H@1 | H@3 | H@5 | AUC@1 | AUC@3 | AUC@5 | rep@3 | #kp | #matches | ms/img |" in md
     assert any(line.startswith("| sift |") for line in md.splitlines())
     assert list((out / "matches" / "sift").glob("*.png"))
     # a second run reuses the cached features (file untouched) and gives the same numbers

@@ -1,0 +1,1 @@
+"""Geometry shared by the benchmarks and the pipeline steps (robust estimators)."""
