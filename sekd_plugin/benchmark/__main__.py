@@ -176,8 +176,11 @@ def main(argv=None) -> int:
     lo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides")
     lo.set_defaults(func=_localization)
     args = parser.parse_args(argv)
-    return run_cli(args.func, args=args, on_success=lambda code: code, quiet=True,
-                   resume_hint="cached features are kept; run the same command again to resume")
+    # speed and train-speed keep nothing between runs: their hint says only how to measure again
+    stateless = args.func in (_speed, _train_speed)
+    hint = ("nothing was saved; run the same command again to measure" if stateless
+            else "cached features are kept; run the same command again to resume")
+    return run_cli(args.func, args=args, on_success=lambda code: code, quiet=True, resume_hint=hint)
 
 
 if __name__ == "__main__":

@@ -270,8 +270,8 @@ class Trainer:
         if crop != int(conf.data.crop_size):
             self.crop_note = (
                 f"data.crop_size={conf.data.crop_size} with data.context={conf.data.context} needs "
-                f"{context_size(int(conf.data.crop_size), float(conf.data.context))} px windows, more than 90 % of the "
-                f"photos have (short side); crops would be upscaled, so data.crop_size is {crop} for this run"
+                f"{context_size(int(conf.data.crop_size), float(conf.data.context))} px windows, larger than the short side "
+                f"of over 10 % of the photos; rather than upscale those crops, data.crop_size is {crop} for this run"
                 + (f" ({upscaled} photos are still smaller and are resized up)" if upscaled else "")
             )
             if self.main:

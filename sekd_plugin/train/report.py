@@ -80,7 +80,11 @@ def render_markdown(history: dict) -> str:
             lines.append(f"| {row.get('after')} | " + " | ".join(cells) + " |")
     best = history.get("best")
     if best:
-        lines += ["", f"Best checkpoint (`best.pth`): round {best['round']}, {best['metric']} {_fmt(best['score'])}."]
+        which = "the starting model (no round improved on it)" if best["round"] < 0 else f"round {best['round']}"
+        lines += ["", f"Best checkpoint (`best.pth`): {which}, {best['metric']} {_fmt(best['score'])}."]
+    vetoed = [v for v in history.get("validation", []) if v.get("not_eligible")]
+    if vetoed:
+        lines += ["", "Not eligible as best: " + "; ".join(f"round {v['round']}: {v['not_eligible']}" for v in vetoed) + "."]
     dev = history.get("dev", [])
     if dev or (off and off.get("dev")):
         lines += ["", "## Real DEV sequences (package HPatches benchmark, `--protocol sekd`)", "",

@@ -251,7 +251,8 @@ def dev_benchmark(weights: str, datasets: list[str], output, device: torch.devic
 
     ``weights`` is a checkpoint path (ours, or the official ``sekd.pth``), run with the
     ``sekd`` extractor conf under ``label``. Returns ``{"mma@1", "mma@3",
-    "homography_accuracy@3", "pairs"}`` over all pairs, or ``{"skipped": reason}``.
+    "homography_accuracy@1/3/5", "repeatability@3", "pairs"}`` over all pairs, or
+    ``{"skipped": reason}``.
     """
     from ..benchmark.homography.run import run
 
@@ -263,6 +264,9 @@ def dev_benchmark(weights: str, datasets: list[str], output, device: torch.devic
     return {
         "mma@1": float(a["mma"][1]),
         "mma@3": float(a["mma"][3]),
+        "homography_accuracy@1": float(a["homography_accuracy"][1]),
         "homography_accuracy@3": float(a["homography_accuracy"][3]),
+        "homography_accuracy@5": float(a["homography_accuracy"][5]),
+        "repeatability@3": float(a.get("repeatability@3", float("nan"))),
         "pairs": int(a["num_pairs"]),
     }
