@@ -47,11 +47,15 @@ def test_parity_with_official_fixture(make, sekd_reference, prefix, conf):
     assert np.all(np.diff(s) <= 0), "scores must come strongest first"
 
 
-def test_nchw_layout_is_bit_identical_to_the_release(make, sekd_reference):
+def test_nchw_layout_matches_the_release_to_float_rounding(make, sekd_reference):
+    """Bitwise on the CPU the fixture was checked on (Intel AVX-512, README "Parity"); oneDNN
+    picks other kernels on other CPUs (AMD EPYC: probability map within 1.8e-7), so the
+    bound is float rounding, not equality."""
     k, s, d = _run(make(**PAPER, channels_last=False), sekd_reference["image"])
     ia, ib = _match_sets(k, sekd_reference["keypoints"])
-    assert np.array_equal(s[ia], sekd_reference["scores"][ib])
-    assert np.array_equal(d.T[ia], sekd_reference["descriptors"][ib])
+    assert len(ia) == 500
+    np.testing.assert_allclose(s[ia], sekd_reference["scores"][ib], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(d.T[ia], sekd_reference["descriptors"][ib], atol=5e-6, rtol=0)
 
 
 def test_output_contract(make, sekd_reference):
@@ -86,7 +90,9 @@ def test_remove_borders(make, sekd_reference):
 
 def test_max_keypoints_all_and_rgb_input(make, sekd_reference):
     k, _, _ = _run(make(**{**PAPER, "max_keypoints": -1}, channels_last=False), sekd_reference["image"])
-    assert len(k) == 710  # all NMS maxima above 0.4 (weights/README.md)
+    # all NMS maxima above 0.4: 710 in the fixture (weights/README.md); exact plateaus in flat
+    # regions decide a few of them, so float rounding of another CPU's kernels moves the count
+    assert 700 <= len(k) <= 720, len(k)
     rgb = torch.from_numpy(sekd_reference["image"])[None].expand(3, -1, -1)[None]
     out = make(**PAPER)({"image": rgb})
     assert out["keypoints"].shape == (1, 500, 2)
