@@ -107,4 +107,6 @@ def test_parity_with_reference(recovered_path, reference):
     # float64 network itself is 3.9e-5 from the fixture), so the README's 1e-4.
     assert np.abs(semi - reference["semi_torch"]).max() < 1e-4
     ref_heat = logits_to_heatmap(torch.from_numpy(reference["semi_torch"])[None])
-    assert torch.allclose(logits_to_heatmap(torch.from_numpy(semi)[None]), ref_heat, atol=1e-6)
+    # the heatmap is a softmax of those logits: a logit error e moves a probability p by ~p * e
+    # (this AMD EPYC: logits 9.7e-5 from the fixture, heatmap 3.2e-6 abs at p = 0.27, 9.7e-5 relative)
+    torch.testing.assert_close(logits_to_heatmap(torch.from_numpy(semi)[None]), ref_heat, atol=1e-6, rtol=2e-4)
