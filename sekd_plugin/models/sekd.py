@@ -78,6 +78,11 @@ class SEKDNet(nn.Module):
             ``B x 128 x H/4 x W/4`` and the full-resolution detector feature ``u0``
             ``B x 32 x H x W`` (the trainer's "low-level descriptor").
         """
+        f2, u0 = self.trunk(image)
+        return self.detector(u0), self.descriptor(f2), u0
+
+    def trunk(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder-decoder before the two heads: ``(f2 B x 128 x H/4 x W/4, u0 B x 32 x H x W)``."""
         f0 = self.resblock0(self.conv0(image))
         f1 = self.resblock1(f0)
         f2 = self.resblock2(f1)
@@ -85,7 +90,7 @@ class SEKDNet(nn.Module):
         u1 += f1
         u0 = self.deconv1(u1)
         u0 += f0
-        return self.detector(u0), self.descriptor(f2), u0
+        return f2, u0
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(prob B x 1 x H x W, raw descriptor map B x 128 x H/4 x W/4)``."""

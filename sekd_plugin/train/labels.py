@@ -233,16 +233,7 @@ class LabelNet(torch.nn.Module):
         self.net = self.net.to(memory_format=torch.channels_last)
 
     def _trunk(self, image: torch.Tensor):
-        n = self.net
-        x = image.contiguous(memory_format=torch.channels_last)
-        f0 = n.resblock0(n.conv0(x))
-        f1 = n.resblock1(f0)
-        f2 = n.resblock2(f1)
-        u1 = n.deconv0(f2)
-        u1 += f1
-        u0 = n.deconv1(u1)
-        u0 += f0
-        return f2, u0
+        return self.net.trunk(image.contiguous(memory_format=torch.channels_last))
 
     def logits(self, image: torch.Tensor) -> torch.Tensor:
         """``B x 2 x H x W`` detector logits of ``B x 1 x H x W`` images."""
