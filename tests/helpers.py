@@ -63,3 +63,12 @@ def write_strecha_camera(path, R, C, K=STRECHA_K, size=(1536, 1024)) -> None:
             *(" ".join(f"{v:.12g}" for v in row) + " " for row in R), " ".join(f"{v:.12g}" for v in C) + " ",
             f"{size[0]} {size[1]} ", ""]
     path.write_text("\n".join(rows))
+
+
+def only_error_line(capsys) -> str:
+    """The one ``error: ...`` line a command printed to stderr (no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]

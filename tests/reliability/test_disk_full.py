@@ -20,18 +20,11 @@ from sekd_plugin.common.errors import DiskFullError
 from sekd_plugin.io import h5
 from sekd_plugin.io.h5 import list_names, open_h5, write_features
 from sekd_plugin.pairs import write_pairs
+from tests.helpers import only_error_line
 
 H5PY_ENOSPC = ("Can't write data (file write failed: time = Sun Dec  6 14:19:22 2026\n, filename = '{}', "
                "file descriptor = 3, errno = 28, error message = 'No space left on device', buf = 0x55ad47d991e0, "
                "total write size = 976, bytes this sub-write = 976, offset = 69632)")
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture
@@ -71,7 +64,7 @@ def test_matches_full_disk_keeps_earlier_pairs_and_resumes(data, monkeypatch, ca
     assert len(before) == 8
     _disk_filling_after(monkeypatch, 8)  # room for a few of the 20 new pairs
     assert _match(data, "pairs28.txt") == 2
-    line = _error_line(capsys)
+    line = only_error_line(capsys)
     assert line.startswith(f"error: {data / 'm.h5'}: no space left on device (")
     assert "pairs written, resume after freeing space)" in line
     written = int(line.split("(")[1].split()[0])
@@ -87,12 +80,12 @@ def test_matches_full_disk_at_the_start_writes_nothing(data, monkeypatch, capsys
     size = (data / "m.h5").stat().st_size
     monkeypatch.setattr(files, "free_bytes", lambda path: 28 * 1024)
     assert _match(data, "pairs28.txt") == 2
-    assert _error_line(capsys) == (f"error: {data / 'm.h5'}: no space left on device "
+    assert only_error_line(capsys) == (f"error: {data / 'm.h5'}: no space left on device "
                                    "(0 pairs written, resume after freeing space)")
     assert (data / "m.h5").stat().st_size == size and len(_complete_pairs(data / "m.h5")) == 8
     # a fresh file is not even created
     assert _match(data, "pairs8.txt", out="fresh.h5") == 2
-    assert "fresh.h5: no space left on device" in _error_line(capsys)
+    assert "fresh.h5: no space left on device" in only_error_line(capsys)
     assert not (data / "fresh.h5").exists()
 
 
@@ -111,7 +104,7 @@ def test_h5py_enospc_during_a_write_is_one_line_and_earlier_pairs_stay(data, mon
 
     monkeypatch.setattr(h5py.Group, "create_dataset", create_dataset)
     assert _match(data, "pairs28.txt") == 2
-    line = _error_line(capsys)
+    line = only_error_line(capsys)
     assert line == f"error: {data / 'm.h5'}: no space left on device (3 pairs written, resume after freeing space)"
     assert "damaged" not in line
     assert len(_complete_pairs(data / "m.h5")) == 11
@@ -134,7 +127,7 @@ def test_features_full_disk_is_not_called_damaged(data, monkeypatch, capsys):
     capsys.readouterr()
     _disk_filling_after(monkeypatch, 2)
     assert ef.cli(["--conf", "sift", "--images", str(images), "--output", str(out), "--num-workers", "0"]) == 2
-    line = _error_line(capsys)
+    line = only_error_line(capsys)
     assert line.startswith(f"error: {out}: no space left on device (") and "images written" in line
     assert "damaged" not in line
     assert {"0.png", "1.png"} <= set(list_names(out))
@@ -211,7 +204,7 @@ def test_run_cli_machine_errors_are_one_line(error, expected, capsys):
         raise error
 
     assert run_cli(main) == 2
-    assert _error_line(capsys).startswith(expected)
+    assert only_error_line(capsys).startswith(expected)
 
 
 def test_run_cli_keeps_tracebacks_of_bugs():
@@ -231,7 +224,7 @@ def test_benchmark_hpatches_full_disk_exit_2(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(hrun, "run", full)
     assert bench.main(["hpatches", "--output", str(tmp_path)]) == 2
-    assert _error_line(capsys).startswith(f"error: {tmp_path / 'results.json'}: no space left on device")
+    assert only_error_line(capsys).startswith(f"error: {tmp_path / 'results.json'}: no space left on device")
 
 
 def test_extract_features_name_too_long_exit_2(tmp_path, capsys):
@@ -246,5 +239,5 @@ def test_extract_features_name_too_long_exit_2(tmp_path, capsys):
     cv2.imwrite(str(images / "0.png"), texture(64, 80, 0))
     out = tmp_path / ("a" * 300 + ".h5")
     assert ef.cli(["--conf", "sift", "--images", str(images), "--output", str(out)]) == 2
-    line = _error_line(capsys)
+    line = only_error_line(capsys)
     assert "file name too long" in line and "a" * 300 in line

@@ -13,18 +13,11 @@ import pytest
 from sekd_plugin import match_features as mf
 from sekd_plugin.io.h5 import has_matches, read_conf, record_conf, write_features
 from sekd_plugin.pairs import write_pairs
+from tests.helpers import only_error_line
 
 
 def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _features(path, seed, conf):
@@ -64,7 +57,7 @@ def test_another_matcher_conf_is_refused_naming_both(root, capsys):
     capsys.readouterr()
     sha = _sha(root / "m.h5")
     assert _match(root, "NN-ratio") == 2
-    line = _error_line(capsys)
+    line = only_error_line(capsys)
     assert str(root / "m.h5") in line and "ratio_threshold: null -> 0.8" in line and "--overwrite" in line
     assert _sha(root / "m.h5") == sha
     assert _match(root) == 0  # the same conf: nothing to match
@@ -75,7 +68,7 @@ def test_other_features_are_refused_naming_both(root, capsys):
     assert _match(root) == 0
     capsys.readouterr()
     assert _match(root, "NN-mutual", "b.h5") == 2
-    line = _error_line(capsys)
+    line = only_error_line(capsys)
     old, new = mf.features_fingerprint(root / "a.h5"), mf.features_fingerprint(root / "b.h5")
     assert f'features: "{old}" -> "{new}"' in line and str(root / "b.h5") in line
 
@@ -95,7 +88,7 @@ def test_a_torchrun_part_of_another_conf_is_not_merged(root, capsys):
     mf.match_from_paths(mf.get_conf("NN-mutual"), root / "pairs.txt", parts / "rank0-of2.h5",
                         root / "a.h5", root / "a.h5")
     assert _match(root, "NN-ratio") == 2
-    line = _error_line(capsys)
+    line = only_error_line(capsys)
     assert "rank0-of2.h5" in line and "ratio_threshold" in line
     assert not (root / "m.h5").exists() and (parts / "rank0-of2.h5").exists()
     assert _match(root, "NN-mutual") == 0  # the same conf: the part is merged, nothing recomputed

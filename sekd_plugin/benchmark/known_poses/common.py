@@ -4,14 +4,17 @@ matches of every image pair (cached per method, shared with the SfM and pose ben
 
 from __future__ import annotations
 
+import logging
+import platform
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pycolmap
 
-from ...common import ConfigError
+from ... import __version__
+from ...common import ConfigError, write_atomic, write_json
 from ...datasets.strecha import StrechaCamera, load_gt_cameras
 from ..sfm.methods import COLMAP
 
@@ -114,3 +117,44 @@ class Timer:
 
     def __exit__(self, *exc: Any) -> None:
         self.s = time.perf_counter() - self.start
+
+
+logger = logging.getLogger(__name__)
+
+
+def new_results(protocol: str, configs: Sequence[str | Path], methods: Sequence[str], overrides: Sequence[str],
+                **settings: Any) -> dict[str, Any]:
+    """The results envelope of a known-poses benchmark (settings recorded as given)."""
+    return {"protocol": protocol, "configs": [str(c) for c in configs], "methods": list(methods), **settings,
+            "overrides": list(overrides), "scenes": {}, "skipped": {}, "failed": {},
+            "environment": {"sekd_plugin": __version__, "python": platform.python_version(),
+                            "pycolmap": pycolmap.__version__}}
+
+
+def run_plans(name: str, plans, scenes, results: dict[str, Any], output: Path,
+              evaluate: Callable[[dict[str, Any], str, Any], dict[str, Any]],
+              report: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Every (scene, method) of ``plans``: skipped with its reason, evaluated by
+    ``evaluate(cfg, method, scene)``, or recorded as failed (one failing method never loses the
+    others); results.json and results.md are rewritten after each."""
+    from ..sfm.suite import skip_reason
+
+    for scene_name, method, cfg in plans:
+        results["scenes"].setdefault(scene_name, {})
+        reason = skip_reason(method, cfg)
+        if reason:
+            results["skipped"][f"{scene_name}/{method}"] = reason
+            continue
+        logger.warning("%s benchmark: %s / %s", name, scene_name, method)
+        try:
+            results["scenes"][scene_name][method] = evaluate(cfg, method, scenes[scene_name][1])
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
+            logger.error("%s / %s failed: %s", scene_name, method, error)
+            results["failed"][f"{scene_name}/{method}"] = f"{type(error).__name__}: {error}"
+        write_json(output / "results.json", results)
+        write_atomic(output / "results.md", report(results))
+    write_json(output / "results.json", results)
+    write_atomic(output / "results.md", report(results))
+    return results

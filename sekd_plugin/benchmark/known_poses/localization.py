@@ -15,23 +15,19 @@ query that fails is a miss with its reason (``results.json``, ``queries``), neve
 
 from __future__ import annotations
 
-import logging
-import platform
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pycolmap
 
-from ... import __version__
 from ... import localize_sfm as L
 from ... import triangulation as T
-from ...common import ConfigError, PartialFailure, write_atomic, write_json
+from ...common import ConfigError, PartialFailure
 from ...pairs import write_pairs
-from .common import Timer, fmt, gt_camera, markdown_table, method_files, plan_scenes
+from .common import Timer, fmt, gt_camera, markdown_table, method_files, new_results, plan_scenes, run_plans
 from .metrics import THRESHOLDS, pose_errors, summarize
 
-logger = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm")
 QUERY_INTRINSICS = ("gt", "exif")
@@ -111,8 +107,6 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
         overrides: Sequence[str] = (), work: str | Path | None = None, ransac_thresh: float = 12.0,
         query_intrinsics: str = "gt") -> dict[str, Any]:
     """Every config x method; returns the results (also written under ``output``)."""
-    from ..sfm.suite import skip_reason
-
     if query_intrinsics not in QUERY_INTRINSICS:
         raise ConfigError(f"--query-intrinsics must be one of {list(QUERY_INTRINSICS)}, got {query_intrinsics!r}")
     if not ransac_thresh > 0:
@@ -120,33 +114,12 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
     output = Path(output)
     plans, scenes = plan_scenes(configs, methods, Path(work) if work else output, overrides)
     output.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"protocol": "leave-one-out localization in the GT-pose triangulation of the others",
-                               "configs": [str(c) for c in configs], "methods": list(methods),
-                               "ransac_thresh": ransac_thresh, "query_intrinsics": query_intrinsics,
-                               "thresholds_m_deg": [list(t) for t in THRESHOLDS], "overrides": list(overrides),
-                               "scenes": {}, "skipped": {}, "failed": {},
-                               "environment": {"sekd_plugin": __version__, "python": platform.python_version(),
-                                               "pycolmap": pycolmap.__version__}}
-    for scene_name, method, cfg in plans:
-        results["scenes"].setdefault(scene_name, {})
-        reason = skip_reason(method, cfg)
-        if reason:
-            results["skipped"][f"{scene_name}/{method}"] = reason
-            continue
-        logger.warning("localization benchmark: %s / %s", scene_name, method)
-        try:
-            results["scenes"][scene_name][method] = evaluate(cfg, method, scenes[scene_name][1], ransac_thresh,
-                                                             query_intrinsics)
-        except KeyboardInterrupt:
-            raise
-        except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
-            logger.error("%s / %s failed: %s", scene_name, method, error)
-            results["failed"][f"{scene_name}/{method}"] = f"{type(error).__name__}: {error}"
-        write_json(output / "results.json", results)
-        write_atomic(output / "results.md", markdown_report(results))
-    write_json(output / "results.json", results)
-    write_atomic(output / "results.md", markdown_report(results))
-    return results
+    results = new_results("leave-one-out localization in the GT-pose triangulation of the others", configs, methods,
+                          overrides, ransac_thresh=ransac_thresh, query_intrinsics=query_intrinsics,
+                          thresholds_m_deg=[list(t) for t in THRESHOLDS])
+    return run_plans("localization", plans, scenes, results, output,
+                     lambda cfg, method, scene: evaluate(cfg, method, scene, ransac_thresh, query_intrinsics),
+                     markdown_report)
 
 
 def main(configs: Sequence[str], methods: Sequence[str] | None = None, output: str = "outputs/localization",

@@ -13,19 +13,14 @@ error, matches and verified matches, and the time of verification + triangulatio
 
 from __future__ import annotations
 
-import logging
-import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-import pycolmap
 
-from ... import __version__
 from ... import triangulation as T
-from ...common import ConfigError, PartialFailure, write_atomic, write_json
-from .common import fmt, markdown_table, method_files, plan_scenes
+from ...common import ConfigError, PartialFailure
+from .common import fmt, markdown_table, method_files, new_results, plan_scenes, run_plans
 
-logger = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm")
 COLUMNS = ("scene", "method", "matcher", "images", "kpts/img", "#3D pts", "track len", "#obs", "reproj (px)",
@@ -72,8 +67,6 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
         overrides: Sequence[str] = (), work: str | Path | None = None, verification: str = "poses",
         max_error: float = 4.0) -> dict[str, Any]:
     """Every config x method; returns the results (also written under ``output``)."""
-    from ..sfm.suite import skip_reason
-
     if verification not in T.VERIFICATIONS:
         raise ConfigError(f"--verification must be one of {list(T.VERIFICATIONS)}, got {verification!r}")
     if not max_error > 0:
@@ -81,32 +74,10 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
     output = Path(output)
     plans, scenes = plan_scenes(configs, methods, Path(work) if work else output, overrides)
     output.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"protocol": "Schoenberger et al. CVPR 2017: triangulation with fixed GT cameras",
-                               "configs": [str(c) for c in configs], "methods": list(methods),
-                               "verification": verification, "max_error_px": max_error, "overrides": list(overrides),
-                               "scenes": {}, "skipped": {}, "failed": {},
-                               "environment": {"sekd_plugin": __version__, "python": platform.python_version(),
-                                               "pycolmap": pycolmap.__version__}}
-    for scene_name, method, cfg in plans:
-        results["scenes"].setdefault(scene_name, {})
-        reason = skip_reason(method, cfg)
-        if reason:
-            results["skipped"][f"{scene_name}/{method}"] = reason
-            continue
-        logger.warning("triangulation benchmark: %s / %s", scene_name, method)
-        try:
-            results["scenes"][scene_name][method] = evaluate(cfg, method, scenes[scene_name][1], verification,
-                                                             max_error)
-        except KeyboardInterrupt:
-            raise
-        except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
-            logger.error("%s / %s failed: %s", scene_name, method, error)
-            results["failed"][f"{scene_name}/{method}"] = f"{type(error).__name__}: {error}"
-        write_json(output / "results.json", results)
-        write_atomic(output / "results.md", markdown_report(results))
-    write_json(output / "results.json", results)
-    write_atomic(output / "results.md", markdown_report(results))
-    return results
+    results = new_results("Schoenberger et al. CVPR 2017: triangulation with fixed GT cameras", configs, methods,
+                          overrides, verification=verification, max_error_px=max_error)
+    return run_plans("triangulation", plans, scenes, results, output,
+                     lambda cfg, method, scene: evaluate(cfg, method, scene, verification, max_error), markdown_report)
 
 
 def main(configs: Sequence[str], methods: Sequence[str] | None = None, output: str = "outputs/triangulation",
