@@ -51,8 +51,8 @@ def render_markdown(history: dict) -> str:
         "",
         "## Validation (synthetic pairs of held-out images; mean over the groups, top-500 keypoints)",
         "",
-        "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches |",
-        "|---|---|---|---|---|---|",
+        "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches | keypoints > 0.55 (at most 500) | NMS peaks > 0.55 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     off = history.get("official")
     rows = list(history.get("validation", []))
@@ -61,7 +61,8 @@ def render_markdown(history: dict) -> str:
     for row in rows:
         lines.append(
             f"| {row.get('after')} | {_fmt(_val_key(row, 'mma@3'))} | {_fmt(_val_key(row, 'homography_accuracy@'))} "
-            f"| {_fmt(_val_key(row, 'repeatability@'))} | {_fmt(row.get('keypoints'), 1)} | {_fmt(row.get('matches'), 1)} |"
+            f"| {_fmt(_val_key(row, 'repeatability@'))} | {_fmt(row.get('keypoints'), 1)} | {_fmt(row.get('matches'), 1)} "
+            f"| {_fmt(row.get('deploy_keypoints'), 1)} | {_fmt(row.get('deploy_peaks'), 1)} |"
         )
     if rows and rows[-1].get("groups"):
         groups = list(rows[-1]["groups"])
@@ -182,7 +183,7 @@ def plot_curves(out: Path, history: dict) -> None:
     off = history.get("official") or {}
     groups = list(val[-1].get("groups", {})) if val and val[-1].get("groups") else []
     panels = groups or ["all"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.5 * (len(panels) + 1), 4), squeeze=False)
     xs = [v["round"] for v in val]
     for ax, g in zip(axes[0], panels):
         for name, color in (("mma@3", "C0"), ("homography_accuracy@3", "C1"), ("repeatability@3", "C2")):
@@ -197,6 +198,18 @@ def plot_curves(out: Path, history: dict) -> None:
         ax.set_xlabel("round (-1 = before training)")
         ax.set_ylim(0, 1)
         _legend(ax)
+    # the detector's confident peaks: what the extractor keeps at its 0.55 threshold
+    ax = axes[0][-1]
+    for name, color, label in (("deploy_keypoints", "C3", "keypoints > 0.55 (at most 500)"), ("deploy_peaks", "C4", "NMS peaks > 0.55")):
+        ys = [v.get(name, math.nan) for v in val]
+        if xs and not all(math.isnan(y) for y in ys):
+            ax.plot(xs, ys, marker="o", color=color, label=label)
+        if off.get(name) is not None:
+            ax.axhline(off[name], color=color, linestyle="--", linewidth=1)
+    ax.set_title("keypoints per image (dashed: official)" if off else "keypoints per image")
+    ax.set_xlabel("round (-1 = before training)")
+    ax.set_ylim(bottom=0)
+    _legend(ax)
     fig.tight_layout()
     fig.savefig(out / "validation.png", dpi=100)
     plt.close(fig)

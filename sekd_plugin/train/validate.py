@@ -136,18 +136,28 @@ def make_groups(images: list[np.ndarray], conf) -> dict[str, list]:
 
 
 @torch.no_grad()
-def extract(net, images: torch.Tensor, conf, threshold: float) -> list[tuple[np.ndarray, torch.Tensor]]:
-    """``(keypoints N x 2 (x, y), unit descriptors N x C)`` for every image of ``B x 1 x H x W``."""
+def extract(net, images: torch.Tensor, conf, thresholds: tuple[float, ...]) -> tuple[list[list], torch.Tensor]:
+    """Keypoints and descriptors of ``B x 1 x H x W`` images for each threshold, from one forward.
+
+    Returns ``(feats, peaks)``: ``feats[t][b] = (keypoints N x 2 (x, y), unit descriptors N x C)``
+    for threshold ``thresholds[t]`` (at most ``conf.max_keypoints``), and ``peaks`` ``T x B``,
+    the NMS maxima above each threshold without that cap (a saturated count says nothing).
+    """
     prob, desc = net(images)
     h, w = images.shape[-2:]
     masks = nms_mask(prob, conf.nms_radius)
-    out = []
-    for b in range(images.shape[0]):  # per image: the selection has a data-dependent size
-        yx, _ = select_keypoints(prob[b, 0], masks[b, 0], threshold, conf.max_keypoints)
-        xy = yx.flip(-1).to(prob.dtype)
-        d = sample_descriptors(desc[b], xy, (h, w), "official").T
-        out.append((xy.cpu().numpy().astype(np.float64), d.cpu().float()))
-    return out
+    thr = torch.tensor(thresholds, dtype=prob.dtype, device=prob.device)
+    peaks = (masks[None, :, 0] & (prob[None, :, 0] > thr[:, None, None, None])).sum((-1, -2))
+    feats = []
+    for t in thresholds:
+        out = []
+        for b in range(images.shape[0]):  # per image: the selection has a data-dependent size
+            yx, _ = select_keypoints(prob[b, 0], masks[b, 0], t, conf.max_keypoints)
+            xy = yx.flip(-1).to(prob.dtype)
+            d = sample_descriptors(desc[b], xy, (h, w), "official").T
+            out.append((xy.cpu().numpy().astype(np.float64), d.cpu().float()))
+        feats.append(out)
+    return feats, peaks.cpu()
 
 
 @functools.lru_cache(maxsize=4)
@@ -204,6 +214,7 @@ def _summary(rows: list[dict]) -> dict:
         "repeatability@3": float(np.mean([r["repeatability"] for r in rows])),
         "keypoints": float(np.mean([r["keypoints"] for r in rows])),
         "matches": float(np.mean([r["matches"] for r in rows])),
+        "peaks": float(np.mean([r.get("peaks", r["keypoints"]) for r in rows])),
         "pairs": len(rows),
     }
 
@@ -228,11 +239,14 @@ def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, ba
                 chunk = pairs[a : a + batch]
                 imgs = np.stack([im for p in chunk for im in p[:2]])
                 x = torch.from_numpy(imgs).float().div_(255.0)[:, None].to(device)
-                for setting, thr in (("deploy", float(conf.deploy_threshold)), ("top500", 0.0)):
-                    feats = extract(net, x, conf, thr)
+                thresholds = (float(conf.deploy_threshold), 0.0)
+                feats, peaks = extract(net, x, conf, thresholds)
+                for t, setting in enumerate(SETTINGS):
                     for j, (_, _, H) in enumerate(chunk):
-                        (k0, d0), (k1, d1) = feats[2 * j], feats[2 * j + 1]
-                        res[setting].append(pair_metrics(k0, d0, k1, d1, H, chunk[0][0].shape, conf.pixel_threshold, conf.matcher))
+                        (k0, d0), (k1, d1) = feats[t][2 * j], feats[t][2 * j + 1]
+                        row = pair_metrics(k0, d0, k1, d1, H, chunk[0][0].shape, conf.pixel_threshold, conf.matcher)
+                        row["peaks"] = 0.5 * float(peaks[t, 2 * j] + peaks[t, 2 * j + 1])
+                        res[setting].append(row)
             out["groups"][name] = {s: _summary(r) for s, r in res.items()}
     finally:
         net.train(was_training)
@@ -242,6 +256,8 @@ def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, ba
         out[m] = float(np.mean([g["top500"].get(m, 0.0) for g in out["groups"].values()]))
     # keypoints per image that clear the extractor's threshold (best-checkpoint eligibility)
     out["deploy_keypoints"] = float(np.mean([g["deploy"].get("keypoints", 0.0) for g in out["groups"].values()]))
+    # the same without the max_keypoints cap: a random detector saturates the capped count
+    out["deploy_peaks"] = float(np.mean([g["deploy"].get("peaks", 0.0) for g in out["groups"].values()]))
     out["deploy_mma@3"] = float(np.mean([g["deploy"].get("mma@3", 0.0) for g in out["groups"].values()]))
     return out
 
