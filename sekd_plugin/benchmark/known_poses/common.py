@@ -16,7 +16,7 @@ import pycolmap
 from ... import __version__
 from ...common import ConfigError, write_atomic, write_json
 from ...datasets.strecha import StrechaCamera, load_gt_cameras
-from ..sfm.methods import COLMAP
+from ..methods import COLMAP
 
 COLMAP_MATCHER = "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)"
 

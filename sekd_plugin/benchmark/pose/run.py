@@ -5,7 +5,7 @@
         [--threshold 1.0] --output DIR [key=value ...]
 
 Every image pair of each scene (or those of ``--pairs``, one ``name0 name1`` per line) is
-matched with each method's matcher (:mod:`sekd_plugin.benchmark.sfm.methods`; features and
+matched with each method's matcher (:mod:`sekd_plugin.benchmark.methods`; features and
 matches are cached under ``DIR/<scene>/<method>``); the essential matrix is estimated with the
 ground-truth K of both images by pycolmap's ``estimate_essential_matrix`` (COLMAP's 5-point
 solver in LO-RANSAC, inlier threshold ``--threshold`` pixels, fixed seed; the same for every
@@ -38,7 +38,7 @@ from ...common.cli import restore_sigterm
 from ...common.files import save_figure
 from ...common.locks import FolderLockedError, folder_lock
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
-from ..sfm.methods import COLMAP
+from ..methods import COLMAP
 from ..sfm.suite import failed_images_lines
 from .metrics import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
 

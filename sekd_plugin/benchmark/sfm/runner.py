@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ...common import ConfigError, InputError, PartialFailure, run_cli, write_json
-from .methods import COLMAP, default_matcher
+from ..methods import COLMAP, default_matcher
 
 logger = logging.getLogger(__name__)
 

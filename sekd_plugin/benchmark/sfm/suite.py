@@ -4,7 +4,7 @@
         --config benchmark_configs/reconstruction/fountain-P11.yaml [--config ...] \\
         [--methods colmap-sift,sift,sekd,sekd-sfm,...] --output DIR [key=value ...]
 
-A method is an entry of :data:`~sekd_plugin.benchmark.sfm.methods.METHODS` (its extraction
+A method is an entry of :data:`~sekd_plugin.benchmark.methods.METHODS` (its extraction
 conf and its matcher; ``colmap-sift`` is COLMAP's own pipeline, the reference row) or any
 extraction conf with its model's default matcher. The ``key=value`` overrides (scene-runner
 config keys, e.g. ``intrinsics=gt``, ``resize_max=1024``) apply to every config; ``matcher=``
@@ -31,7 +31,7 @@ from ...common import PartialFailure, write_atomic, write_json
 from ...common.cli import restore_sigterm
 from ...common.files import save_figure
 from ...common.locks import FolderLockedError
-from .methods import COLMAP, DEFAULT_METHODS, method_entry
+from ..methods import COLMAP, DEFAULT_METHODS, method_entry
 from .runner import extraction_conf, load_config, run as run_scene
 
 logger = logging.getLogger(__name__)

@@ -1,16 +1,18 @@
-"""Benchmark methods: an extraction conf and the matcher its authors (or hloc / COLMAP) use.
+"""The one method registry of every benchmark: a label, an extraction conf, its matcher, its
+weights and its pipeline.
 
-A method of the SfM and pose benchmarks is an entry of :data:`METHODS`; any other name is
-taken as an extraction conf of :mod:`sekd_plugin.extractors.confs` with the default matcher of
-its model (:data:`DEFAULT_MATCHERS`). ``colmap-sift`` is COLMAP's own pipeline
-(:mod:`.colmap`): COLMAP's SIFT, COLMAP's matcher and verification.
+A method is written ``NAME`` or ``LABEL=NAME`` (the label names it in tables, e.g.
+``ours=sekd`` with ``--weights ours=run/best.pth``). ``NAME`` is an entry of :data:`METHODS`
+or any extraction conf of :mod:`sekd_plugin.extractors.confs`, with the default matcher of its
+model (:data:`DEFAULT_MATCHERS`). ``colmap-sift`` is COLMAP's own pipeline
+(:mod:`.sfm.colmap`): COLMAP's SIFT, COLMAP's matcher and verification.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ...common.errors import ConfigError
+from ..common.errors import ConfigError
 
 # hloc's matcher conf names (sekd_plugin.match_features accepts them).
 DEFAULT_MATCHERS = {
@@ -36,17 +38,25 @@ METHODS: dict[str, dict[str, Any]] = {
 DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm", "sekd-selftrained", "sekd-selftrained-sfm")
 
 
+def parse_method(spec: str) -> tuple[str, str]:
+    """``"sekd"`` -> ("sekd", "sekd"); ``"ours=sekd"`` -> ("ours", "sekd"): a table label and a method name."""
+    label, _, name = spec.partition("=")
+    return (label, name or label)
+
+
 def default_matcher(extractor: str) -> str:
     """The matcher conf of an extraction conf's model (hloc's name)."""
-    from ...extractors.confs import get_conf
+    from ..extractors.confs import get_conf
 
     return DEFAULT_MATCHERS.get(get_conf(extractor)["model"]["name"], FALLBACK_MATCHER)
 
 
-def method_entry(method: str) -> dict[str, Any]:
-    """``{"pipeline": "hloc"|"colmap", "extractor": conf name, "matcher": conf name}`` of a method."""
-    from ...extractors.confs import confs
+def method_entry(spec: str, weights: str | None = None) -> dict[str, Any]:
+    """``{"label", "pipeline": "hloc"|"colmap", "extractor": conf name, "matcher": conf name,
+    "weights": checkpoint or None}`` of ``NAME`` or ``LABEL=NAME``."""
+    from ..extractors.confs import confs
 
+    label, method = parse_method(spec)
     if method in METHODS:
         entry = {"pipeline": "hloc", **METHODS[method]}
     elif method in confs:
@@ -54,4 +64,4 @@ def method_entry(method: str) -> dict[str, Any]:
     else:
         raise ConfigError(f"unknown method '{method}'; methods: {sorted(METHODS)} or any extraction conf "
                           f"({sorted(confs)})")
-    return entry
+    return {"label": label, **entry, "weights": None if weights is None else str(weights)}
