@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..common import write_atomic, write_json
+from ..common.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,6 @@ def run_methods(
         if save:
             save(results)
     return results
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def exit_code(results: dict[str, Any]) -> int:

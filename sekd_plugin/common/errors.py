@@ -50,3 +50,9 @@ class PartialFailure(UserError):
     def __init__(self, message: str, failed: dict[str, str] | None = None):
         super().__init__(message)
         self.failed = dict(failed or {})
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when empty): one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

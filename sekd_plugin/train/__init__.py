@@ -8,6 +8,8 @@ repeatability), then validation on synthetic homographies of held-out images.
 """
 
 from .config import TrainConfig, TrainConfigError, load_config
-from .loop import RunError, Trainer, cli, main
+from .command import cli, main
+from .state import RunError
+from .trainer import Trainer
 
 __all__ = ["RunError", "TrainConfig", "TrainConfigError", "Trainer", "cli", "load_config", "main"]

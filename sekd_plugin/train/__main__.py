@@ -1,8 +1,8 @@
-"""``python -m sekd_plugin.train``: see :func:`sekd_plugin.train.loop.cli`."""
+"""``python -m sekd_plugin.train``: see :func:`sekd_plugin.train.command.cli`."""
 
 import sys
 
-from .loop import cli
+from .command import cli
 
 if __name__ == "__main__":
     sys.exit(cli())

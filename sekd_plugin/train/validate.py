@@ -15,7 +15,7 @@ Keypoints come from the current network in two settings: ``deploy`` (the extract
 defaults: confidence ``val.deploy_threshold`` = 0.55, NMS 4, 500 keypoints) and ``top500``
 (the strongest 500 NMS peaks, no threshold). Descriptors are sampled as the extractor does and
 matched by the package's matcher (``val.matcher``, mutual nearest neighbour). Metrics per pair
-(from :mod:`sekd_plugin.benchmark.homography.metrics`): MMA@1 and @3, homography accuracy@3 (RANSAC, mean
+(from :mod:`sekd_plugin.metrics.homography`): MMA@1 and @3, homography accuracy@3 (RANSAC, mean
 corner error <= 3 px), repeatability@3.
 """
 
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..benchmark.homography import metrics
+from ..metrics import homography as metrics
 from ..ops import nms_mask, sample_descriptors, select_keypoints
 from .data import derive_seed
 
@@ -184,7 +184,7 @@ def mutual_nn(d0: torch.Tensor, d1: torch.Tensor, matcher: str = "NN-mutual") ->
 
 
 def pair_metrics(k0, d0, k1, d1, H: np.ndarray, size: tuple[int, int], px: float = 3.0, matcher: str = "NN-mutual") -> dict:
-    """Metrics of one pair; ``size = (H, W)`` of both images. Uses :mod:`sekd_plugin.benchmark.homography.metrics`."""
+    """Metrics of one pair; ``size = (H, W)`` of both images. Uses :mod:`sekd_plugin.metrics.homography`."""
     h, w = size
     i0, i1 = mutual_nn(d0, d1, matcher)
     matches = np.stack([i0, i1], axis=1) if len(i0) else np.zeros((0, 2), np.int64)
@@ -260,29 +260,3 @@ def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, ba
     out["deploy_peaks"] = float(np.mean([g["deploy"].get("peaks", 0.0) for g in out["groups"].values()]))
     out["deploy_mma@3"] = float(np.mean([g["deploy"].get("mma@3", 0.0) for g in out["groups"].values()]))
     return out
-
-
-def dev_benchmark(weights: str, datasets: list[str], output, device: torch.device, label: str = "model") -> dict:
-    """The package's HPatches benchmark (``--protocol sekd``) of a checkpoint on real sequences.
-
-    ``weights`` is a checkpoint path (ours, or the official ``sekd.pth``), run with the
-    ``sekd`` extractor conf under ``label``. Returns ``{"mma@1", "mma@3",
-    "homography_accuracy@1/3/5", "repeatability@3", "pairs"}`` over all pairs, or
-    ``{"skipped": reason}``.
-    """
-    from ..benchmark.homography.run import run
-
-    res = run(datasets, output, [f"{label}=sekd"], "sekd", overwrite=True, device=device.type, weights={label: weights})
-    m = res["methods"].get(label)
-    if not m:
-        return {"skipped": str(res.get("skipped"))}
-    a = m["all"]
-    return {
-        "mma@1": float(a["mma"][1]),
-        "mma@3": float(a["mma"][3]),
-        "homography_accuracy@1": float(a["homography_accuracy"][1]),
-        "homography_accuracy@3": float(a["homography_accuracy"][3]),
-        "homography_accuracy@5": float(a["homography_accuracy"][5]),
-        "repeatability@3": float(a.get("repeatability@3", float("nan"))),
-        "pairs": int(a["num_pairs"]),
-    }

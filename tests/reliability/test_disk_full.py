@@ -159,14 +159,14 @@ def test_write_atomic_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_checkpoint_save_short_write_says_disk_full(tmp_path, monkeypatch):
-    from sekd_plugin.train import loop
+    from sekd_plugin.train import state as loop_state
 
     def short_write(obj, f):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
 
     monkeypatch.setattr(torch, "save", short_write)
     with pytest.raises(DiskFullError) as error:
-        loop.atomic_torch_save({"x": torch.zeros(3)}, tmp_path / "state.pth")
+        loop_state.atomic_torch_save({"x": torch.zeros(3)}, tmp_path / "state.pth")
     assert str(error.value).startswith(f"{tmp_path / 'state.pth'}: no space left on device")
     assert not list(tmp_path.iterdir())
 

@@ -136,7 +136,7 @@ def test_empty_common_region_is_warned_per_pair_and_counted(tmp_path, caplog):
     import json
 
     from sekd_plugin.benchmark.__main__ import main as bench_main
-    from sekd_plugin.benchmark.homography import metrics as M
+    from sekd_plugin.metrics import homography as M
 
     data = tmp_path / "data"
     _sequence(data, "v_far", far_pair=2)

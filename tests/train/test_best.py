@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sekd_plugin.models.sekd import SEKDNet
-from sekd_plugin.train import config, ddp, loop
+from sekd_plugin.train import command as train_cli, config, ddp, trainer
 from sekd_plugin.train.data import context_size, fit_crop_to_photos
 
 from .conftest import TINY
@@ -21,13 +21,13 @@ def _trainer(tmp_path, validation, dev=(), min_keypoints=100.0):
         conf=conf, main=True, dist=ddp.DistInfo(device=torch.device("cpu")), out=tmp_path, net=SEKDNet(),
         progress={"round": 0, "step": "validate", "epoch": 0}, history={"validation": list(validation), "dev": list(dev), "best": None},
     )
-    t._model_file = lambda model, yaml: loop.Trainer._model_file(t, model, yaml)
+    t._model_file = lambda model, yaml: trainer.Trainer._model_file(t, model, yaml)
     t.log = lambda msg: None
     return t
 
 
 def _select(t, r):
-    loop.Trainer._select_best(t, r)
+    trainer.Trainer._select_best(t, r)
     return t.history["best"]
 
 
@@ -67,7 +67,7 @@ def test_a_run_that_only_hurts_keeps_the_starting_model_and_says_so(tmp_path, im
     out = tmp_path / "run"
     over = [o for o in TINY if not o.startswith("schedule.rounds")] + ["schedule.rounds=1", "optim.lr=50", "optim.schedule=constant"]
     with caplog.at_level("INFO"):
-        code = loop.cli(["--images", str(image_dir), "--output", str(out), "--init-weights", str(start), "--no-progress", *over])
+        code = train_cli.cli(["--images", str(image_dir), "--output", str(out), "--init-weights", str(start), "--no-progress", *over])
     assert code == 0
     import json
 
@@ -87,16 +87,16 @@ def test_init_weights_takes_an_asset_name(tmp_path, monkeypatch):
     weights.mkdir()
     monkeypatch.setenv("SEKD_PLUGIN_WEIGHTS_DIR", str(weights))
     monkeypatch.setenv("SEKD_PLUGIN_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(loop.RunError, match=r"--init-weights sekd: sekd not found.*python -m sekd_plugin.weights fetch sekd"):
-        loop.resolve_init_weights("sekd")
+    with pytest.raises(train_cli.RunError, match=r"--init-weights sekd: sekd not found.*python -m sekd_plugin.weights fetch sekd"):
+        train_cli.resolve_init_weights("sekd")
     (weights / "sekd.pth").write_bytes(b"x")
-    assert loop.resolve_init_weights("sekd") == (weights / "sekd.pth").resolve()
-    assert loop.resolve_init_weights("sekd_selftrained").name == "sekd_selftrained.pth"  # shipped with the package
-    with pytest.raises(loop.RunError, match="no such file, and not a known weights name"):
-        loop.resolve_init_weights("no_such_model")
+    assert train_cli.resolve_init_weights("sekd") == (weights / "sekd.pth").resolve()
+    assert train_cli.resolve_init_weights("sekd_selftrained").name == "sekd_selftrained.pth"  # shipped with the package
+    with pytest.raises(train_cli.RunError, match="no such file, and not a known weights name"):
+        train_cli.resolve_init_weights("no_such_model")
     f = tmp_path / "mine.pth"
     f.write_bytes(b"x")
-    assert loop.resolve_init_weights(str(f)) == f.resolve()
+    assert train_cli.resolve_init_weights(str(f)) == f.resolve()
 
 
 def test_crops_shrink_to_what_the_photos_allow():
@@ -131,6 +131,25 @@ def test_no_validation_images_means_no_best_and_says_so(tmp_path, image_dir, cap
     over = [o for o in TINY if not o.startswith(("schedule.rounds", "data.val_images"))] + ["schedule.rounds=1", "data.val_images=0",
                                                                                            "schedule.epochs_descriptor=0", "schedule.epochs_detector=0"]
     with caplog.at_level("INFO"):
-        assert loop.cli(["--images", str(image_dir), "--output", str(tmp_path / "run"), "--no-progress", *over]) == 0
+        assert train_cli.cli(["--images", str(image_dir), "--output", str(tmp_path / "run"), "--no-progress", *over]) == 0
     assert not (tmp_path / "run" / "best.pth").exists()
     assert "no best.pth: no validation images" in caplog.text and "best by validation" not in caplog.text
+
+
+def test_the_dev_benchmark_is_a_callback_the_caller_gives(tmp_path, image_dir):
+    """The trainer runs ``dev_eval`` on the start and after each round; it never imports the benchmarks."""
+    calls = []
+
+    def fake(weights, output, label, device):
+        calls.append(label)
+        assert Path(weights).is_file() and device.type == "cpu"
+        return {"mma@3": 0.5, "homography_accuracy@3": 0.5, "pairs": 1}
+
+    over = [o for o in TINY if not o.startswith("schedule.rounds")] + ["schedule.rounds=1", "val.dev_datasets=[unused]"]
+    conf_over = [*over, "schedule.epochs_descriptor=0", "schedule.epochs_detector=0"]
+    h = train_cli.main(output=tmp_path / "run", images=[str(image_dir)], overrides=conf_over, progress=False, dev_eval=fake)
+    assert calls == ["round-1", "round0"] and [d["round"] for d in h["dev"]] == [-1, 0]
+    conf = config.load_config(overrides=["val.dev_datasets=[x]"])
+    with pytest.raises(train_cli.RunError, match="no DEV evaluator"):
+        trainer.Trainer(conf, tmp_path / "other", dev_eval=None)
+    assert train_cli.load_dev_evaluator(config.load_config()) is None

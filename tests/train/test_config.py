@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from sekd_plugin.train import config
-from sekd_plugin.train.loop import cli as main
+from sekd_plugin.train.command import cli as main
 
 ROOT = Path(__file__).resolve().parents[2]
 

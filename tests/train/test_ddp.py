@@ -13,7 +13,7 @@ import torch
 
 from sekd_plugin.extractors.sekd import SEKD
 from sekd_plugin.train import labels as labels_mod
-from sekd_plugin.train.loop import cli
+from sekd_plugin.train.command import cli
 
 from .conftest import TINY
 
@@ -70,7 +70,7 @@ def nan_losses(*a, **k):
         out["loss"] = out["loss"] * float("nan")
     return out
 steps.descriptor_losses = nan_losses
-from sekd_plugin.train.loop import cli
+from sekd_plugin.train.command import cli
 sys.exit(cli())
 """
 

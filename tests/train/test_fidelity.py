@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from sekd_plugin.models.sekd import SEKDNet
-from sekd_plugin.train import config, losses, loop, steps, warps
+from sekd_plugin.train import config, losses, lr_schedule, steps, warps
 from sekd_plugin.train.data import PairDataset, collate_pairs, make_views
 
 
@@ -114,7 +114,7 @@ def test_cosine_and_constant_schedules_per_step():
     p = torch.nn.Parameter(torch.zeros(1))
     conf = config.load_config(overrides=["optim.schedule=cosine", "optim.warmup_steps=2", "optim.lr=1.0", "optim.min_lr_factor=0.1"])
     opt = torch.optim.SGD([p], lr=1.0)
-    sched, per_step = loop.make_scheduler(opt, conf, 10)
+    sched, per_step = lr_schedule.make_scheduler(opt, conf, 10)
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
@@ -122,9 +122,9 @@ def test_cosine_and_constant_schedules_per_step():
         sched.step()
     assert per_step and lrs[0] == 0.5 and lrs[1] == 1.0 and abs(lrs[-1] - 0.1) < 0.05 and lrs[5] < lrs[2]
     conf = config.load_config(overrides=["optim.schedule=constant", "optim.warmup_steps=0"])
-    _, per_step = loop.make_scheduler(torch.optim.SGD([p], lr=1.0), conf, 10)
+    _, per_step = lr_schedule.make_scheduler(torch.optim.SGD([p], lr=1.0), conf, 10)
     assert per_step
-    _, per_step = loop.make_scheduler(torch.optim.SGD([p], lr=1.0), config.load_config(), 10)
+    _, per_step = lr_schedule.make_scheduler(torch.optim.SGD([p], lr=1.0), config.load_config(), 10)
     assert not per_step
 
 

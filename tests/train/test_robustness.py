@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from sekd_plugin.train import loop
-from sekd_plugin.train.loop import cli
+from sekd_plugin.train import state, trainer
+from sekd_plugin.train.command import cli
 
 from .conftest import TINY, synthetic_image
 
@@ -76,17 +76,17 @@ def test_config_is_written_at_start(with_tiny_images, tmp_path):
     out.mkdir()
     (out / "config.yaml").write_text("schedule:\n  rounds: 9\n")  # a run killed before its first checkpoint
     calls = []
-    real = loop.Trainer.run
+    real = trainer.Trainer.run
 
     def stop(self):
         calls.append(1)
         raise KeyboardInterrupt
 
-    loop.Trainer.run = stop
+    trainer.Trainer.run = stop
     try:
         assert cli(_args(with_tiny_images, out, "optim.lr=0.002")) == 130
     finally:
-        loop.Trainer.run = real
+        trainer.Trainer.run = real
     saved = (out / "config.yaml").read_text()
     assert "rounds: 1" in saved and "lr: 0.002" in saved and calls
 
@@ -103,7 +103,7 @@ def test_damaged_state_is_one_line_naming_the_file(one_round, tmp_path, damage, 
     elif damage == "truncated":
         state.write_bytes(state.read_bytes()[:1000])
     else:
-        torch.save({"format": loop.STATE_FORMAT, "progress": [1, 2]}, state)
+        torch.save({"format": state.STATE_FORMAT, "progress": [1, 2]}, state)
     before = state.read_bytes()
     assert cli(["--output", str(run), "--resume", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

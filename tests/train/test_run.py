@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sekd_plugin.extractors.sekd import SEKD
-from sekd_plugin.train import labels, loop, steps
-from sekd_plugin.train.loop import cli as main
+from sekd_plugin.train import labels, state, steps
+from sekd_plugin.train.command import cli as main
 
 from .conftest import TINY
 
@@ -137,8 +137,8 @@ def test_only_unreadable_images_is_an_error(tmp_path, capsys):
     assert "no readable training image" in capsys.readouterr().err
 
 
-def test_loop_module_exports():
-    assert loop.STEPS == ("detect", "descriptor", "reliability", "detector", "validate")
+def test_steps_in_order():
+    assert state.STEPS == ("detect", "descriptor", "reliability", "detector", "validate")
 
 
 @pytest.mark.integration

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sekd_plugin.benchmark.homography.metrics import warp_points
+from sekd_plugin.metrics.homography import warp_points
 from sekd_plugin.train import config, validate
 
 from .conftest import synthetic_image

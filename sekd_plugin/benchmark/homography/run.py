@@ -27,7 +27,7 @@ from ...extractors.base import get_extractor, missing_weights_reason, weights_fi
 from ...extractors.confs import get_conf
 from ...io.h5 import list_names, read_features
 from ...matchers import get_matcher_conf, load_matcher
-from . import metrics as M
+from ...metrics import homography as M
 from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
 
 logger = logging.getLogger(__name__)

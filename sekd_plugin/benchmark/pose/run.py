@@ -40,7 +40,7 @@ from ...common.locks import FolderLockedError, folder_lock
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from ..methods import COLMAP
 from ..sfm.suite import failed_images_lines
-from .metrics import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
+from ...metrics.pose import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sekd_plugin.benchmark.__main__ import main as bench_main
-from sekd_plugin.benchmark.homography import metrics as M
+from sekd_plugin.metrics import homography as M
 
 
 def test_homography_auc_known_values():

@@ -28,7 +28,7 @@ def test_estimator_recovers_gt_pose_from_exact_projections():
     kp0, kp1 = c0.project(X) - 0.5, c1.project(X) - 0.5  # K is in COLMAP's corner convention
     est = P.estimate_pose(kp0, kp1, c0, c1, threshold_px=1.0)
     R_gt, t_gt = relative_pose(c0, c1)
-    from sekd_plugin.benchmark.pose.metrics import pose_error_deg
+    from sekd_plugin.metrics.pose import pose_error_deg
 
     err_R, err_t, err = pose_error_deg(est["R"], est["t"], R_gt, t_gt)
     assert est["num_inliers"] == 300 and err < 0.05  # RANSAC tolerance; a convention slip gives degrees

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sekd_plugin.benchmark.homography import metrics as M
+from sekd_plugin.metrics import homography as M
 
 RNG = np.random.default_rng(0)
 H_GT = np.array([[0.9, 0.1, 20.0], [-0.05, 1.1, 10.0], [1e-4, -2e-4, 1.0]])

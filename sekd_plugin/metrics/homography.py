@@ -65,7 +65,7 @@ def estimate_homography(
     """Robust homography from matched keypoints (fixed seed, 10,000 iterations, confidence 0.9999);
     None if it fails. ``estimator``: a name of :mod:`sekd_plugin.geometry.estimators` (default
     OpenCV RANSAC, the benchmark's historical setting)."""
-    from ...geometry.estimators import estimate_homography as robust_homography
+    from ..geometry.estimators import estimate_homography as robust_homography
 
     if len(matches) < 4:
         return None
@@ -101,7 +101,7 @@ AUC_THRESHOLDS = (1, 3, 5)  # px, glue-factory's homography AUC
 def homography_auc(corner_errors, thresholds=AUC_THRESHOLDS) -> dict[int, float]:
     """Area under the cumulative corner-error curve up to each threshold t, divided by t
     (glue-factory's homography AUC; a failed estimate has an infinite error)."""
-    from ..pose.metrics import pose_auc
+    from .pose import pose_auc
 
     return dict(zip(thresholds, pose_auc(np.asarray(corner_errors, float), thresholds)))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sekd_plugin.benchmark.pose import metrics as M
+from sekd_plugin.metrics import pose as M
 
 
 def _rot(axis, deg):

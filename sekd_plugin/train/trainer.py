@@ -1,232 +1,58 @@
-"""The self-evolving schedule, checkpoints, resume and the command line.
-
-A run is a sequence of rounds; each round runs the steps
+"""The self-evolving schedule: a run is a sequence of rounds; each round runs the steps
 
     detect -> descriptor -> reliability -> detector -> validate
 
 (``detect``/``reliability`` compute keypoint labels, ``descriptor``/``detector`` train for a
 number of epochs). Progress ``(round, step, epoch)`` is saved atomically after every epoch and
-every step in ``state.pth`` together with the model, the optimizer/scheduler and frozen copy of
-the step in progress, RNG states and the history; ``model.pth`` is the latest model and
-``best.pth`` the best one by validation, both in the format the SEKD extractor loads.
-``--resume`` continues from the last completed epoch (``--resume auto``: when there is a run).
-A run folder holds one run: ``.lock`` (pid and host of the process that trains) refuses a
-second process; a lock left by a dead process is taken over.
+every step in ``state.pth`` (:mod:`.state`) together with the model, the optimizer/scheduler
+and frozen copy of the step in progress, RNG states and the history; ``model.pth`` is the
+latest model and ``best.pth`` the best one by validation, both in the format the SEKD
+extractor loads. The DEV benchmark per round is a callback (``dev_eval``) given by the caller:
+the trainer does not know the benchmarks.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import logging
-import math
-import os
-import random
-import shlex
-import socket
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..common import pick_device, run_cli, write_atomic
-from ..common.errors import CheckpointError, InputError, UserError
+from ..common import pick_device
+from ..common.errors import CheckpointError, UserError, first_line
 from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from . import config as config_mod
 from . import ddp, labels, steps, validate
 from .data import PairDataset, collate_pairs, context_size, derive_seed, fit_crop_to_photos, min_image_side, scan_images
+from .lr_schedule import make_scheduler
 from .report import write_report
+from .state import (STATE_FORMAT, STEPS, RunError, StateFileError, atomic_torch_save, images_fingerprint, load_state,
+                    rng_state, set_rng_state, to_cpu)
 
 logger = logging.getLogger("sekd_plugin.train")
 
-STEPS = ("detect", "descriptor", "reliability", "detector", "validate")
-STATE_FORMAT = "sekd_plugin.train/2"
-STATE_KEYS = ("format", "progress", "model", "rng", "history", "images", "config")
+# ``dev_eval(weights, output folder, label, device) -> {"mma@3", "homography_accuracy@3", ...}``
+# or ``{"skipped": reason}``
+DevEval = Callable[[str, Path, str, torch.device], dict]
 
 
-class RunError(InputError):
-    """A run cannot start or continue (one line for the command line; also a ValueError)."""
-
-
-class StateFileError(CheckpointError):
-    """``state.pth`` is unreadable or not a state of this trainer (the message names it)."""
-
-
-# --------------------------------------------------------------------------- persistence
-def atomic_torch_save(obj, path: Path) -> None:
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
-def rng_state() -> dict:
-    """Every RNG state as tensors / ints (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    out = {
-        "torch": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "python": torch.tensor(list(py_state[1]), dtype=torch.int64),
-    }
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    keys = state["numpy_keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, int(state["numpy_pos"]), 0, 0.0))
-    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _cpu(obj):
-    """Move every tensor of a nested container to the CPU (portable checkpoints)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
-
-
-def images_fingerprint(keys: list[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def load_state(path: Path) -> dict:
-    """``state.pth`` as a dict, checked; any damage is a one-line :class:`StateFileError`.
-
-    Loaded with ``weights_only=True`` (plain containers and tensors only); torch's advice to
-    retry with ``weights_only=False`` is not passed on -- a state file never needs it.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated, random bytes, foreign pickle ...
-        reason = _first_line(e)
-        if "weights_only" in reason or "Weights only load failed" in reason:
-            reason = "not a plain tensor checkpoint"
-        raise StateFileError(f"cannot read {path}: {reason} (the file is damaged; start a new run or restore it)") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise StateFileError(f"{path}: not a state file of this trainer (format {fmt!r}, expected {STATE_FORMAT!r})")
-    missing = [k for k in STATE_KEYS if k not in state]
-    prog = state.get("progress")
-    ok = (
-        not missing
-        and isinstance(prog, dict)
-        and {"round", "step", "epoch"} <= set(prog)
-        and str(prog["step"]) in STEPS
-        and isinstance(state["model"], dict)
-        and isinstance(state["history"], str)
-    )
-    if not ok:
-        raise StateFileError(f"{path}: malformed state file (missing or wrong entries: {missing or 'progress/model/history'})")
-    try:
-        json.loads(state["history"])
-    except ValueError:
-        raise StateFileError(f"{path}: malformed state file (history is not JSON)") from None
-    return state
-
-
-# --------------------------------------------------------------------------- run folder lock
-class RunLock:
-    """``<run>/.lock`` with ``pid@host``: one process per run folder; a dead owner's lock is taken over."""
-
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / ".lock"
-        self.held = False
-
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = f"{os.getpid()}@{socket.gethostname()}"
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    owner = self.path.read_text().strip()
-                except OSError:
-                    owner = ""
-                pid_s, _, host = owner.partition("@")
-                if pid_s.isdigit() and host == socket.gethostname() and not self._alive(int(pid_s)):
-                    logger.warning("taking over the stale lock of process %s (no longer running): %s", pid_s, self.path)
-                    self.path.unlink(missing_ok=True)
-                    continue
-                if not pid_s.isdigit():  # empty / torn lock file (crash while writing it)
-                    self.path.unlink(missing_ok=True)
-                    continue
-                raise RunError(
-                    f"{self.path.parent} is in use by process {owner} (lock {self.path}); "
-                    "one run folder holds one run -- wait for it, or remove the lock if that process is gone"
-                )
-            with os.fdopen(fd, "w") as f:
-                f.write(me + "\n")
-            self.held = True
-            return
-        raise RunError(f"cannot take the lock {self.path}")
-
-    def release(self) -> None:
-        if self.held:
-            try:
-                if self.path.read_text().strip().startswith(f"{os.getpid()}@"):
-                    self.path.unlink()
-            except OSError:
-                pass
-            self.held = False
-
-
-# --------------------------------------------------------------------------- learning-rate schedules
-def make_scheduler(optimizer: torch.optim.Optimizer, conf, steps_total: int):
-    """``(scheduler, per_step)``: ReduceLROnPlateau per epoch, or cosine / constant per step with warm-up."""
-    oc = conf.optim
-    if oc.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=oc.patience), False
-    warm = max(0, int(oc.warmup_steps))
-    total = max(1, int(steps_total))
-    floor = float(oc.min_lr_factor)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if oc.schedule == "constant":
-            return 1.0
-        t = min(1.0, (step - warm) / max(1, total - warm))
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
-
-
-# --------------------------------------------------------------------------- trainer
 class Trainer:
     """Runs (or resumes) the self-evolving schedule into ``output``."""
 
-    def __init__(self, conf, output: str | Path, resume: bool = False, dist: ddp.DistInfo | None = None, progress: bool = True):
+    def __init__(self, conf, output: str | Path, resume: bool = False, dist: ddp.DistInfo | None = None, progress: bool = True,
+                 dev_eval: DevEval | None = None):
+        """``dev_eval``: the DEV benchmark of a checkpoint, run on the starting model and after every
+        round when given (``val.dev_datasets`` without it is a :class:`RunError`)."""
         self.conf = conf
         self.out = Path(output)
+        if conf.val.dev_datasets and dev_eval is None and (dist is None or dist.is_main):
+            raise RunError("val.dev_datasets is set but no DEV evaluator was given (sekd_plugin.train.command.load_dev_evaluator)")
+        self.dev_eval = dev_eval
         self.dist = dist or ddp.DistInfo(device=pick_device(conf.device))
         self.device = self.dist.device
         self.main = self.dist.is_main
@@ -250,7 +76,7 @@ class Trainer:
             except UserError:
                 raise
             except Exception as e:  # noqa: BLE001 - a text file, random bytes, a foreign pickle ...
-                reason = _first_line(e)
+                reason = first_line(e)
                 if "weights_only" in reason or "Weights only load failed" in reason:
                     reason = "not a plain tensor checkpoint"
                 raise CheckpointError(f"--init-weights {conf.init_weights}: not a loadable SEKD checkpoint ({reason})") from None
@@ -312,7 +138,7 @@ class Trainer:
         try:
             self.net.load_state_dict(state["model"])
         except (RuntimeError, KeyError, TypeError) as e:
-            raise StateFileError(f"{path}: the model in the state file does not fit SEKD ({_first_line(e)})") from None
+            raise StateFileError(f"{path}: the model in the state file does not fit SEKD ({first_line(e)})") from None
         self.progress = {k: (int(v) if k != "step" else str(v)) for k, v in state["progress"].items()}
         self.step_state = state.get("step_state")
         hist = json.loads(state["history"])
@@ -340,12 +166,12 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         yaml = config_mod.to_yaml(self.conf)
-        model = _cpu(self.net.state_dict())
+        model = to_cpu(self.net.state_dict())
         state = {
             "format": STATE_FORMAT,
             "progress": dict(self.progress),
             "model": model,
-            "step_state": _cpu(self.step_state) if self.step_state is not None else None,
+            "step_state": to_cpu(self.step_state) if self.step_state is not None else None,
             "rng": rng_state(),
             "history": json.dumps(self.history, default=str),
             "images": images_fingerprint(self.images.keys),
@@ -620,7 +446,7 @@ class Trainer:
         load_weights(net, path, map_location=self.device)
         row = {"weights": str(path), **validate.evaluate(net, self.val_groups, self.conf.val, self.device)}
         if self.conf.val.dev_datasets:
-            row["dev"] = validate.dev_benchmark(str(path), list(self.conf.val.dev_datasets), self.out / "dev" / "official", self.device, label="official")
+            row["dev"] = self.dev_eval(str(path), self.out / "dev" / "official", "official", self.device)
         self.history["official"] = row
         dev = row.get("dev", {})
         self.log(
@@ -673,7 +499,7 @@ class Trainer:
         if not why and (best is None or score > best["score"]):
             self.history["best"] = {"round": r, "metric": vc.select_metric, "score": score,
                                     "starting_model": r < 0}
-            f = self._model_file(_cpu(self.net.state_dict()), config_mod.to_yaml(self.conf))
+            f = self._model_file(to_cpu(self.net.state_dict()), config_mod.to_yaml(self.conf))
             f.update(round=r, step="validate", epoch=0, selected_by=f"{vc.select_metric} {score:.4f}")
             atomic_torch_save(f, self.out / "best.pth")
             self.log(f"[sekd-train] best.pth <- {'the starting model' if r < 0 else f'round {r}'} ({vc.select_metric} {score:.4f})")
@@ -686,8 +512,8 @@ class Trainer:
             ddp.barrier(self.dist)
             return
         tmp = self.out / "dev" / f"round{r}.pth"
-        atomic_torch_save(self._model_file(_cpu(self.net.state_dict()), config_mod.to_yaml(self.conf)), tmp)
-        row = {"round": r, **validate.dev_benchmark(str(tmp), list(self.conf.val.dev_datasets), self.out / "dev" / f"round{r}", self.device, label=f"round{r}")}
+        atomic_torch_save(self._model_file(to_cpu(self.net.state_dict()), config_mod.to_yaml(self.conf)), tmp)
+        row = {"round": r, **self.dev_eval(str(tmp), self.out / "dev" / f"round{r}", f"round{r}", self.device)}
         tmp.unlink(missing_ok=True)
         self.history["dev"] = [v for v in self.history.get("dev", []) if v.get("round") != r] + [row]
         self.log(f"[sekd-train] DEV sequences after round {r}: MMA@3 {row.get('mma@3', float('nan')):.3f}, H@3 {row.get('homography_accuracy@3', float('nan')):.3f}")
@@ -707,173 +533,3 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m sekd_plugin.train",
-        description="Train SEKD by self-evolving keypoint detection and description on unlabeled images.",
-        epilog=(
-            "Overrides are key=value pairs over the config (e.g. schedule.rounds=2 optim.lr=3e-4 "
-            "data.crop_size=256); see benchmark_configs/train/paper.yaml for every key. "
-            "Under torchrun (WORLD_SIZE > 1) the run is distributed with DDP."
-        ),
-    )
-    p.add_argument("--images", nargs="+", metavar="DIR", help="folders of training images (searched recursively)")
-    p.add_argument("--output", required=True, metavar="runs/NAME", help="run folder (checkpoints, labels, report)")
-    p.add_argument("--config", metavar="FILE.yaml", help="config file (default: the paper's schedule)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --output from its last completed epoch; '--resume auto' resumes when "
-        "there is a run and starts one otherwise (for torchrun's elastic restarts)",
-    )
-    p.add_argument("--resume-auto", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--init-weights", metavar="PATH|NAME",
-                   help="initialise the network from a checkpoint file or a weights name, e.g. 'sekd' (the official "
-                        "model: python -m sekd_plugin.weights fetch sekd) or 'sekd_selftrained' (default: random)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    return p
-
-
-def resolve_config(output: str | Path, *, resume: bool, images=None, config=None, overrides=(), init_weights=None):
-    """The run config: a saved one (``resume``) or defaults < ``config`` < ``overrides``."""
-    out = Path(output)
-    overrides = list(overrides or [])
-    if resume:
-        saved = out / "config.yaml"
-        if not saved.is_file():
-            raise RunError(f"nothing to resume: {saved} not found")
-        try:
-            text = saved.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise config_mod.TrainConfigError(f"{saved}: unreadable ({_first_line(e)})") from None
-        base = config_mod.from_yaml(text, source=str(saved))
-        conf = config_mod.load_config(config, overrides, base=base)
-        if images:
-            conf.images = [str(Path(d).resolve()) for d in images]
-        if init_weights:
-            conf.init_weights = str(Path(init_weights).resolve())
-        changed = [k for k in config_mod.diff(base, conf) if k not in config_mod.RESUME_MUTABLE]
-        if changed:
-            raise RunError(
-                f"--resume keeps the run's config; these keys differ from {saved}: {changed} "
-                f"(only {sorted(config_mod.RESUME_MUTABLE)} may change)"
-            )
-        return conf
-    if not images:
-        raise RunError("--images DIR [DIR ...] is required (except with --resume)")
-    conf = config_mod.load_config(config, overrides)
-    conf.images = [str(Path(d).resolve()) for d in images]
-    if init_weights:
-        conf.init_weights = str(resolve_init_weights(init_weights))
-    return conf
-
-
-def resolve_init_weights(value: str) -> Path:
-    """``--init-weights``: a checkpoint file, or an asset name resolved like extractor
-    checkpoints (``sekd``, ``sekd_selftrained``, ...: ``$SEKD_PLUGIN_WEIGHTS_DIR``, the cache,
-    the copies shipped with the package). A missing asset is the same one line as for extractors."""
-    from .. import assets
-
-    p = Path(value).expanduser()
-    if p.is_file():
-        return p.resolve()
-    if p.exists():
-        raise RunError(f"--init-weights {value}: not a file")
-    try:
-        located = assets.locate(value)
-    except assets.UnknownAssetError:
-        raise RunError(f"--init-weights {value}: no such file, and not a known weights name "
-                       f"({', '.join(a.name for a in assets.list_assets('weights'))})") from None
-    if not located.found:
-        raise RunError(f"--init-weights {value}: {located.reason}")
-    return located.path.resolve()
-
-
-def main(
-    *,
-    output: str | Path,
-    images: list[str] | None = None,
-    config: str | None = None,
-    resume: bool | str = False,
-    init_weights: str | None = None,
-    overrides: list[str] | tuple = (),
-    progress: bool = True,
-    _session: dict | None = None,
-) -> dict:
-    """Train (or resume) a run into ``output``; returns its history. Raises user errors.
-
-    ``resume``: ``True`` continues the run in ``output``; ``"auto"`` continues it when
-    ``output/state.pth`` exists and starts one otherwise.
-    """
-    out = Path(output)
-    session = _session if _session is not None else {}
-    if resume == "auto":
-        resume = (out / "state.pth").exists()
-    resume = bool(resume)
-    conf = resolve_config(out, resume=resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
-    dist = ddp.setup(conf.device)
-    session["dist"] = dist
-    lock = RunLock(out) if dist.is_main else None
-    try:
-        if lock is not None:
-            lock.acquire()
-            if not resume:
-                if (out / "state.pth").exists():
-                    raise RunError(f"{out} already holds a run; add --resume to continue it or choose another --output")
-                # the config of this run, written at start (a stale one from a run killed
-                # before its first checkpoint must not survive)
-                write_atomic(out / "config.yaml", config_mod.to_yaml(conf))
-        ddp.barrier(dist)
-        trainer = Trainer(conf, out, resume=resume, dist=dist, progress=progress)
-        session["trainer"] = trainer
-        try:
-            return trainer.run()
-        except KeyboardInterrupt as interrupt:
-            from ..common import Terminated
-
-            trainer.interrupted("terminated" if isinstance(interrupt, Terminated) else "interrupted")
-            raise
-    finally:
-        if lock is not None:
-            lock.release()
-        ddp.cleanup(dist)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m sekd_plugin.train``: :func:`main` under :func:`sekd_plugin.common.run_cli`."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for i in range(len(argv) - 1):  # "--resume auto" (a flag cannot take an optional value safely)
-        if argv[i] == "--resume" and argv[i + 1] == "auto":
-            argv[i : i + 2] = ["--resume-auto"]
-            break
-    args = build_parser().parse_args(argv)
-    session: dict[str, Any] = {}
-    kwargs = dict(
-        output=args.output,
-        images=args.images,
-        config=args.config,
-        resume="auto" if args.resume_auto else bool(args.resume),
-        init_weights=args.init_weights,
-        overrides=args.overrides,
-        progress=not args.no_progress,
-        _session=session,
-    )
-
-    def hint() -> str:
-        trainer = session.get("trainer")
-        cmd = f"python -m sekd_plugin.train --output {shlex.quote(str(args.output))} --resume"
-        if trainer is not None and (Path(args.output) / "state.pth").exists():
-            p = trainer.progress
-            return f"the last completed point (round {p['round']}, step {p['step']}, epoch {p['epoch']}) is saved. Resume with:\n  {cmd}"
-        return "nothing was saved yet; nothing to resume"
-
-    if int(os.environ.get("RANK", "0")) > 0:  # other ranks: the same exit status, rank 0 says why
-        try:
-            main(**kwargs)
-            return 0
-        except UserError:
-            return 2
-        except KeyboardInterrupt:
-            return 130
-    return run_cli(main, resume_hint=hint, **kwargs)

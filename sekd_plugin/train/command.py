@@ -1,0 +1,216 @@
+"""``python -m sekd_plugin.train``: the command line, config resolution and :func:`main`.
+
+A run folder holds one run (:mod:`.run_lock`); ``--resume`` continues from the last completed
+epoch (``--resume auto``: when there is a run). With ``val.dev_datasets`` the DEV benchmark of
+every round is the homography benchmark's :data:`DEV_EVALUATOR`, loaded by name (like hloc
+loads an extractor), so that the trainer never imports the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..common import run_cli, write_atomic
+from ..common.errors import UserError, first_line
+from . import config as config_mod
+from . import ddp
+from .run_lock import RunLock
+from .state import RunError
+from .trainer import DevEval, Trainer
+
+DEV_EVALUATOR = "sekd_plugin.benchmark.homography.dev:dev_benchmark"
+
+
+def load_dev_evaluator(conf, name: str = DEV_EVALUATOR) -> DevEval | None:
+    """The DEV callback of ``val.dev_datasets`` (``None`` without them), loaded by ``module:function``."""
+    if not conf.val.dev_datasets:
+        return None
+    module, _, func = name.partition(":")
+    bench = getattr(importlib.import_module(module), func)
+    datasets = list(conf.val.dev_datasets)
+
+    def dev_eval(weights: str, output: Path, label: str, device) -> dict:
+        return bench(weights, datasets, output, device.type, label=label)
+
+    return dev_eval
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sekd_plugin.train",
+        description="Train SEKD by self-evolving keypoint detection and description on unlabeled images.",
+        epilog=(
+            "Overrides are key=value pairs over the config (e.g. schedule.rounds=2 optim.lr=3e-4 "
+            "data.crop_size=256); see benchmark_configs/train/paper.yaml for every key. "
+            "Under torchrun (WORLD_SIZE > 1) the run is distributed with DDP."
+        ),
+    )
+    p.add_argument("--images", nargs="+", metavar="DIR", help="folders of training images (searched recursively)")
+    p.add_argument("--output", required=True, metavar="runs/NAME", help="run folder (checkpoints, labels, report)")
+    p.add_argument("--config", metavar="FILE.yaml", help="config file (default: the paper's schedule)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output from its last completed epoch; '--resume auto' resumes when "
+        "there is a run and starts one otherwise (for torchrun's elastic restarts)",
+    )
+    p.add_argument("--resume-auto", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--init-weights", metavar="PATH|NAME",
+                   help="initialise the network from a checkpoint file or a weights name, e.g. 'sekd' (the official "
+                        "model: python -m sekd_plugin.weights fetch sekd) or 'sekd_selftrained' (default: random)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return p
+
+
+def resolve_config(output: str | Path, *, resume: bool, images=None, config=None, overrides=(), init_weights=None):
+    """The run config: a saved one (``resume``) or defaults < ``config`` < ``overrides``."""
+    out = Path(output)
+    overrides = list(overrides or [])
+    if resume:
+        saved = out / "config.yaml"
+        if not saved.is_file():
+            raise RunError(f"nothing to resume: {saved} not found")
+        try:
+            text = saved.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise config_mod.TrainConfigError(f"{saved}: unreadable ({first_line(e)})") from None
+        base = config_mod.from_yaml(text, source=str(saved))
+        conf = config_mod.load_config(config, overrides, base=base)
+        if images:
+            conf.images = [str(Path(d).resolve()) for d in images]
+        if init_weights:
+            conf.init_weights = str(Path(init_weights).resolve())
+        changed = [k for k in config_mod.diff(base, conf) if k not in config_mod.RESUME_MUTABLE]
+        if changed:
+            raise RunError(
+                f"--resume keeps the run's config; these keys differ from {saved}: {changed} "
+                f"(only {sorted(config_mod.RESUME_MUTABLE)} may change)"
+            )
+        return conf
+    if not images:
+        raise RunError("--images DIR [DIR ...] is required (except with --resume)")
+    conf = config_mod.load_config(config, overrides)
+    conf.images = [str(Path(d).resolve()) for d in images]
+    if init_weights:
+        conf.init_weights = str(resolve_init_weights(init_weights))
+    return conf
+
+
+def resolve_init_weights(value: str) -> Path:
+    """``--init-weights``: a checkpoint file, or an asset name resolved like extractor
+    checkpoints (``sekd``, ``sekd_selftrained``, ...: ``$SEKD_PLUGIN_WEIGHTS_DIR``, the cache,
+    the copies shipped with the package). A missing asset is the same one line as for extractors."""
+    from .. import assets
+
+    p = Path(value).expanduser()
+    if p.is_file():
+        return p.resolve()
+    if p.exists():
+        raise RunError(f"--init-weights {value}: not a file")
+    try:
+        located = assets.locate(value)
+    except assets.UnknownAssetError:
+        raise RunError(f"--init-weights {value}: no such file, and not a known weights name "
+                       f"({', '.join(a.name for a in assets.list_assets('weights'))})") from None
+    if not located.found:
+        raise RunError(f"--init-weights {value}: {located.reason}")
+    return located.path.resolve()
+
+
+def main(
+    *,
+    output: str | Path,
+    images: list[str] | None = None,
+    config: str | None = None,
+    resume: bool | str = False,
+    init_weights: str | None = None,
+    overrides: list[str] | tuple = (),
+    progress: bool = True,
+    dev_eval: DevEval | None = None,
+    _session: dict | None = None,
+) -> dict:
+    """Train (or resume) a run into ``output``; returns its history. Raises user errors.
+
+    ``resume``: ``True`` continues the run in ``output``; ``"auto"`` continues it when
+    ``output/state.pth`` exists and starts one otherwise. ``dev_eval`` replaces the DEV
+    benchmark of ``val.dev_datasets`` (default: :data:`DEV_EVALUATOR`).
+    """
+    out = Path(output)
+    session = _session if _session is not None else {}
+    if resume == "auto":
+        resume = (out / "state.pth").exists()
+    resume = bool(resume)
+    conf = resolve_config(out, resume=resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
+    dist = ddp.setup(conf.device)
+    session["dist"] = dist
+    lock = RunLock(out) if dist.is_main else None
+    try:
+        if lock is not None:
+            lock.acquire()
+            if not resume:
+                if (out / "state.pth").exists():
+                    raise RunError(f"{out} already holds a run; add --resume to continue it or choose another --output")
+                # the config of this run, written at start (a stale one from a run killed
+                # before its first checkpoint must not survive)
+                write_atomic(out / "config.yaml", config_mod.to_yaml(conf))
+        ddp.barrier(dist)
+        trainer = Trainer(conf, out, resume=resume, dist=dist, progress=progress,
+                          dev_eval=(dev_eval or load_dev_evaluator(conf)) if dist.is_main else None)
+        session["trainer"] = trainer
+        try:
+            return trainer.run()
+        except KeyboardInterrupt as interrupt:
+            from ..common import Terminated
+
+            trainer.interrupted("terminated" if isinstance(interrupt, Terminated) else "interrupted")
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
+        ddp.cleanup(dist)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m sekd_plugin.train``: :func:`main` under :func:`sekd_plugin.common.run_cli`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1):  # "--resume auto" (a flag cannot take an optional value safely)
+        if argv[i] == "--resume" and argv[i + 1] == "auto":
+            argv[i : i + 2] = ["--resume-auto"]
+            break
+    args = build_parser().parse_args(argv)
+    session: dict[str, Any] = {}
+    kwargs = dict(
+        output=args.output,
+        images=args.images,
+        config=args.config,
+        resume="auto" if args.resume_auto else bool(args.resume),
+        init_weights=args.init_weights,
+        overrides=args.overrides,
+        progress=not args.no_progress,
+        _session=session,
+    )
+
+    def hint() -> str:
+        trainer = session.get("trainer")
+        cmd = f"python -m sekd_plugin.train --output {shlex.quote(str(args.output))} --resume"
+        if trainer is not None and (Path(args.output) / "state.pth").exists():
+            p = trainer.progress
+            return f"the last completed point (round {p['round']}, step {p['step']}, epoch {p['epoch']}) is saved. Resume with:\n  {cmd}"
+        return "nothing was saved yet; nothing to resume"
+
+    if int(os.environ.get("RANK", "0")) > 0:  # other ranks: the same exit status, rank 0 says why
+        try:
+            main(**kwargs)
+            return 0
+        except UserError:
+            return 2
+        except KeyboardInterrupt:
+            return 130
+    return run_cli(main, resume_hint=hint, **kwargs)
