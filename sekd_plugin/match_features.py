@@ -28,7 +28,6 @@ A corrupt or foreign .h5 file raises :class:`~sekd_plugin.io.h5.H5FileError` nam
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -46,8 +45,9 @@ from . import distributed
 from .common import ConfigError, run_cli
 from .common.errors import DiskFullError, InputError
 from .common.files import BackgroundWriter
-from .io.h5 import (H5FileError, _find_pair, conf_differences, list_names, merge_files, open_h5, read_conf,
+from .io.h5 import (H5FileError, conf_differences, features_fingerprint, list_names, merge_files, open_h5, read_conf,
                     read_features, record_conf, write_matches)
+from .io.matches import _find_pair
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
 from .matchers.confs import confs, get_conf  # noqa: F401  (hloc's names: match_features.confs[...])
@@ -87,14 +87,6 @@ class _DescriptorCache:
 
 class MatchConfMismatch(InputError):
     """The matches file holds matches of another matcher conf or of other features."""
-
-
-def features_fingerprint(path: str | os.PathLike) -> str | None:
-    """Hash of the provenance recorded in a features file (conf + weights), None if it has none."""
-    conf = read_conf(path, "features")
-    if conf is None:
-        return None
-    return hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def provenance(name: str, matcher, feature_path_q: Path, feature_path_ref: Path) -> dict[str, Any]:
