@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import os
 import pprint
@@ -32,7 +31,7 @@ from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.cli import non_negative_int, positive_int
 from .common.files import BackgroundWriter
 from .common.errors import ConfigError, DiskFullError, InputError
-from .extractors.base import get_extractor, load_extractor, locate_weights
+from .extractors.base import get_extractor, load_extractor, weights_fingerprint
 from .extractors.confs import confs, get_conf
 from .io.h5 import (
     H5FileError,
@@ -129,13 +128,9 @@ def provenance(conf: dict[str, Any]) -> dict[str, Any]:
         model.pop(key, None)
     preprocessing = {k: v for k, v in check_preprocessing(conf.get("preprocessing")).items() if k != "globs"}
     out: dict[str, Any] = {"model": model, "preprocessing": preprocessing}
-    located = locate_weights(conf["model"])
-    if located is not None and located.found:
-        digest = hashlib.sha256()
-        with open(located.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        out["weights_sha256"] = digest.hexdigest()
+    sha256 = weights_fingerprint(conf["model"])
+    if sha256 is not None:
+        out["weights_sha256"] = sha256
     return out
 
 

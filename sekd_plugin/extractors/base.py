@@ -124,13 +124,13 @@ def missing_weights_reason(model_conf: dict[str, Any], label: str | None = None)
             f"(see {manifest}; get them with: {asset.fetch_command})")
 
 
-def weights_fingerprint(model_conf: dict[str, Any]) -> dict[str, Any] | None:
-    """Which checkpoint ``model_conf`` resolves to, by asset name (or the given path), size and
-    mtime, so that caches of features notice a replaced file but not a moved checkout.
-    None for extractors without weights or when the weights are missing."""
+def weights_fingerprint(model_conf: dict[str, Any]) -> str | None:
+    """The one weights fingerprint: sha256 of the file ``model_conf`` resolves to (computed once
+    per path, size and mtime in a process), so caches of features notice a replaced file but
+    not a moved checkout. None for extractors without weights or when the weights are missing."""
+    from ..io.provenance import file_sha256
+
     located = locate_weights(model_conf)
     if located is None or not located.found:
         return None
-    stat = located.path.stat()
-    name = str(located.path.resolve()) if located.explicit else f"asset:{located.asset.name}"
-    return {"path": name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return file_sha256(located.path)
