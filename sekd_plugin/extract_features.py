@@ -46,6 +46,7 @@ from .io.h5 import (
 from .io.images import (
     IMAGE_EXTENSIONS,
     ImageDataset,
+    NoImagesError,
     check_names_inside,
     check_preprocessing,
     list_images,
@@ -56,10 +57,6 @@ from .io.images import (
 from .sharded import ShardedFile
 
 logger = logging.getLogger(__name__)
-
-
-class NoImagesError(InputError):
-    """There is nothing to extract: the folder or image list has no images."""
 
 
 class FeatureConfMismatch(InputError):
