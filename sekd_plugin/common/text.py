@@ -7,7 +7,7 @@ non-finite values the same way.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 
@@ -26,9 +26,11 @@ def first_line(error: BaseException, limit: int | None = 200, sentence: bool = F
 
 def fmt(value: Any, spec: str = ".4f", scale: float = 1.0) -> str:
     """A table cell: ``-`` for None or a non-finite number, ``format(value * scale, spec)`` for
-    other numbers, ``str(value)`` for anything else."""
+    other numbers (a count, an unscaled int, as it is), ``str(value)`` for anything else."""
     if value is None:
         return "-"
+    if isinstance(value, Integral) and scale == 1:
+        return str(value)
     if isinstance(value, Real) and not isinstance(value, bool):
         return format(value * scale, spec) if math.isfinite(value) else "-"
     return str(value)

@@ -20,5 +20,5 @@ def test_first_line():
 
 def test_fmt():
     assert fmt(None) == fmt(math.nan) == fmt(np.float32("inf")) == "-"
-    assert fmt(0.123456) == "0.1235" and fmt(0.5, ".1f", 100) == "50.0" and fmt(3, ".0f") == "3"
+    assert fmt(0.123456) == "0.1235" and fmt(0.5, ".1f", 100) == "50.0" and fmt(3, ".2f") == "3" and fmt(3, ".1f", 2) == "6.0"
     assert fmt("ok") == "ok" and fmt(True) == "True"
