@@ -4,7 +4,7 @@
 sekd_plugin.extract_features ...`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; this module
 reads them, joins a ``gloo`` process group (CPU tensors only: it carries barriers and small
 Python objects, never features), splits work deterministically and balanced, and lets rank 0
-merge what the ranks wrote. Without ``torchrun`` everything degrades to one process.
+merge what the ranks wrote (:mod:`sekd_plugin.sharded`). Without ``torchrun`` everything degrades to one process.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import dataclasses
 import datetime
 import heapq
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 
 # A rank may wait for the slowest one for as long as its share takes.
 BARRIER_TIMEOUT = datetime.timedelta(hours=int(os.environ.get("SEKD_PLUGIN_DIST_TIMEOUT_H", "72")))
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,20 @@ class Context:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
+
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on rank 0 only; every rank returns its result or raises its exception
+        (a rank that raised alone would leave the others waiting at the next barrier)."""
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - raised below, on every rank
+                error = exc
+        result, error = self.gather((result, error))[0]
+        if error is not None:
+            raise error
+        return result
 
     def device(self, requested: str | torch.device | None) -> torch.device:
         """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA is used, else the request."""

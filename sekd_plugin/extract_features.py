@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import os
 import pprint
-import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,12 +27,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import distributed
 from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.cli import non_negative_int, positive_int
 from .common.files import BackgroundWriter
 from .common.errors import ConfigError, DiskFullError, InputError
-from .extractors.base import get_extractor, load_extractor, locate_weights
+from .extractors.base import get_extractor, load_extractor, weights_fingerprint
 from .extractors.confs import confs, get_conf
 from .io.h5 import (
     H5FileError,
@@ -42,7 +39,6 @@ from .io.h5 import (
     conf_differences,
     entry_name,
     list_names,
-    merge_files,
     read_conf,
     record_conf,
     write_features,
@@ -50,6 +46,7 @@ from .io.h5 import (
 from .io.images import (
     IMAGE_EXTENSIONS,
     ImageDataset,
+    NoImagesError,
     check_names_inside,
     check_preprocessing,
     list_images,
@@ -57,12 +54,9 @@ from .io.images import (
     parse_image_list,
     resized_size,
 )
+from .sharded import ShardedFile
 
 logger = logging.getLogger(__name__)
-
-
-class NoImagesError(InputError):
-    """There is nothing to extract: the folder or image list has no images."""
 
 
 class FeatureConfMismatch(InputError):
@@ -131,13 +125,9 @@ def provenance(conf: dict[str, Any]) -> dict[str, Any]:
         model.pop(key, None)
     preprocessing = {k: v for k, v in check_preprocessing(conf.get("preprocessing")).items() if k != "globs"}
     out: dict[str, Any] = {"model": model, "preprocessing": preprocessing}
-    located = locate_weights(conf["model"])
-    if located is not None and located.found:
-        digest = hashlib.sha256()
-        with open(located.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        out["weights_sha256"] = digest.hexdigest()
+    sha256 = weights_fingerprint(conf["model"])
+    if sha256 is not None:
+        out["weights_sha256"] = sha256
     return out
 
 
@@ -213,10 +203,6 @@ def collate_same_size(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"errors": errors, "batches": batches}
 
 
-def _parts_dir(feature_path: Path) -> Path:
-    return feature_path.with_name(feature_path.name + ".parts")
-
-
 def extract(
     conf: dict[str, Any],
     image_dir: str | os.PathLike,
@@ -237,7 +223,7 @@ def extract(
     extractor supports it (``extract_batch``; SEKD does), with identical features. Under
     ``torchrun`` the images are split across the ranks (balanced by pixel count); each rank
     writes ``<output>.parts/rank<r>-of<N>.h5`` and rank 0 merges them into the output
-    atomically (see :mod:`sekd_plugin.distributed`). Every rank returns the totals.
+    atomically (see :mod:`sekd_plugin.sharded`). Every rank returns the totals.
     """
     image_dir = Path(image_dir)
     if "model" not in conf or "name" not in conf["model"]:
@@ -253,8 +239,8 @@ def extract(
         feature_path = Path(export_dir, conf["output"] + ".h5")
     feature_path = Path(feature_path)
     result = ExtractionResult(feature_path)
-    ctx = distributed.context()
-    parts_dir = _parts_dir(feature_path)
+    shard = ShardedFile(feature_path, "features")
+    ctx = shard.ctx
 
     names = _image_names(image_dir, image_list, preprocessing["globs"], allow_outside)
     undecodable = set()
@@ -270,41 +256,17 @@ def extract(
         names = [n for n in names if n not in undecodable]
     wanted = provenance(conf)
 
-    # rank 0 checks (and with overwrite clears) what is there; every rank then reads the same state
-    message = None
-    if ctx.is_main:
-        feature_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            weights = conf["model"].get("weights")
-            rebuild = _check_provenance(feature_path, wanted, overwrite, weights)
-            for part in sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else []:
-                rebuild |= _check_provenance(part, wanted, overwrite, weights)
-            if rebuild:
-                feature_path.unlink(missing_ok=True)
-            if overwrite:
-                shutil.rmtree(parts_dir, ignore_errors=True)
-        except InputError as error:
-            message = error
-    message = ctx.gather(message)[0]
-    if message is not None:
-        raise message
-    done: set[str] = set()
-    if not overwrite:
-        for path in [feature_path, *(sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else [])]:
-            if path.exists():
-                done |= set(list_names(path))
-    ctx.barrier()  # everyone has read before anyone writes
+    # rank 0 checks (and with overwrite clears) what is there; every rank then reads the same file
+    weights = conf["model"].get("weights")
+    shard.prepare(lambda path: _check_provenance(path, wanted, overwrite, weights), wanted, overwrite)
+    done = set(list_names(feature_path)) if feature_path.exists() and not overwrite else set()
     result.skipped = [n for n in names if entry_name(n) in done]
     todo = [n for n in names if entry_name(n) not in done]
 
     sizes = _probe_sizes(image_dir, todo, preprocessing) if (batch_size > 1 or ctx.active) else [None] * len(todo)
-    if ctx.active:
-        share = distributed.balanced_split([(s[0] * s[1]) if s else 1 for s in sizes], ctx.world)[ctx.rank]
-        todo, sizes = [todo[i] for i in share], [sizes[i] for i in share]
-        output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
-        output.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        output = feature_path
+    share = shard.share([(s[0] * s[1]) if s else 1 for s in sizes])
+    todo, sizes = [todo[i] for i in share], [sizes[i] for i in share]
+    output = shard.rank_path()
 
     if todo:
         logger.info("Extracting %d images (%d already done) into %s%s with:\n%s", len(todo), len(result.skipped),
@@ -314,8 +276,12 @@ def extract(
     elif not ctx.active:
         logger.info("All %d images are already in %s; nothing to extract.", len(result.skipped), feature_path)
 
-    if ctx.active or parts_dir.is_dir():
-        _gather_and_merge(ctx, result, feature_path, parts_dir, wanted)
+    everyone = shard.finish(wanted, (result.extracted, result.failed, result.summary, result.timings))
+    if ctx.active:
+        result.extracted = sorted({n for e, _, _, _ in everyone for n in e})
+        result.failed = {k: v for _, f, _, _ in everyone for k, v in f.items()}
+        result.summary = sorted({row for _, _, s, _ in everyone for row in s})
+        result.timings = {k: v for _, _, _, t in everyone for k, v in t.items()}
     if result.failed:
         logger.warning("%d image(s) failed: %s", len(result.failed), ", ".join(result.failed))
     if result.extracted:
@@ -323,30 +289,6 @@ def extract(
     elif not feature_path.exists():
         logger.warning("No image could be extracted; %s was not written", feature_path)
     return result
-
-
-def _gather_and_merge(ctx: distributed.Context, result: ExtractionResult, feature_path: Path, parts_dir: Path,
-                      wanted: dict[str, Any]) -> None:
-    """All ranks' results into ``result``; rank 0 merges the part files into the output atomically."""
-    mine = (result.extracted, result.failed, result.summary, result.timings)
-    everyone = ctx.gather(mine)  # also the barrier: every rank has finished writing its part
-    if ctx.active:
-        result.extracted = sorted({n for e, _, _, _ in everyone for n in e})
-        result.failed = {k: v for _, f, _, _ in everyone for k, v in f.items()}
-        result.summary = sorted({row for _, _, s, _ in everyone for row in s})
-        result.timings = {k: v for _, _, _, t in everyone for k, v in t.items()}
-    error = None
-    if ctx.is_main:
-        try:
-            parts = sorted(parts_dir.glob("*.h5"))
-            if parts:
-                merge_files(parts, feature_path, "features", conf=wanted)
-            shutil.rmtree(parts_dir, ignore_errors=True)
-        except BaseException as exc:  # every rank raises it (a rank that raised alone would hang the others)
-            error = exc
-    error = ctx.gather(error)[0]
-    if error is not None:
-        raise error
 
 
 def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: list[str],

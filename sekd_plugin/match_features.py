@@ -28,12 +28,10 @@ A corrupt or foreign .h5 file raises :class:`~sekd_plugin.io.h5.H5FileError` nam
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
 import pprint
-import shutil
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,12 +44,14 @@ from . import distributed
 from .common import ConfigError, run_cli
 from .common.errors import DiskFullError, InputError
 from .common.files import BackgroundWriter
-from .io.h5 import (H5FileError, _find_pair, conf_differences, list_names, merge_files, open_h5, read_conf,
+from .io.h5 import (H5FileError, conf_differences, features_fingerprint, list_names, open_h5, read_conf,
                     read_features, record_conf, write_matches)
+from .io.matches import _find_pair
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
 from .matchers.confs import confs, get_conf  # noqa: F401  (hloc's names: match_features.confs[...])
 from .pairs import read_pairs, unique_pairs
+from .sharded import ShardedFile
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +87,6 @@ class _DescriptorCache:
 
 class MatchConfMismatch(InputError):
     """The matches file holds matches of another matcher conf or of other features."""
-
-
-def features_fingerprint(path: str | os.PathLike) -> str | None:
-    """Hash of the provenance recorded in a features file (conf + weights), None if it has none."""
-    conf = read_conf(path, "features")
-    if conf is None:
-        return None
-    return hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def provenance(name: str, matcher, feature_path_q: Path, feature_path_ref: Path) -> dict[str, Any]:
@@ -182,27 +174,10 @@ def match_from_paths(
         raise FileNotFoundError(f"pairs file not found: {pairs_path}")
     match_path.parent.mkdir(parents=True, exist_ok=True)
 
-    ctx = distributed.context()
+    shard = ShardedFile(match_path, "matches")
+    ctx = shard.ctx
     wanted = provenance(conf["model"]["name"], matcher, Path(feature_path_q), Path(feature_path_ref))
-    parts_dir = match_path.with_name(match_path.name + ".parts")
-    message = None
-    if ctx.is_main:
-        try:
-            parts = sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else []
-            rebuild = _check_provenance(match_path, wanted, overwrite, Path(feature_path_q))
-            for part in parts:  # e.g. the part of an NN-mutual torchrun in an NN-ratio run
-                rebuild |= _check_provenance(part, wanted, overwrite, Path(feature_path_q))
-            if rebuild:
-                match_path.unlink(missing_ok=True)
-            if parts_dir.is_dir():  # parts of an interrupted torchrun: keep what they hold
-                if parts and not overwrite:
-                    merge_files(parts, match_path, "matches", conf=wanted)
-                shutil.rmtree(parts_dir, ignore_errors=True)
-        except InputError as error:  # raised on every rank, so none waits forever
-            message = error
-    message = ctx.gather(message)[0]
-    if message is not None:
-        raise message
+    shard.prepare(lambda path: _check_provenance(path, wanted, overwrite, Path(feature_path_q)), wanted, overwrite)
     all_pairs = unique_pairs(read_pairs(pairs_path))
     pairs = find_new_pairs(all_pairs, None if overwrite else match_path)
     counts = {"pairs": len(all_pairs), "matched": len(pairs), "skipped": len(all_pairs) - len(pairs)}
@@ -235,12 +210,9 @@ def match_from_paths(
     for name0, name1 in pairs:
         by_first[name0].append(name1)
     firsts = list(by_first)
-    output = match_path
-    if ctx.active:
-        costs = [shapes_q[a][0][1] * sum(shapes_r[b][0][1] for b in by_first[a]) + 1 for a in firsts]
-        firsts = [firsts[i] for i in distributed.balanced_split(costs, ctx.world)[ctx.rank]]
-        output = parts_dir / f"rank{ctx.rank}-of{ctx.world}.h5"
-        output.parent.mkdir(parents=True, exist_ok=True)
+    costs = [shapes_q[a][0][1] * sum(shapes_r[b][0][1] for b in by_first[a]) + 1 for a in firsts]
+    firsts = [firsts[i] for i in shard.share(costs)]
+    output = shard.rank_path()
     if output.exists() and read_conf(output, "matches") is None and _has_entries(output):
         logger.warning("%s holds matches without a recorded conf (e.g. written by hloc); adding to it "
                        "without checking that they are comparable", output)
@@ -278,20 +250,7 @@ def match_from_paths(
                         bar.update(1)
     finally:
         writer.close()
-    if ctx.active:
-        ctx.barrier()
-        error = None
-        if ctx.is_main:
-            try:
-                parts = sorted(parts_dir.glob("*.h5"))
-                if parts:
-                    merge_files(parts, match_path, "matches", conf=wanted)
-                shutil.rmtree(parts_dir, ignore_errors=True)
-            except BaseException as exc:  # raised on every rank, so none waits forever
-                error = exc
-        error = ctx.gather(error)[0]
-        if error is not None:
-            raise error
+    shard.finish(wanted)
     logger.info("Wrote matches of %d pairs to %s", len(pairs), match_path)
     return counts
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import h5py
 import numpy as np
 import pytest
 
+from sekd_plugin import distributed
 from sekd_plugin import extract_features as ef
 from sekd_plugin.distributed import balanced_split
 from sekd_plugin.extractors.confs import get_conf
@@ -138,3 +141,73 @@ def test_parts_of_an_interrupted_sharded_matching_are_kept(tmp_path):
     assert counts == {"pairs": 3, "matched": 2, "skipped": 1}
     assert not out.with_name("m.h5.parts").exists()
     assert (get_matches(out, "b", "c")[0][:, 1] == 7).all()
+
+
+# --------------------------------------------------------------------------- ShardedFile, without torchrun
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rank(distributed.Context):
+    """Rank ``rank`` of ``world`` whose gather sees ``main`` as rank 0's object (its own elsewhere)."""
+
+    main: Any = None
+
+    def gather(self, obj: Any) -> list[Any]:
+        return [obj if r == self.rank else (self.main if r == 0 else obj) for r in range(self.world)]
+
+
+def _feats(value: float) -> dict:
+    return {"keypoints": np.full((3, 2), value, np.float32), "descriptors": np.ones((4, 3), np.float32)}
+
+
+def test_two_rank_parts_are_merged_by_rank_0(tmp_path):
+    from sekd_plugin.io.h5 import read_conf, read_features, write_features
+    from sekd_plugin.sharded import ShardedFile
+
+    out, conf = tmp_path / "f.h5", {"model": {"name": "fake"}}
+    ranks = [ShardedFile(out, "features", _Rank(r, 2)) for r in range(2)]
+    shares = [s.share([5, 1, 1, 3]) for s in ranks]
+    assert sorted(shares[0] + shares[1]) == [0, 1, 2, 3] and not set(shares[0]) & set(shares[1])
+    paths = [s.rank_path() for s in ranks]
+    assert paths == [out.with_name("f.h5.parts") / f"rank{r}-of2.h5" for r in range(2)]
+    write_features(paths[0], "a", _feats(0))
+    write_features(paths[1], "b", _feats(1))
+    assert ranks[0].finish(conf, "mine") == ["mine", "mine"]
+    assert list_names(out) == ["a", "b"] and read_conf(out) == conf
+    assert (read_features(out, "b")["keypoints"] == 1).all()
+    assert not out.with_name("f.h5.parts").exists()
+
+
+def test_parts_of_an_interrupted_run_are_checked_then_merged_before_reading(tmp_path):
+    from sekd_plugin.io.h5 import write_features
+    from sekd_plugin.sharded import ShardedFile
+
+    out = tmp_path / "f.h5"
+    write_features(out, "a", _feats(0))
+    shard = ShardedFile(out, "features", distributed.Context())
+    shard.parts_dir.mkdir()
+    write_features(shard.parts_dir / "rank1-of2.h5", "b", _feats(1))
+    checked = []
+    shard.prepare(lambda path: checked.append(path.name) or False, {"v": 1}, overwrite=False)
+    assert checked == ["f.h5", "rank1-of2.h5"] and list_names(out) == ["a", "b"]
+    assert not shard.parts_dir.exists() and shard.rank_path() == out
+
+    shard.parts_dir.mkdir()
+    write_features(shard.parts_dir / "rank0-of2.h5", "c", _feats(2))
+    shard.prepare(lambda path: path == out, {"v": 2}, overwrite=True)  # rebuild: output and parts dropped
+    assert not out.exists() and not shard.parts_dir.exists()
+
+
+def test_an_error_of_rank_0_is_raised_on_every_rank(tmp_path):
+    from sekd_plugin.common.errors import InputError
+    from sekd_plugin.sharded import ShardedFile
+
+    def refuse(path):
+        raise InputError(f"{path.name} holds another conf")
+
+    with pytest.raises(InputError, match="f.h5 holds another conf"):
+        ShardedFile(tmp_path / "f.h5", "features", _Rank(0, 2)).prepare(refuse, {}, overwrite=False)
+    rank1 = _Rank(1, 2, main=(None, InputError("from rank 0")))
+    with pytest.raises(InputError, match="from rank 0"):
+        ShardedFile(tmp_path / "f.h5", "features", rank1).prepare(refuse, {}, overwrite=False)
+    assert distributed.Context().on_main(lambda: 42) == 42

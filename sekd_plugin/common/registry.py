@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .conf import check_keys
 from .errors import ConfigError
 
 
@@ -29,11 +30,7 @@ class BaseModel(nn.Module):
         super().__init__()
         conf = dict(conf or {})
         conf.pop("name", None)
-        unknown = sorted(set(conf) - set(self.default_conf))
-        if unknown:
-            raise ConfigError(
-                f"{type(self).__name__}: unknown conf key(s) {unknown}; valid keys: {sorted(self.default_conf)}"
-            )
+        check_keys(conf, self.default_conf, "conf", prefix=f"{type(self).__name__}: ")
         self.conf = {**deepcopy(self.default_conf), **conf}
         self._init(self.conf)
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..common.errors import ConfigError, ImageTooSmallError  # noqa: F401  (re-exported)
 from ..common.registry import BaseModel, Registry
+from ..ops.gray import rgb_to_gray
 
 
 class BaseExtractor(BaseModel):
@@ -82,6 +83,13 @@ def load_extractor(model_conf: dict[str, Any], device: str | torch.device = "cpu
     return EXTRACTORS.load(model_conf, device)
 
 
+def gray_batch(image: torch.Tensor, who: str = "sekd") -> torch.Tensor:
+    """``B x C x H x W`` (C = 1 or 3) -> ``B x 1 x H x W`` gray (:func:`sekd_plugin.ops.gray.rgb_to_gray`)."""
+    if image.ndim != 4 or image.shape[1] not in (1, 3) or image.shape[0] < 1:
+        raise ValueError(f"{who} expects a B x C x H x W image batch (C = 1 or 3), got {tuple(image.shape)}")
+    return rgb_to_gray(image)
+
+
 def gray_batch_of_one(image: torch.Tensor, who: str) -> torch.Tensor:
     """Check a ``1 x C x H x W`` input (C = 1 or 3) and return it as ``1 x 1 x H x W`` gray.
 
@@ -89,10 +97,7 @@ def gray_batch_of_one(image: torch.Tensor, who: str) -> torch.Tensor:
     """
     if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] not in (1, 3):
         raise ValueError(f"{who} expects a 1 x C x H x W image (C = 1 or 3), got {tuple(image.shape)}")
-    if image.shape[1] == 3:
-        weights = image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        image = (image * weights).sum(1, keepdim=True)
-    return image
+    return rgb_to_gray(image)
 
 
 # --------------------------------------------------------------------------- weights lookup
@@ -124,13 +129,13 @@ def missing_weights_reason(model_conf: dict[str, Any], label: str | None = None)
             f"(see {manifest}; get them with: {asset.fetch_command})")
 
 
-def weights_fingerprint(model_conf: dict[str, Any]) -> dict[str, Any] | None:
-    """Which checkpoint ``model_conf`` resolves to, by asset name (or the given path), size and
-    mtime, so that caches of features notice a replaced file but not a moved checkout.
-    None for extractors without weights or when the weights are missing."""
+def weights_fingerprint(model_conf: dict[str, Any]) -> str | None:
+    """The one weights fingerprint: sha256 of the file ``model_conf`` resolves to (computed once
+    per path, size and mtime in a process), so caches of features notice a replaced file but
+    not a moved checkout. None for extractors without weights or when the weights are missing."""
+    from ..io.provenance import file_sha256
+
     located = locate_weights(model_conf)
     if located is None or not located.found:
         return None
-    stat = located.path.stat()
-    name = str(located.path.resolve()) if located.explicit else f"asset:{located.asset.name}"
-    return {"path": name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return file_sha256(located.path)

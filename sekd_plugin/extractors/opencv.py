@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..common.errors import UserError
+from ..ops.gray import rgb_to_gray_u8
 from .base import BaseExtractor, ConfigError
 
 ALGORITHMS = {"orb": "ORB_create", "akaze": "AKAZE_create", "brisk": "BRISK_create"}
@@ -76,7 +77,7 @@ def to_uint8_gray(image: torch.Tensor) -> np.ndarray:
     arr = image[0].detach().float().cpu().numpy()
     arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
     if arr.shape[0] == 3:
-        return cv2.cvtColor(np.ascontiguousarray(arr.transpose(1, 2, 0)), cv2.COLOR_RGB2GRAY)
+        return rgb_to_gray_u8(arr.transpose(1, 2, 0))
     return np.ascontiguousarray(arr[0])
 
 

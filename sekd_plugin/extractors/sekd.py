@@ -39,25 +39,13 @@ from ..ops import (
     select_keypoints_batched,
     topk_in_groups,
 )
-from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch_of_one
+from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch, gray_batch_of_one
 
 MIN_SIDE = 8  # smaller images carry no usable structure at the network's 1/4 resolution
 BACKENDS = ("torch", "onnxruntime")
 
 # (batch M, keypoints M x 2 (x, y), scores M, descriptors 128 x M), grouped by image, strongest first
 Packed = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-
-
-def gray_batch(image: torch.Tensor, who: str = "sekd") -> torch.Tensor:
-    """``B x C x H x W`` (C = 1 or 3) -> ``B x 1 x H x W`` gray (ITU-R 601 weights, as OpenCV)."""
-    if image.ndim != 4 or image.shape[1] not in (1, 3) or image.shape[0] < 1:
-        raise ValueError(f"{who} expects a B x C x H x W image batch (C = 1 or 3), got {tuple(image.shape)}")
-    if image.shape[1] == 3:
-        weights = image.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        image = (image * weights).sum(1, keepdim=True)
-    return image
 
 
 class SEKD(BaseExtractor):

@@ -49,6 +49,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from ..common.conf import check_keys
 from ..common.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
 
 class ImageReadError(InputError):
     """An image file cannot be used (missing, empty, truncated, not an image...)."""
+
+
+class NoImagesError(InputError):
+    """No usable image: a missing or empty image folder or image list (one line for the user)."""
 
 
 # --------------------------------------------------------------------------- decoding
@@ -121,11 +126,7 @@ def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
 def check_preprocessing(conf: dict[str, Any] | None) -> dict[str, Any]:
     """Merge ``conf`` over :data:`DEFAULT_PREPROCESSING`; unknown keys raise ConfigError."""
     conf = dict(conf or {})
-    unknown = sorted(set(conf) - set(DEFAULT_PREPROCESSING))
-    if unknown:
-        raise ConfigError(
-            f"unknown preprocessing key(s) {unknown}; valid keys: {sorted(DEFAULT_PREPROCESSING)}"
-        )
+    check_keys(conf, DEFAULT_PREPROCESSING, "preprocessing")
     conf = {**DEFAULT_PREPROCESSING, **conf}
     interp = conf["interpolation"]
     if not (isinstance(interp, str) and interp.startswith(("cv2_", "pil_"))):
@@ -204,7 +205,8 @@ def load_image(path: str | os.PathLike, conf: dict[str, Any] | None = None) -> d
 
 
 def list_images(root: str | os.PathLike, globs: Iterable[str] | None = None) -> list[str]:
-    """Sorted POSIX names, relative to ``root``, of the images found recursively.
+    """Sorted POSIX names, relative to ``root``, of the images found recursively (the package's
+    one listing: extraction, training and the benchmarks).
 
     Without ``globs`` a file is an image when its extension (any case) is one of
     :data:`IMAGE_EXTENSIONS`. With ``globs`` (e.g. ``["*.jpg", "db/*.png"]``) the names

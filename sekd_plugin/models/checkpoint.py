@@ -2,6 +2,8 @@
 
 Always ``weights_only=True`` (a pickle that would execute code is refused, never run) and
 ``map_location`` to the target device (the official SEKD files were saved on CUDA).
+:func:`safe_torch_load` is the package's one ``torch.load``, with its failures translated
+into one-line :class:`CheckpointError` s; state dicts and state files are read through it.
 """
 
 from __future__ import annotations
@@ -9,22 +11,17 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from ..common.errors import CheckpointError  # noqa: F401  (the package's one checkpoint error)
+from ..common.text import first_line
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL_2 = b"\x80\x02"  # legacy torch.save files (e.g. the official SEKD checkpoints)
-
-
-def _first_line(error: BaseException) -> str:
-    """The first line of an error message, without torch's multi-line advice."""
-    text = str(error).strip()
-    return text.splitlines()[0].split(". ")[0][:200] if text else type(error).__name__
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -34,12 +31,10 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
         raise CheckpointError(f"{source}: non-finite values (NaN or Inf) in {len(bad)} tensor(s): {bad[:10]}")
 
 
-def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a checkpoint and return its state dict.
-
-    Accepts a bare state dict or the common wrappers ``{"state_dict": ...}`` /
-    ``{"model": ...}``.
-    """
+def safe_torch_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure one :class:`CheckpointError`
+    naming the file (missing, a folder, not a torch file, damaged, or holding Python objects
+    that ``weights_only`` refuses: nothing is executed, torch's advice to retry unsafely is dropped)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"expected a checkpoint file, got a directory: {path}")
@@ -53,18 +48,28 @@ def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive "
                               "nor a legacy torch pickle)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e).strip()
         if "weights_only" not in text and "Unsupported" not in text and "global" not in text.lower():
-            raise CheckpointError(f"{path}: damaged PyTorch checkpoint ({_first_line(e)})") from None
+            raise CheckpointError(f"{path}: damaged PyTorch checkpoint ({first_line(e, sentence=True)})") from None
         raise CheckpointError(
             f"{path}: refused to load (weights_only=True only allows tensors and plain "
             f"containers; this file holds other Python objects, nothing was executed)"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError,
             AttributeError, TypeError) as e:
-        raise CheckpointError(f"{path}: damaged PyTorch checkpoint ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: damaged PyTorch checkpoint ({first_line(e, sentence=True)})") from None
+
+
+def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a checkpoint and return its state dict.
+
+    Accepts a bare state dict or the common wrappers ``{"state_dict": ...}`` /
+    ``{"model": ...}``.
+    """
+    path = Path(path)
+    obj = safe_torch_load(path, map_location)
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]

@@ -17,7 +17,7 @@ import torch
 from sekd_plugin import match_features as mf
 from sekd_plugin.common import files, run_cli
 from sekd_plugin.common.errors import DiskFullError
-from sekd_plugin.io import h5
+from sekd_plugin.io import h5_open
 from sekd_plugin.io.h5 import list_names, open_h5, write_features
 from sekd_plugin.pairs import write_pairs
 from tests.helpers import only_error_line
@@ -55,7 +55,7 @@ def _disk_filling_after(monkeypatch, probes: int):
 
 def _complete_pairs(path):
     with open_h5(path, "r", "matches") as fd:
-        return h5._entries(fd, complete_only=True)
+        return h5_open._entries(fd, complete_only=True)
 
 
 def test_matches_full_disk_keeps_earlier_pairs_and_resumes(data, monkeypatch, capsys):

@@ -1,0 +1,69 @@
+"""hloc features files: one group per image (see :mod:`sekd_plugin.io.h5` for the layout)."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+from .h5_open import (FORMAT_ATTR, H5FileError, _check_entries, _entries, _is_complete, check_name, needed_bytes,
+                      open_h5, write_entry)
+
+
+def write_features(
+    path: str | os.PathLike,
+    name: str,
+    pred: dict[str, np.ndarray],
+    as_half: bool = False,
+    uncertainty: float | None = None,
+) -> None:
+    """Write one image's arrays as group ``name`` of the features file ``path``.
+
+    ``pred`` maps dataset names to numpy arrays (``keypoints`` N x 2, ``scores`` N,
+    ``descriptors`` D x N, ``image_size`` (W, H), ...). With ``as_half`` float32 arrays
+    are stored as float16. ``uncertainty`` becomes the ``keypoints`` attribute of that name.
+    An existing group ``name`` (complete or not) is replaced. A name that is not valid
+    UTF-8 raises :class:`H5FileError` before the file is touched.
+    """
+    check_name(name)
+    needed = needed_bytes(pred.values())
+    arrays = {}
+    for key, value in pred.items():
+        value = np.asarray(value)
+        arrays[key] = value.astype(np.float16) if as_half and value.dtype == np.float32 else value
+    attrs = {"keypoints": {"uncertainty": float(uncertainty)}} if uncertainty is not None else None
+    write_entry(path, "features", name, arrays, needed, attrs=attrs)
+
+
+def list_names(path: str | os.PathLike) -> list[str]:
+    """Sorted names of the complete image groups of a features file (nested names with ``/``)."""
+    with open_h5(path, "r", "features") as fd:
+        marked = FORMAT_ATTR in fd.attrs
+        names = _entries(fd, complete_only=marked)
+        if not marked:  # written by hloc (or not a features file at all)
+            _check_entries(fd, path, "features", names)
+        return names
+
+
+def read_features(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
+    """All arrays of image ``name`` as stored (e.g. float16 when written with as_half)."""
+    with open_h5(path, "r", "features") as fd:
+        if not _is_complete(fd, name):
+            raise H5FileError(f"image '{name}' is not in features file {path}")
+        return {key: ds[()] for key, ds in fd[name].items() if isinstance(ds, h5py.Dataset)}
+
+
+def get_keypoints(
+    path: str | os.PathLike, name: str, return_uncertainty: bool = False
+) -> np.ndarray | tuple[np.ndarray, float | None]:
+    """Keypoints N x 2 (x, y) of image ``name`` in original-image pixels, as stored."""
+    with open_h5(path, "r", "features") as fd:
+        if not _is_complete(fd, name):
+            raise H5FileError(f"image '{name}' is not in features file {path}")
+        dataset = fd[name]["keypoints"]
+        keypoints = dataset[()]
+        uncertainty = dataset.attrs.get("uncertainty")
+    if return_uncertainty:
+        return keypoints, (None if uncertainty is None else float(uncertainty))
+    return keypoints
