@@ -46,7 +46,7 @@ from .common.errors import DiskFullError, InputError
 from .common.files import BackgroundWriter
 from .io.h5 import (H5FileError, conf_differences, features_fingerprint, list_names, open_h5, read_conf,
                     read_features, record_conf, write_matches)
-from .io.matches import _find_pair
+from .io.matches import find_pair
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
 from .matchers.confs import confs, get_conf  # noqa: F401  (hloc's names: match_features.confs[...])
@@ -124,7 +124,7 @@ def find_new_pairs(pairs: Sequence[Sequence[str]], match_path: Path | None) -> l
     if match_path is None or not match_path.exists():
         return pairs
     with open_h5(match_path, "r", "matches") as fd:  # a lookup: never modifies the file
-        return [p for p in pairs if _find_pair(fd, *p) is None]
+        return [p for p in pairs if find_pair(fd, *p) is None]
 
 
 def _descriptor_shapes(path: Path, names) -> dict[str, tuple[tuple[int, ...], str]]:

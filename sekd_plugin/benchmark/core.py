@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..common import write_atomic, write_json
-from ..common.errors import first_line
+from ..common.text import first_line, fmt  # noqa: F401 - fmt: the table cell of every benchmark
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +114,6 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def fmt(value: Any, spec: str = ".3f", scale: float = 1.0) -> str:
-    """A table cell: ``-`` for a missing or non-finite number."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return format(value * scale, spec)
 
 
 def outcome_lines(results: dict[str, Any]) -> list[str]:

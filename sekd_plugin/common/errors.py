@@ -51,8 +51,3 @@ class PartialFailure(UserError):
         super().__init__(message)
         self.failed = dict(failed or {})
 
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (its type name when empty): one-line reports."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

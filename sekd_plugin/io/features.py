@@ -7,7 +7,7 @@ import os
 import h5py
 import numpy as np
 
-from .h5_open import (FORMAT_ATTR, H5FileError, _check_entries, _entries, _is_complete, check_name, needed_bytes,
+from .h5_open import (FORMAT_ATTR, H5FileError, check_entries, list_entries, is_complete, check_name, needed_bytes,
                       open_h5, write_entry)
 
 
@@ -40,16 +40,16 @@ def list_names(path: str | os.PathLike) -> list[str]:
     """Sorted names of the complete image groups of a features file (nested names with ``/``)."""
     with open_h5(path, "r", "features") as fd:
         marked = FORMAT_ATTR in fd.attrs
-        names = _entries(fd, complete_only=marked)
+        names = list_entries(fd, complete_only=marked)
         if not marked:  # written by hloc (or not a features file at all)
-            _check_entries(fd, path, "features", names)
+            check_entries(fd, path, "features", names)
         return names
 
 
 def read_features(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
     """All arrays of image ``name`` as stored (e.g. float16 when written with as_half)."""
     with open_h5(path, "r", "features") as fd:
-        if not _is_complete(fd, name):
+        if not is_complete(fd, name):
             raise H5FileError(f"image '{name}' is not in features file {path}")
         return {key: ds[()] for key, ds in fd[name].items() if isinstance(ds, h5py.Dataset)}
 
@@ -59,7 +59,7 @@ def get_keypoints(
 ) -> np.ndarray | tuple[np.ndarray, float | None]:
     """Keypoints N x 2 (x, y) of image ``name`` in original-image pixels, as stored."""
     with open_h5(path, "r", "features") as fd:
-        if not _is_complete(fd, name):
+        if not is_complete(fd, name):
             raise H5FileError(f"image '{name}' is not in features file {path}")
         dataset = fd[name]["keypoints"]
         keypoints = dataset[()]

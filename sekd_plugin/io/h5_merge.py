@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.files import ensure_free_space, write_atomic
-from .h5_open import _entries, open_h5
+from .h5_open import list_entries, open_h5
 from .provenance import CONF_ATTR
 
 
@@ -36,7 +36,7 @@ def merge_files(parts: list[str | os.PathLike], dest: str | os.PathLike, kind: s
         with open_h5(tmp, "a", kind) as out:
             for part in parts:
                 with open_h5(part, "r", kind) as src:
-                    for name in _entries(src, complete_only=True):
+                    for name in list_entries(src, complete_only=True):
                         if name in out:
                             del out[name]
                         parent, _, leaf = name.rpartition("/")

@@ -40,7 +40,7 @@ class H5FileError(InputError):
     """An .h5 file is not HDF5, is of another kind, or is missing an entry."""
 
 
-def _entries(fd: h5py.File, complete_only: bool) -> list[str]:
+def list_entries(fd: h5py.File, complete_only: bool) -> list[str]:
     """Names of the groups holding datasets (optionally only the complete ones)."""
     names = []
 
@@ -53,7 +53,7 @@ def _entries(fd: h5py.File, complete_only: bool) -> list[str]:
     return sorted(names)
 
 
-def _is_complete(fd: h5py.File, key: str) -> bool:
+def is_complete(fd: h5py.File, key: str) -> bool:
     if key not in fd or not isinstance(fd[key], h5py.Group):
         return False
     if FORMAT_ATTR not in fd.attrs:  # written by hloc: an entry is complete when present
@@ -61,7 +61,7 @@ def _is_complete(fd: h5py.File, key: str) -> bool:
     return fd[key].attrs.get(COMPLETE_ATTR, 0) == 1
 
 
-def _check_entries(fd: h5py.File, path: Path, kind: str, entries: list[str]) -> None:
+def check_entries(fd: h5py.File, path: Path, kind: str, entries: list[str]) -> None:
     """Raise if an entry of an unmarked file lacks the datasets of ``kind``."""
     markers = _KIND_DATASETS[kind]
     for name in entries:
@@ -83,8 +83,8 @@ def _check_kind(fd: h5py.File, path: Path, kind: str, adopt: bool) -> None:
     if not adopt:
         return
     # No marker: empty, or written by hloc. Check the entries look right, then adopt them.
-    entries = _entries(fd, complete_only=False)
-    _check_entries(fd, path, kind, entries)
+    entries = list_entries(fd, complete_only=False)
+    check_entries(fd, path, kind, entries)
     for name in entries:
         fd[name].attrs[COMPLETE_ATTR] = 1
     fd.attrs[FORMAT_ATTR] = kind

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .h5_open import H5FileError, _is_complete, needed_bytes, open_h5, write_entry
+from .h5_open import H5FileError, is_complete, needed_bytes, open_h5, write_entry
 
 
 def names_to_pair(name0: str, name1: str, separator: str = "/") -> str:
@@ -22,7 +22,7 @@ def names_to_pair_old(name0: str, name1: str) -> str:
     return names_to_pair(name0, name1, separator="_")
 
 
-def _find_pair(fd: h5py.File, name0: str, name1: str) -> tuple[str, bool] | None:
+def find_pair(fd: h5py.File, name0: str, name1: str) -> tuple[str, bool] | None:
     """(key, reversed) of the stored pair in any of hloc's four forms, or None."""
     for key, reverse in (
         (names_to_pair(name0, name1), False),
@@ -30,7 +30,7 @@ def _find_pair(fd: h5py.File, name0: str, name1: str) -> tuple[str, bool] | None
         (names_to_pair_old(name0, name1), False),
         (names_to_pair_old(name1, name0), True),
     ):
-        if _is_complete(fd, key):
+        if is_complete(fd, key):
             return key, reverse
     return None
 
@@ -59,7 +59,7 @@ def has_matches(path: str | os.PathLike, name0: str, name1: str) -> bool:
     if not Path(path).exists():
         return False
     with open_h5(path, "r", "matches") as fd:
-        return _find_pair(fd, name0, name1) is not None
+        return find_pair(fd, name0, name1) is not None
 
 
 def get_matches(path: str | os.PathLike, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +69,7 @@ def get_matches(path: str | os.PathLike, name0: str, name1: str) -> tuple[np.nda
     stored as (name1, name0) is flipped so that column 0 always indexes ``name0``.
     """
     with open_h5(path, "r", "matches") as fd:
-        found = _find_pair(fd, name0, name1)
+        found = find_pair(fd, name0, name1)
         if found is None:
             raise H5FileError(f"pair ({name0}, {name1}) is not in matches file {path}")
         key, reverse = found

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common import run_cli, write_atomic
-from ..common.errors import UserError, first_line
+from ..common.errors import UserError
+from ..common.text import first_line
 from . import config as config_mod
 from . import ddp
 from .run_lock import RunLock

@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..common.conf import check_keys
 from ..common.errors import ConfigError
 
 
@@ -251,11 +252,7 @@ def valid_keys() -> list[str]:
 def _check_keys(keys: list[str], source: str) -> None:
     valid = set(valid_keys())
     sections = {k.rsplit(".", 1)[0] for k in valid if "." in k}
-    unknown = [k for k in keys if k not in valid and k not in sections]
-    if unknown:
-        raise TrainConfigError(
-            f"unknown config key(s) {unknown} in {source}; valid keys: {', '.join(sorted(valid))}"
-        )
+    check_keys(keys, valid | sections, "config", where=source, error=TrainConfigError)
 
 
 def load_config(

@@ -23,16 +23,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..common.errors import InputError
-from ..io.images import IMAGE_EXTENSIONS, ImageReadError, read_image, resize_image
+from ..io.images import IMAGE_EXTENSIONS, ImageReadError, NoImagesError, read_image, resize_image
+from ..io.images import list_images as io_list_images
 from . import warps
 
 logger = logging.getLogger(__name__)
 
 MAX_ASPECT = 16.0  # images thinner than 1:16 are skipped (no useful crop, degenerate warps)
-
-
-class NoImagesError(InputError):
-    """No usable image was found (one line for the command line; also a ValueError)."""
 
 
 def derive_seed(*parts: int) -> int:
@@ -59,10 +56,8 @@ def list_images(dirs: list[str | Path]) -> list[tuple[str, Path]]:
         d = Path(d)
         if not d.is_dir():
             raise NoImagesError(f"image folder not found: {d}")
-        files = sorted(p for p in d.rglob("*") if p.name.lower().endswith(exts) and p.is_file())
-        for p in files:
-            rel = p.relative_to(d).as_posix()
-            out.append((f"{k}:{rel}" if len(dirs) > 1 else rel, p))
+        for rel in io_list_images(d):  # the package's one image listing
+            out.append((f"{k}:{rel}" if len(dirs) > 1 else rel, d / rel))
     if not out:
         raise NoImagesError(f"no images ({', '.join(sorted(exts))}) found in {', '.join(str(d) for d in dirs)}")
     return out

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from ..common.files import write_atomic, write_json
+from ..common.text import fmt
 
 STEP_TITLES = {
     "detect": "1. keypoints from the detector",
@@ -16,13 +17,7 @@ STEP_TITLES = {
 
 
 def _fmt(v, nd: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if math.isnan(v) or math.isinf(v):
-            return str(v)
-        return f"{v:.{nd}f}"
-    return str(v)
+    return fmt(v, f".{nd}f")
 
 
 def _val_key(row: dict, name: str):

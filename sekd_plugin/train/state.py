@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..common import write_atomic
-from ..common.errors import CheckpointError, InputError, first_line
+from ..common.errors import CheckpointError, InputError
+from ..models.checkpoint import safe_torch_load
 
 STEPS = ("detect", "descriptor", "reliability", "detector", "validate")
 STATE_FORMAT = "sekd_plugin.train/2"
@@ -77,16 +78,13 @@ def images_fingerprint(keys: list[str]) -> str:
 def load_state(path: Path) -> dict:
     """``state.pth`` as a dict, checked; any damage is a one-line :class:`StateFileError`.
 
-    Loaded with ``weights_only=True`` (plain containers and tensors only); torch's advice to
-    retry with ``weights_only=False`` is not passed on -- a state file never needs it.
+    Loaded by :func:`~sekd_plugin.models.checkpoint.safe_torch_load` (plain containers and
+    tensors only; torch's advice to retry unsafely is not passed on).
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated, random bytes, foreign pickle ...
-        reason = first_line(e)
-        if "weights_only" in reason or "Weights only load failed" in reason:
-            reason = "not a plain tensor checkpoint"
-        raise StateFileError(f"cannot read {path}: {reason} (the file is damaged; start a new run or restore it)") from None
+        state = safe_torch_load(path, "cpu")
+    except CheckpointError as e:
+        raise StateFileError(f"{e} (the file is damaged; start a new run or restore it)") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise StateFileError(f"{path}: not a state file of this trainer (format {fmt!r}, expected {STATE_FORMAT!r})")

@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..common import pick_device
-from ..common.errors import CheckpointError, UserError, first_line
+from ..common.errors import CheckpointError
+from ..common.text import first_line
 from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from . import config as config_mod
@@ -71,15 +72,10 @@ class Trainer:
         torch.manual_seed(conf.seed)
         self.net = SEKDNet().to(self.device)
         if conf.init_weights and state is None:
-            try:
+            try:  # load_weights says every failure as one CheckpointError line naming the file
                 load_weights(self.net, conf.init_weights, map_location=self.device)
-            except UserError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a text file, random bytes, a foreign pickle ...
-                reason = first_line(e)
-                if "weights_only" in reason or "Weights only load failed" in reason:
-                    reason = "not a plain tensor checkpoint"
-                raise CheckpointError(f"--init-weights {conf.init_weights}: not a loadable SEKD checkpoint ({reason})") from None
+            except CheckpointError as e:
+                raise CheckpointError(f"--init-weights {conf.init_weights}: not a loadable SEKD checkpoint ({e})") from None
 
         self.images = scan_images(
             list(conf.images),

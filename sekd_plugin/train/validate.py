@@ -30,6 +30,7 @@ import torch
 
 from ..metrics import homography as metrics
 from ..ops import nms_mask, sample_descriptors, select_keypoints
+from ..ops.gray import rgb_to_gray_u8
 from .data import derive_seed
 
 GROUPS = ("mild", "rotation", "zoom", "photometric")
@@ -122,7 +123,7 @@ def make_pair(img: np.ndarray, group: str, conf, rng: np.random.Generator) -> tu
 def make_pairs(images: list[np.ndarray], conf, group: str = "mild", count: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``count`` (default ``val.pairs_per_group``) pairs of ``group`` from gray or RGB images, deterministic."""
     count = int(conf.pairs_per_group if count is None else count)
-    gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) if im.ndim == 3 else im for im in images]
+    gray = [rgb_to_gray_u8(im) for im in images]
     pairs = []
     gid = GROUPS.index(group)
     for k in range(count if gray else 0):

@@ -16,6 +16,8 @@ import kornia
 import torch
 import torch.nn.functional as F
 
+from ..ops.gray import rgb_to_gray
+
 
 def _uniform(gen: torch.Generator | None, n: int, lo: float, hi: float) -> torch.Tensor:
     return torch.rand(n, generator=gen, dtype=torch.float64) * (hi - lo) + lo
@@ -173,15 +175,6 @@ def random_jitter(n: int, conf, generator: torch.Generator | None) -> torch.Tens
     return torch.stack([b, c, s, h], dim=-1).float()
 
 
-_GRAY = (0.299, 0.587, 0.114)  # ITU-R 601, OpenCV's RGB2GRAY and torchvision's rgb_to_grayscale
-
-
-def rgb_to_gray(images: torch.Tensor) -> torch.Tensor:
-    """``B x 3 x H x W`` -> ``B x 1 x H x W`` with OpenCV's weights."""
-    w = images.new_tensor(_GRAY).view(1, 3, 1, 1)
-    return (images * w).sum(1, keepdim=True)
-
-
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     if mask is None:
         return x.mean(dim=(-2, -1), keepdim=True)
@@ -202,7 +195,7 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, mask: torch.Tensor
     f = torch.cat([f, f.new_tensor([1.0, 0.0]).expand(f.shape[0], 2)], 1) if f.shape[1] == 2 else f
     f = f.view(-1, 4, 1, 1)
     x = (images * f[:, 0:1]).clamp(0, 1)
-    gray = rgb_to_gray(x) if x.shape[1] == 3 else x
+    gray = rgb_to_gray(x)
     mean = _masked_mean(gray, mask)
     x = ((x - mean) * f[:, 1:2] + mean).clamp(0, 1)
     if x.shape[1] == 3:
@@ -216,7 +209,7 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, mask: torch.Tensor
 def jitter_to_gray(images: torch.Tensor, factors: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`color_jitter` on the RGB (or gray) images, then the gray ``B x 1 x H x W`` the network sees."""
     x = color_jitter(images, factors, mask)
-    return rgb_to_gray(x) if x.shape[1] == 3 else x
+    return rgb_to_gray(x)
 
 
 def warp_images(images: torch.Tensor, H: torch.Tensor, dsize: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:

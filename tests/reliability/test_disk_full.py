@@ -55,7 +55,7 @@ def _disk_filling_after(monkeypatch, probes: int):
 
 def _complete_pairs(path):
     with open_h5(path, "r", "matches") as fd:
-        return h5_open._entries(fd, complete_only=True)
+        return h5_open.list_entries(fd, complete_only=True)
 
 
 def test_matches_full_disk_keeps_earlier_pairs_and_resumes(data, monkeypatch, capsys):
