@@ -30,10 +30,12 @@ def _hpatches(args) -> int:
     unknown = sorted(set(weights or {}) - set(labels))
     if unknown:
         raise ConfigError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
-    run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
-        matcher, args.overwrite, args.device, args.plot_matches, types, weights, estimator=args.estimator)
+    from .core import exit_code
+
+    results = run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
+                  matcher, args.overwrite, args.device, args.plot_matches, types, weights, estimator=args.estimator)
     print((Path(args.output) / "results.md").read_text())
-    return 0
+    return exit_code(results)
 
 
 def _speed(args) -> int:

@@ -93,6 +93,8 @@ def run_methods(
                 results["rows"].extend({"method": label, **r} for r in rows)
         if save:
             save(results)
+    if save:  # also when there was no method at all
+        save(results)
     return results
 
 

@@ -146,8 +146,8 @@ def test_empty_common_region_is_warned_per_pair_and_counted(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records if "no common" in r.getMessage()]
     assert len(said) == 1 and "v_far/1-2" in said[0]
     results = json.loads((out / "results.json").read_text())
-    assert results["empty_common_region"] == {"count": 1, "pairs": ["data/v_far/1-2"]}
-    pairs = results["methods"]["sift"]["pairs"]
+    assert results["settings"]["empty_common_region"] == {"count": 1, "pairs": ["data/v_far/1-2"]}
+    pairs = {r["pair"]: r for r in results["rows"] if r["method"] == "sift"}
     assert pairs["data/v_far/1-2"]["empty_common_region"] is True
     assert "empty_common_region" not in pairs["data/v_far/1-3"]
     assert "without a common region" in (out / "results.md").read_text()

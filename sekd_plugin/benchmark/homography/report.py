@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ...common import write_atomic, write_json
 from ...common.files import disk_full_names, save_figure, write_image
+from .. import core
 
 COLUMNS = ("MMA@1", "MMA@3", "MMA@5", "MMA@10", "H@1", "H@3", "H@5", "AUC@1", "AUC@3", "AUC@5", "rep@3", "#kp",
            "#matches", "ms/img")
@@ -34,21 +34,20 @@ def table_rows(results: dict[str, Any], split: str) -> list[list[str]]:
 
 
 def markdown_table(results: dict[str, Any], split: str) -> str:
-    lines = ["| method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results, split)]
-    return "\n".join(lines)
+    return core.markdown_table(("method", *COLUMNS), table_rows(results, split))
 
 
 def markdown_report(results: dict[str, Any]) -> str:
-    seqs = results["sequences"]
+    st, env = results["settings"], results["environment"]
+    seqs = st["sequences"]
     n_i = sum(k == "i" for k in seqs.values())
     out = [
         "# HPatches-style benchmark",
         "",
         f"Protocol `{results['protocol']}`; {len(seqs)} sequences ({n_i} illumination, {len(seqs) - n_i} viewpoint)"
-        + (" of the embedded demo set (not HPatches)" if results.get("demo") else "")
-        + f"; matcher {results['matcher']}; homographies by {results['ransac']['method']}, "
-        f"threshold {results['ransac']['threshold_px']} px, seed {results['ransac']['seed']}; device {results['device']}.",
+        + (" of the embedded demo set (not HPatches)" if st.get("demo") else "")
+        + f"; matcher {st['matcher']}; homographies by {st['ransac']['method']}, "
+        f"threshold {st['ransac']['threshold_px']} px, seed {st['ransac']['seed']}; device {env.get('device')}.",
         "MMA@t: mean over pairs of the fraction of mutual-NN matches with reprojection error <= t px. "
         "H@t: fraction of pairs whose estimated homography has mean corner error <= t px. "
         "AUC@t: area under the cumulative corner-error curve up to t px, divided by t (glue-factory). "
@@ -58,9 +57,8 @@ def markdown_report(results: dict[str, Any]) -> str:
     ]
     for split, title in SPLITS:
         out += [f"## {title} ({split})", "", markdown_table(results, split), ""]
-    for method, reason in results.get("skipped", {}).items():
-        out.append(f"- {reason}")
-    empty = results.get("empty_common_region") or {}
+    out += core.outcome_lines(results)
+    empty = st.get("empty_common_region") or {}
     if empty.get("count"):
         out.append(f"- {empty['count']} pair(s) without a common region (the homography maps image 1 entirely "
                    f"outside image k; every metric 0, counted in the means): {', '.join(empty['pairs'][:10])}"
@@ -70,11 +68,7 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 def plot_curves(results: dict[str, Any], path: Path) -> None:
     """MMA vs threshold and homography accuracy vs threshold, panels Illumination / Viewpoint / Overall."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = core.pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), sharex=True, sharey="row")
     for col, (split, title) in enumerate(SPLITS):
         for method, r in results["methods"].items():
@@ -93,20 +87,13 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
     axes[0, 0].set_ylabel("MMA")
     axes[1, 0].set_ylabel("homography accuracy")
     axes[0, 2].legend(loc="lower right")
-    fig.suptitle(f"protocol: {results['protocol']}" + (" (demo data)" if results.get("demo") else ""))
+    fig.suptitle(f"protocol: {results['protocol']}" + (" (demo data)" if results["settings"].get("demo") else ""))
     fig.tight_layout()
     try:
         with disk_full_names(path):  # a full disk names the figure
             save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
-
-
-def write_all(results: dict[str, Any], output: Path) -> None:
-    write_json(output / "results.json", results)
-    text = markdown_report(results)
-    write_atomic(output / "results.md", text)
-    plot_curves(results, output / "curves.png")
 
 
 def plot_matches(results, prepared, match_records, image_root: Path, out_dir: Path, threshold: float = 3.0) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ... import __version__
 from ...datasets.hpatches import Sequence, load_dataset
 from ...common import pick_device, write_atomic, write_json
 from ...extractors.base import get_extractor, missing_weights_reason, weights_fingerprint
@@ -28,18 +26,14 @@ from ...extractors.confs import get_conf
 from ...io.h5 import list_names, read_features
 from ...matchers import get_matcher_conf, load_matcher
 from ...metrics import homography as M
+from .. import core
+from ..methods import parse_method
 from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_METHODS = ("sekd", "sekd-selftrained", "sift", "superpoint", "d2net")
 DEFAULT_MATCHER = "NN-mutual"  # the SEKD paper's protocol: mutual nearest neighbours
-
-
-def parse_method(spec: str) -> tuple[str, str]:
-    """``"sekd"`` -> ("sekd", "sekd"); ``"ours=sekd"`` -> ("ours", "sekd"): a table label and a conf name."""
-    label, _, conf_name = spec.partition("=")
-    return (label, conf_name or label)
 
 
 def method_conf(method: str, protocol: str, weights: str | Path | None = None) -> dict[str, Any]:
@@ -146,7 +140,9 @@ def run(
     weights: dict[str, str | Path] | None = None,
     estimator: str = "opencv",
 ) -> dict[str, Any]:
-    """Run the benchmark; writes results.json, results.md and plots into ``output``.
+    """Run the benchmark; writes results.json (:mod:`..core`'s envelope: per-method summaries
+    in ``methods``, per-pair metrics in ``rows``), results.md and plots into ``output``. A
+    method that fails is recorded in ``failed`` and the others go on.
 
     ``methods`` are conf names or ``LABEL=CONF`` (e.g. ``ours=sekd``); ``weights`` maps a
     label to a checkpoint (e.g. one our trainer wrote). ``matcher`` is a matcher conf name of
@@ -188,28 +184,23 @@ def run(
                 logger.warning("%s/1-%d: the homography H_1_%d maps image 1 entirely outside image %d (no common "
                                "region); every metric of this pair is 0", seq.key, k, k, k)
 
-    results: dict[str, Any] = {
-        "protocol": protocol, "protocol_settings": describe(protocol), "matcher": matcher_conf,
+    settings = {
+        "benchmark": "hpatches", "protocol_settings": describe(protocol), "matcher": matcher_conf,
         "ransac": {"method": describe_estimator(estimator), "estimator": estimator, "threshold_px": M.RANSAC_THRESHOLD,
                    "seed": M.RANSAC_SEED, "max_iters": 10000, "confidence": 0.9999},
-        "datasets": [str(d) for d in datasets], "demo": demo,
+        "datasets": [str(d) for d in datasets], "demo": demo, "methods": list(methods),
+        "weights": {k: str(v) for k, v in (weights or {}).items()},
         "sequences": {s.key: s.kind for s in prepared},
-        "versions": {"sekd_plugin": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
-        "device": str(pick_device(device)),
-        "methods": {}, "skipped": {},
         "empty_common_region": {"count": len(empty_common_region), "pairs": empty_common_region},
     }
+    results = core.new_results(protocol, settings, device=str(pick_device(device)))
     match_records = {}
     weights = weights or {}
-    for spec in methods:
-        method = parse_method(spec)[0]
-        conf = method_conf(spec, protocol, weights.get(method))
-        reason = missing_weights_reason(conf["model"], label=method)
-        if reason:
-            logger.warning(reason)
-            results["skipped"][method] = reason
-            continue
+    specs = {parse_method(spec)[0]: spec for spec in methods}
+    confs = {label: method_conf(spec, protocol, weights.get(label)) for label, spec in specs.items()}
+
+    def evaluate(method: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        conf = confs[method]
         feature_path = output / "features" / protocol / f"{method}.h5"
         t0 = time.perf_counter()
         timings = extract_method(method, conf, image_root, names, feature_path, overwrite, device,
@@ -236,7 +227,8 @@ def run(
                     per_pair[f"{seq.key}/1-{k + 1}"]["empty_common_region"] = True
         pairs = list(per_pair.values())
         ms = [timings[n] for n in names if n in timings]
-        results["methods"][method] = {
+        match_records[method] = records
+        summary = {
             "conf": conf,
             "weights": str(weights[method]) if method in weights else None,
             "ms_per_image": float(np.median(ms)) if ms else None,
@@ -246,11 +238,13 @@ def run(
             "all": aggregate(pairs),
             "per_sequence": {s.key: aggregate([per_pair[f"{s.key}/1-{k}"] for k in range(2, 7)
                                                if f"{s.key}/1-{k}" in per_pair]) for s in prepared},
-            "pairs": per_pair,
         }
-        match_records[method] = records
+        return summary, [{"pair": key, **row} for key, row in per_pair.items()]
 
-    report.write_all(results, output)
+    core.run_methods(results, list(specs), evaluate,
+                     skip_reason=lambda method: missing_weights_reason(confs[method]["model"], label=method),
+                     save=lambda r: core.save(output, r, report.markdown_report(r)))
+    report.plot_curves(results, output / "curves.png")
     if plot_matches:
         report.plot_matches(results, prepared, match_records, image_root, output / "matches")
     return results

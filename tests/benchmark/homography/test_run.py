@@ -100,7 +100,8 @@ def test_benchmark_end_to_end_and_resume(dataset, tmp_path):
     sift = data["methods"]["sift"]
     assert sift["all"]["num_pairs"] == 15 and sift["i"]["num_pairs"] == 5
     assert sift["all"]["mma"]["3"] > 0.5 and sift["ms_per_image"] > 0
-    assert len(sift["pairs"]) == 15 and "wall" in "".join(sift["per_sequence"])
+    assert len([r for r in data["rows"] if r["method"] == "sift"]) == 15 and "wall" in "".join(sift["per_sequence"])
+    assert set(data) == {"protocol", "settings", "environment", "methods", "rows", "skipped", "failed"}
     md = (out / "results.md").read_text()
     assert "| method | MMA@1 | MMA@3 | MMA@5 | MMA@10 | H@1 | H@3 | H@5 | AUC@1 | AUC@3 | AUC@5 | rep@3 | #kp | #matches | ms/img |" in md
     assert any(line.startswith("| sift |") for line in md.splitlines())
@@ -164,3 +165,23 @@ def test_replaced_checkpoint_file_invalidates_the_cache(dataset, tmp_path, sekd_
     shutil.copy(resolve("sekd_selftrained"), ckpt)  # retrained in place
     second = run([dataset], out, ["mine=sekd"], "sekd", weights={"mine": ckpt})
     assert first["methods"]["mine"]["all"]["mma"] != second["methods"]["mine"]["all"]["mma"]
+
+
+def test_a_failing_method_is_recorded_and_the_others_go_on(dataset, tmp_path, monkeypatch, capsys):
+    """One method that crashes: ``failed`` names it, the other method's numbers are there, exit 1."""
+    from sekd_plugin.benchmark import __main__ as cli
+    from sekd_plugin.benchmark.homography import run as R
+
+    real = R.extract_method
+
+    def extract(method, *args, **kwargs):
+        if method == "broken":
+            raise RuntimeError("forced failure")
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(R, "extract_method", extract)
+    out = tmp_path / "out"
+    assert cli.main(["hpatches", "--dataset", str(dataset), "--methods", "broken=orb,orb", "--output", str(out)]) == 1
+    data = json.loads((out / "results.json").read_text())
+    assert data["failed"] == {"broken": "RuntimeError: forced failure"} and set(data["methods"]) == {"orb"}
+    assert "- broken: RuntimeError: forced failure" in (out / "results.md").read_text()
