@@ -27,7 +27,8 @@ Plan = tuple[str, str, dict[str, Any]]  # (scene, method label, validated config
 PER_METHOD_KEYS = ("extractor=", "output=", "pipeline=")
 
 
-def settings(configs: Sequence[str | Path], methods: Sequence[str], overrides: Sequence[str], **more: Any) -> dict[str, Any]:
+def settings(configs: Sequence[str | Path], methods: Sequence[str], overrides: Sequence[str],
+             **more: Any) -> dict[str, Any]:
     """The ``settings`` of a scene benchmark: configs, methods, overrides and its own options."""
     return {"configs": [str(c) for c in configs], "methods": list(methods),
             "overrides": [o for o in overrides if not o.startswith(PER_METHOD_KEYS)], **more}
@@ -44,7 +45,8 @@ def plan(configs: Sequence[str | Path], methods: Sequence[str], work: Path, over
         scene = base["scene"] or Path(base["images"]).parent.name
         for method in methods:
             entry = method_entry(method)
-            extra = [f"output={work / scene / method}", *PIPELINES[entry["pipeline"]].method_overrides(entry, user_matcher)]
+            pipeline = PIPELINES[entry["pipeline"]]
+            extra = [f"output={work / scene / method}", *pipeline.method_overrides(entry, user_matcher)]
             plans.append((scene, method, load_config(config, [*overrides, *extra])))
     return plans
 

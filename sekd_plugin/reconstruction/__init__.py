@@ -21,9 +21,9 @@
    :data:`VERIFICATION_OPTIONS`; or, with ``skip_geometric_verification``, all matches taken
    as inliers);
 6. incremental mapping (:func:`.mapping.reconstruct`, shared with COLMAP's own pipeline,
-   :func:`sekd_plugin.benchmark.sfm.colmap.reconstruct`); every model is written to ``sfm_dir/models/<i>`` and the largest (most
-   registered images) is copied into ``sfm_dir`` (``cameras.bin``, ``images.bin``,
-   ``points3D.bin``, ...) and returned (None when nothing could be reconstructed, with the
+   :func:`sekd_plugin.benchmark.sfm.colmap.reconstruct`); every model is written to
+   ``sfm_dir/models/<i>`` and the largest (most registered images) is copied into ``sfm_dir``
+   (``cameras.bin``, ``images.bin``, ``points3D.bin``, ...) and returned (None when nothing could be reconstructed, with the
    reason in ``stats.json`` under ``failure_hint``).
 
 An ``sfm_dir`` that already holds a reconstruction is refused unless ``overwrite``; even then

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 SKIP_CONFIG = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
 
 
-def scaled_K(K: np.ndarray, size: tuple[int, int], target: tuple[int, int], where: str = "fixed_intrinsics") -> np.ndarray:
+def scaled_K(K: np.ndarray, size: tuple[int, int], target: tuple[int, int],
+             where: str = "fixed_intrinsics") -> np.ndarray:
     """K of an image of ``size`` (W, H) rescaled to ``target``: the one rule of
     :func:`sekd_plugin.datasets.strecha.image_scale` (same aspect ratio, else an error)."""
     from ..datasets.strecha import scale_K

@@ -88,7 +88,8 @@ def _row(scene: str, method: str, r: dict[str, Any]) -> list[str]:
     recalls = [core.fmt(s[f"recall@{m * 100:g}cm,{d:g}deg"], ".1f", 100) for m, d in THRESHOLDS]
     return [scene, method, r["matcher"], f"{s['num_localized']}/{s['num_queries']}", *recalls,
             core.fmt(s["median_position_error_m"], ".2f", 100), core.fmt(s["median_rotation_error_deg"], ".3f"),
-            core.fmt(s["median_inliers"], ".0f"), core.fmt(t["model_s_per_query"], ".2f"), core.fmt(t["localize_s_per_query"], ".3f")]
+            core.fmt(s["median_inliers"], ".0f"), core.fmt(t["model_s_per_query"], ".2f"),
+            core.fmt(t["localize_s_per_query"], ".3f")]
 
 
 def markdown_report(results: dict[str, Any]) -> str:
@@ -117,7 +118,8 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
     results = core.new_results(PROTOCOL, scenes.settings(
         configs, methods, overrides, ransac_thresh=ransac_thresh, query_intrinsics=query_intrinsics,
         thresholds_m_deg=[list(t) for t in THRESHOLDS]))
-    scenes.run(results, plans, lambda scene, method, cfg: evaluate(cfg, method, gt[scene], ransac_thresh, query_intrinsics),
+    scenes.run(results, plans,
+               lambda scene, method, cfg: evaluate(cfg, method, gt[scene], ransac_thresh, query_intrinsics),
                lambda r: core.save(output, r, markdown_report(r)))
     core.save(output, results, markdown_report(results))
     return results

@@ -57,7 +57,8 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
     gt = r.get("gt") or {}
     return {"status": status(r), "registered_images": r["registered_images"], "total_images": r["total_images"],
             "num_points3D": r["num_points3D"], "mean_track_length": r["mean_track_length"],
-            "mean_reprojection_error_px": r["mean_reprojection_error_px"], "num_verified_pairs": r["num_verified_pairs"],
+            "mean_reprojection_error_px": r["mean_reprojection_error_px"],
+            "num_verified_pairs": r["num_verified_pairs"],
             "num_pairs": r["num_pairs"], "median_center_error_m": gt.get("median_center_error_m"),
             "median_rotation_error_deg": gt.get("median_rotation_error_deg")}
 

@@ -175,4 +175,5 @@ def reconstruct(
                 "verification_min_inliers": built["min_num_inliers"],
                 "timings": {"extract_s": built["extract_s"], "match_s": built["match_s"]}}
 
-    return mapping.reconstruct(Path(sfm_dir), Path(image_dir), names, "colmap", fill_database, options, verbose, overwrite)
+    return mapping.reconstruct(Path(sfm_dir), Path(image_dir), names, "colmap", fill_database, options, verbose,
+                               overwrite)
