@@ -40,7 +40,8 @@ from .common import run_cli, write_json
 from .common.errors import InputError
 from .io.h5 import get_keypoints, get_matches, list_names
 from .pairs import read_pairs, unique_pairs, write_pairs
-from .reconstruction import _colmap_output, pipeline_options, reconstruction_stats, verification_options
+from .reconstruction.mapping import colmap_output, reconstruction_stats
+from .reconstruction.options import pipeline_options, verification_options
 
 VERIFICATIONS = ("poses", "colmap", "none")
 OWN_FILES = ("database.db", "stats.json", "pairs-triangulation.txt", "cameras.bin", "images.bin", "points3D.bin",
@@ -200,14 +201,14 @@ def main(
     pairs_path = write_pairs(sfm_dir / "pairs-triangulation.txt", pair_list)
     start = time.perf_counter()
     if mode == "colmap":
-        with _colmap_output(verbose):
+        with colmap_output(verbose):
             pycolmap.verify_matches(database, pairs_path, options=two_view)
         with pycolmap.Database.open(database) as db:
             num_inliers = int(sum(len(g.inlier_matches) for g in db.read_two_view_geometries()[1]))
     timings["verification_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    with _colmap_output(verbose):
+    with colmap_output(verbose):
         rec = pycolmap.triangulate_points(reference, database, image_dir, sfm_dir, clear_points=True,
                                           options=options, refine_intrinsics=False)
     timings["triangulation_s"] = time.perf_counter() - start

@@ -33,12 +33,12 @@ def test_options_and_helpers():
     assert R.verification_options({"ransac": {"max_error": 2.0}}).ransac.max_num_trials == 20000  # hloc's kept
     assert issubclass(R.ReconstructionError, InputError)
     with pytest.raises(R.ReconstructionError, match="camera_mode"):
-        R._camera_mode("PER_PLANET")
-    assert R._camera_mode("single") == pycolmap.CameraMode.SINGLE
+        R.camera_mode("PER_PLANET")
+    assert R.camera_mode("single") == pycolmap.CameraMode.SINGLE
     K = np.array([[1000.0, 0, 768], [0, 1000, 512], [0, 0, 1]])
-    half = R._scaled_K(K, (1536, 1024), (768, 512))
+    half = R.scaled_K(K, (1536, 1024), (768, 512))
     assert np.allclose(half, [[500, 0, 384], [0, 500, 256], [0, 0, 1]])
-    assert np.allclose(R._scaled_K(K, (1536, 1024), (1536, 1024)), K)
+    assert np.allclose(R.scaled_K(K, (1536, 1024), (1536, 1024)), K)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,9 @@ def test_reconstruction_end_to_end_fast(fountain3):
     assert stats["verification_min_inliers"] == 15 and stats["max_pair_inliers"] >= stats["median_pair_inliers"] > 100
     assert stats["init_min_num_inliers"] == 100 and stats["num_pairs_above_init_min_inliers"] == 3
     assert stats["mean_track_length"] >= 2 and stats["mean_reprojection_error_px"] < 2
-    assert set(stats["timings"]) == {"import_s", "verification_s", "mapping_s"}
+    assert list(stats) == list(R.STATS_KEYS) and set(stats["timings"]) == set(R.TIMING_KEYS)
+    assert stats["timings"]["extract_s"] is None and stats["timings"]["mapping_s"] > 0  # extraction is the caller's
+    assert stats["pipeline"] == "hloc" and stats["mean_keypoints_per_image"] > 100
     # keypoints are stored with COLMAP's corner origin: +0.5
     with pycolmap.Database.open(sfm / "database.db") as db:
         image = db.read_image_with_name("0005.jpg")
@@ -152,14 +154,14 @@ def test_noise_scene_says_what_verification_required(tmp_path):
     features = extract(conf, images, feature_path=tmp_path / "f.h5", as_half=False).feature_path
     pairs = P.main(tmp_path / "pairs.txt", image_list=names)
     matches = match_features.main(match_features.get_conf("NN-mutual"), pairs, features, matches=tmp_path / "m.h5")
-    rec = R.main(tmp_path / "sfm", images, pairs, features, matches, num_threads=2)
-    stats = json.loads((tmp_path / "sfm" / "stats.json").read_text())
+    rec, stats = R.reconstruct(tmp_path / "sfm", images, pairs, features, matches, num_threads=2)
+    assert stats == json.loads((tmp_path / "sfm" / "stats.json").read_text())
     assert rec is None and stats["registered_images"] == 0
     assert stats["verification_min_inliers"] == 15 and stats["init_min_num_inliers"] == 100
     assert stats["max_pair_inliers"] < 100 and stats["num_pairs_above_init_min_inliers"] == 0
     hint = stats["failure_hint"]
     assert ("init_min_num_inliers" in hint and str(stats["max_pair_inliers"]) in hint) or "no image pair" in hint
-    from sekd_plugin.benchmark.sfm.runner import verification_summary
+    from sekd_plugin.benchmark.sfm.scene import verification_summary
 
     line = verification_summary({**stats, "num_pairs": 6})
     assert "(>= 15 inliers" in line and "100" in line

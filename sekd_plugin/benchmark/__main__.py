@@ -1,8 +1,9 @@
-"""``python -m sekd_plugin.benchmark {hpatches,speed,reconstruction,pose,triangulation,localization}``."""
+"""``python -m sekd_plugin.benchmark {hpatches,speed,train-speed,scene,reconstruction,pose,triangulation,localization}``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..common import ConfigError, run_cli
@@ -61,38 +62,49 @@ def _methods(args) -> list[str] | None:
 
 
 def _reconstruction(args) -> int:
-    from .sfm.suite import main as suite_main
+    from .core import exit_code
+    from .sfm.benchmark import main as sfm_main
 
-    suite_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
-               work=args.work)
-    return 0
+    return exit_code(sfm_main(configs=args.config, methods=_methods(args), output=args.output,
+                              overrides=args.overrides, work=args.work))
 
 
 def _pose(args) -> int:
-    from .pose.run import main as pose_main
+    from .core import exit_code
+    from .pose.benchmark import main as pose_main
 
-    pose_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
-              pairs=args.pairs, threshold_px=args.threshold, work=args.work, estimator=args.estimator)
-    return 0
+    return exit_code(pose_main(configs=args.config, methods=_methods(args), output=args.output,
+                               overrides=args.overrides, pairs=args.pairs, threshold_px=args.threshold,
+                               work=args.work, estimator=args.estimator))
 
 
 def _triangulation(args) -> int:
+    from .core import exit_code
     from .known_poses.triangulation import main as tri_main
 
-    tri_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
-             work=args.work, verification=args.verification, max_error=args.max_error)
-    return 0
+    return exit_code(tri_main(configs=args.config, methods=_methods(args), output=args.output,
+                              overrides=args.overrides, work=args.work, verification=args.verification,
+                              max_error=args.max_error))
 
 
 def _localization(args) -> int:
+    from .core import exit_code
     from .known_poses.localization import main as loc_main
 
-    loc_main(configs=args.config, methods=_methods(args), output=args.output, overrides=args.overrides,
-             work=args.work, ransac_thresh=args.ransac_thresh, query_intrinsics=args.query_intrinsics)
-    return 0
+    return exit_code(loc_main(configs=args.config, methods=_methods(args), output=args.output,
+                              overrides=args.overrides, work=args.work, ransac_thresh=args.ransac_thresh,
+                              query_intrinsics=args.query_intrinsics))
+
+
+SCENE_HELP = "reconstruct one scene config: extract, pair, match, SfM, GT evaluation (CONFIG [KEY=VALUE ...])"
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["scene"]:  # its own parser: CONFIG, key=value overrides and a help listing every key
+        from .sfm.scene import cli as scene_cli
+
+        return scene_cli(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m sekd_plugin.benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
     hp = sub.add_parser("hpatches", help="HPatches-style homography benchmark (default: embedded demo data)")
@@ -132,6 +144,7 @@ def main(argv=None) -> int:
     ts.add_argument("--skip", action="append", choices=["train", "labels"], help="skip a part (repeatable)")
     ts.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
     ts.set_defaults(func=_train_speed)
+    sub.add_parser("scene", help=SCENE_HELP, add_help=False)  # listed here, parsed by sfm.scene.cli
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..common import write_atomic, write_json
+from ..common.locks import FolderLockedError
 from ..common.text import first_line, fmt  # noqa: F401 - fmt: the table cell of every benchmark
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,16 @@ def new_results(protocol: str, settings: dict[str, Any], device: str | None = No
             "methods": {}, "rows": [], "skipped": {}, "failed": {}}
 
 
+class MethodFailed(Exception):
+    """Raised by ``evaluate`` for a method that failed on some items but may have finished others
+    (a scene of several): it goes into ``failed`` with this message, and what it finished
+    (``summary``, None when nothing) into ``methods`` and ``rows``."""
+
+    def __init__(self, message: str, summary: dict[str, Any] | None, rows: list[dict[str, Any]]):
+        super().__init__(message)
+        self.summary, self.rows = summary, rows
+
+
 def run_methods(
     results: dict[str, Any],
     labels: Iterable[str],
@@ -70,8 +81,10 @@ def run_methods(
     """Evaluate every method into ``results``, isolating failures.
 
     ``evaluate(label) -> (summary, rows)``; ``skip_reason(label)`` says why a method cannot run
-    (``None``: it can). An exception other than an interrupt is recorded in ``failed`` with its
-    one-line message and the loop goes on; ``save(results)`` runs after every method so that an
+    (``None``: it can). An exception other than an interrupt or a held work folder
+    (:class:`~sekd_plugin.common.locks.FolderLockedError`: the command stops, naming the holder) is
+    recorded in ``failed`` with its one-line message and the loop goes on (:class:`MethodFailed`
+    keeps what the method finished); ``save(results)`` runs after every method so that an
     interrupted run keeps what it finished.
     """
     for label in labels:
@@ -82,8 +95,14 @@ def run_methods(
         else:
             try:
                 summary, rows = evaluate(label)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, FolderLockedError):
                 raise
+            except MethodFailed as error:
+                logger.error("%s failed: %s", label, error)
+                results["failed"][label] = str(error)
+                if error.summary is not None:
+                    results["methods"][label] = error.summary
+                results["rows"].extend({"method": label, **r} for r in error.rows)
             except Exception as error:  # noqa: BLE001 - one failing method must not lose the others
                 message = f"{type(error).__name__}: {first_line(error)}"
                 logger.error("%s failed: %s", label, message)

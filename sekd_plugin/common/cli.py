@@ -135,7 +135,7 @@ def restore_sigterm() -> None:
 
     glog (inside pycolmap) installs its failure-signal handler when pycolmap is imported, behind
     Python's back: a SIGTERM then prints a stack dump and kills the process by the signal, with
-    no resume hint. Every COLMAP stage calls this first (``reconstruction._colmap_output``), so
+    no resume hint. Every COLMAP stage calls this first (``reconstruction.mapping.colmap_output``), so
     a SIGTERM there ends as elsewhere: the hint and exit status 143. Outside a block: nothing.
     """
     if _depth and threading.current_thread() is threading.main_thread():

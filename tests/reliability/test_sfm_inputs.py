@@ -105,12 +105,12 @@ def test_gt_cameras_for_another_image_size_rescaled_or_refused(tmp_path, caplog)
     said = [r.getMessage() for r in caplog.records if "rescaled" in r.getMessage()]
     assert len(said) == 1 and "1536x1024" in said[0] and "384x256" in said[0]  # once, not per image
     # the reconstruction's fixed intrinsics follow the same rule
-    assert np.allclose(R._scaled_K(original["0004.jpg"].K, (1536, 1024), (384, 256)), cams["0004.jpg"].K)
+    assert np.allclose(R.scaled_K(original["0004.jpg"].K, (1536, 1024), (384, 256)), cams["0004.jpg"].K)
     cv2.imwrite(str(root / "images" / "0005.jpg"), np.zeros((256, 300, 3), np.uint8))  # another aspect ratio
     with pytest.raises(S.GroundTruthError, match=r"0005.jpg.camera.*1536x1024.*300x256"):
         S.load_gt_cameras(root / "gt", names, image_dir=root / "images")
     with pytest.raises(S.GroundTruthError, match="aspect"):
-        R._scaled_K(original["0004.jpg"].K, (1536, 1024), (300, 256))
+        R.scaled_K(original["0004.jpg"].K, (1536, 1024), (300, 256))
 
 
 @pytest.mark.integration
@@ -124,7 +124,7 @@ def test_pose_benchmark_with_gt_for_the_original_size(tmp_path, capsys, caplog):
     assert bench_main(["pose", "--config", config, "--methods", "sift", "--output", str(out), "device=cpu"]) == 0
     said = [r.getMessage() for r in caplog.records if "rescaled" in r.getMessage()]
     assert len(said) == 1 and "1536x1024" in said[0]
-    summary = json.loads((out / "results.json").read_text())["scenes"]["tiny"]["sift"]["summary"]
+    summary = json.loads((out / "results.json").read_text())["methods"]["sift"]["scenes"]["tiny"]["summary"]
     assert summary["num_estimated"] == 3 and summary["median_pose_error_deg"] < 3 and summary["auc@20"] > 0.6
     # another aspect ratio: refused, naming the file
     cv2.imwrite(str(root / "images" / "0006.jpg"), np.zeros((256, 300, 3), np.uint8))
@@ -228,7 +228,7 @@ def test_second_run_into_one_work_folder_waits_or_is_refused_by_name(tmp_path, c
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for")]
     assert len(said) == 1 and f"process {holder.pid}" in said[0]
     results = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert results["failed"] == {} and "sift" in results["scenes"]["tiny"]
+    assert results["failed"] == {} and "tiny" in results["methods"]["sift"]["scenes"]
 
 
 # ------------------------------------------------------------------ 7: an unreadable image
@@ -250,10 +250,10 @@ def test_unreadable_image_is_recorded_per_method(tmp_path, command):
     results = json.loads((out / "results.json").read_text())
     md = (out / "results.md").read_text()
     for method in ("colmap-sift", "sift"):
-        r = results["scenes"]["tiny"][method]
+        r = results["methods"][method]["scenes"]["tiny"]
         assert list(r["failed_images"]) == ["0003.jpg"], method
         assert "0003.jpg" in r["failed_images"]["0003.jpg"]  # the reason names the file
         assert sorted(map(tuple, r["removed_pairs"])) == [("0003.jpg", n) for n in ("0004.jpg", "0005.jpg", "0006.jpg")]
         assert f"- tiny/{method}: 1 image(s) failed (0003.jpg: " in md and "3 pair(s)" in md
     if command == "pose":
-        assert results["scenes"]["tiny"]["sift"]["summary"]["num_pairs"] == 6  # misses, still counted
+        assert results["methods"]["sift"]["scenes"]["tiny"]["summary"]["num_pairs"] == 6  # misses, still counted

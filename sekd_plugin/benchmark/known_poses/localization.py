@@ -10,7 +10,9 @@ localized in it from its matches to every model image (:mod:`sekd_plugin.localiz
 intrinsics from its GT camera, fixed, or with ``--query-intrinsics exif`` from its EXIF / size,
 focal length refined). Reported per method: the share of queries within (1 cm, 0.1 deg),
 (5 cm, 0.5 deg) and (25 cm, 2 deg), median position and rotation errors (:mod:`.metrics`); a
-query that fails is a miss with its reason (``results.json``, ``queries``), never dropped.
+query that fails is a miss with its reason (a row of ``results.json``), never dropped.
+``results.json`` is :mod:`..core`'s envelope: ``methods[label]["scenes"][scene]`` the summary,
+one row per query x method in ``rows``; exit status 1 when a method failed.
 """
 
 from __future__ import annotations
@@ -23,20 +25,22 @@ import pycolmap
 
 from ... import localize_sfm as L
 from ... import triangulation as T
-from ...common import ConfigError, PartialFailure
+from ...common import ConfigError
 from ...pairs import write_pairs
-from .common import Timer, fmt, gt_camera, markdown_table, method_files, new_results, plan_scenes, run_plans
+from .. import core, scenes
+from .common import Timer, gt_camera, method_files, plan_scenes
 from .metrics import THRESHOLDS, pose_errors, summarize
 
-
+PROTOCOL = "leave-one-out localization in the GT-pose triangulation of the others"
 DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm")
 QUERY_INTRINSICS = ("gt", "exif")
 COLUMNS = ("scene", "method", "matcher", "localized", *(f"{100 * m:g} cm, {d:g} deg (%)" for m, d in THRESHOLDS),
            "med pos err (cm)", "med rot err (deg)", "med inliers", "model s/query", "localize s/query")
 
 
-def evaluate(cfg: dict[str, Any], method: str, gt, ransac_thresh: float, query_intrinsics: str) -> dict[str, Any]:
-    """Leave-one-out over the scene's images for one method; per-query rows and the summary."""
+def evaluate(cfg: dict[str, Any], method: str, gt, ransac_thresh: float,
+             query_intrinsics: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Leave-one-out over the scene's images for one method: the summary and per-query rows."""
     files = method_files(cfg, method)
     scene, names = files["scene"], files["names"]
     rows, model_s, loc_s = [], [], []
@@ -76,30 +80,28 @@ def evaluate(cfg: dict[str, Any], method: str, gt, ransac_thresh: float, query_i
     summary["median_inliers"] = float(np.median([r["num_inliers"] for r in rows]))
     return {"matcher": files["matcher"], "keypoints_per_image": files["keypoints_per_image"], "summary": summary,
             "timings": {"model_s_per_query": float(np.mean(model_s)) if model_s else None,
-                        "localize_s_per_query": float(np.mean(loc_s)) if loc_s else None, **files["timings"]},
-            "queries": rows}
+                        "localize_s_per_query": float(np.mean(loc_s)) if loc_s else None, **files["timings"]}}, rows
 
 
 def _row(scene: str, method: str, r: dict[str, Any]) -> list[str]:
     s, t = r["summary"], r["timings"]
-    recalls = [fmt(s[f"recall@{m * 100:g}cm,{d:g}deg"], ".1f", 100) for m, d in THRESHOLDS]
+    recalls = [core.fmt(s[f"recall@{m * 100:g}cm,{d:g}deg"], ".1f", 100) for m, d in THRESHOLDS]
     return [scene, method, r["matcher"], f"{s['num_localized']}/{s['num_queries']}", *recalls,
-            fmt(s["median_position_error_m"], ".2f", 100), fmt(s["median_rotation_error_deg"], ".3f"),
-            fmt(s["median_inliers"], ".0f"), fmt(t["model_s_per_query"], ".2f"), fmt(t["localize_s_per_query"], ".3f")]
+            core.fmt(s["median_position_error_m"], ".2f", 100), core.fmt(s["median_rotation_error_deg"], ".3f"),
+            core.fmt(s["median_inliers"], ".0f"), core.fmt(t["model_s_per_query"], ".2f"),
+            core.fmt(t["localize_s_per_query"], ".3f")]
 
 
 def markdown_report(results: dict[str, Any]) -> str:
-    rows = [_row(s, m, r) for s, ms in results["scenes"].items() for m, r in ms.items()]
+    st = results["settings"]
+    rows = [_row(s, m, r) for s, m, r in scenes.by_scene(results)]
     out = ["# Leave-one-out localization (GT-pose triangulation as the model)", "",
-           f"Query intrinsics: {results['query_intrinsics']}; pycolmap absolute pose (LO-RANSAC "
-           f"{results['ransac_thresh']} px + refinement). Overrides: `{' '.join(results['overrides']) or 'none'}`.",
-           "", *markdown_table(COLUMNS, rows), ""]
-    for scene, methods in results["scenes"].items():
-        for method, r in methods.items():
-            out += [f"- {scene}/{method}: {q['query']} not localized: {q['reason']}"
-                    for q in r["queries"] if not q["localized"]]
-    out += [f"- skipped {k}: {v}" for k, v in results["skipped"].items()]
-    out += [f"- FAILED {k}: {v}" for k, v in results["failed"].items()]
+           f"Query intrinsics: {st['query_intrinsics']}; pycolmap absolute pose (LO-RANSAC "
+           f"{st['ransac_thresh']} px + refinement). Overrides: `{' '.join(st['overrides']) or 'none'}`.",
+           "", core.markdown_table(COLUMNS, rows), ""]
+    out += [f"- {q['scene']}/{q['method']}: {q['query']} not localized: {q['reason']}"
+            for q in results["rows"] if not q["localized"]]
+    out += core.outcome_lines(results)
     return "\n".join(out) + "\n"
 
 
@@ -112,21 +114,21 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
     if not ransac_thresh > 0:
         raise ConfigError(f"--ransac-thresh must be a positive number of pixels, got {ransac_thresh}")
     output = Path(output)
-    plans, scenes = plan_scenes(configs, methods, Path(work) if work else output, overrides)
-    output.mkdir(parents=True, exist_ok=True)
-    results = new_results("leave-one-out localization in the GT-pose triangulation of the others", configs, methods,
-                          overrides, ransac_thresh=ransac_thresh, query_intrinsics=query_intrinsics,
-                          thresholds_m_deg=[list(t) for t in THRESHOLDS])
-    return run_plans("localization", plans, scenes, results, output,
-                     lambda cfg, method, scene: evaluate(cfg, method, scene, ransac_thresh, query_intrinsics),
-                     markdown_report)
+    plans, gt = plan_scenes(configs, methods, Path(work) if work else output, overrides)
+    results = core.new_results(PROTOCOL, scenes.settings(
+        configs, methods, overrides, ransac_thresh=ransac_thresh, query_intrinsics=query_intrinsics,
+        thresholds_m_deg=[list(t) for t in THRESHOLDS]))
+    scenes.run(results, plans,
+               lambda scene, method, cfg: evaluate(cfg, method, gt[scene], ransac_thresh, query_intrinsics),
+               lambda r: core.save(output, r, markdown_report(r)))
+    core.save(output, results, markdown_report(results))
+    return results
 
 
 def main(configs: Sequence[str], methods: Sequence[str] | None = None, output: str = "outputs/localization",
          overrides: Sequence[str] = (), work: str | None = None, ransac_thresh: float = 12.0,
          query_intrinsics: str = "gt") -> dict[str, Any]:
+    """The CLI's body: run and print the table (exit status: :func:`..core.exit_code`)."""
     results = run(configs, list(methods or DEFAULT_METHODS), output, overrides, work, ransac_thresh, query_intrinsics)
     print((Path(output) / "results.md").read_text())
-    if results["failed"] and not any(results["scenes"].values()):
-        raise PartialFailure(f"every run failed: {sorted(results['failed'])}", results["failed"])
     return results

@@ -1,3 +1,4 @@
-"""SfM benchmark: the config-driven scene runner (:mod:`.runner`), COLMAP's own pipeline as the
-reference (:mod:`.colmap`), the methods and their matchers (:mod:`..methods`), the scenes x
-methods table (:mod:`.suite`) and the GT pose metrics (:mod:`.metrics`)."""
+"""SfM benchmark: the scene config (:mod:`.config`), the two SfM pipelines behind one interface
+(:mod:`.pipelines`; COLMAP's own in :mod:`.colmap`), one scene's run (:mod:`.scene`, the
+``scene`` command), the scenes x methods benchmark (:mod:`.benchmark`) and the GT pose
+metrics (:mod:`.metrics`)."""

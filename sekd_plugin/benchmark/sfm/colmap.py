@@ -3,8 +3,8 @@
 ``colmap-sift`` in the benchmarks: COLMAP's SIFT extraction (``pycolmap.extract_features``),
 COLMAP's matching (``match_exhaustive``, or ``match_image_pairs`` for a pair list) with its
 default SIFT matching options (ratio 0.8, angular distance 0.7, cross check) and its default
-two-view verification, all on CPU; then the same mapping (:func:`~sekd_plugin.reconstruction.map_database`)
-and GT evaluation as every other method. ``extraction`` / ``matching`` / ``verification``
+two-view verification, all on CPU; then the same mapping, stats and failure hint
+(:func:`sekd_plugin.reconstruction.mapping.reconstruct`) and GT evaluation as every other method. ``extraction`` / ``matching`` / ``verification``
 override COLMAP's ``FeatureExtractionOptions`` / ``FeatureMatchingOptions`` /
 ``TwoViewGeometryOptions`` keys; :data:`EXTRACTION_DEFAULTS` only fixes the image size cap
 (1600 px, as COLMAP's GUI default) and the CPU.
@@ -20,8 +20,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pycolmap
 
-from ... import reconstruction as R
 from ...pairs import write_pairs
+from ...reconstruction import mapping
+from ...reconstruction.database import set_fixed_intrinsics
+from ...reconstruction.mapping import colmap_output
+from ...reconstruction.options import ReconstructionError, build, camera_mode as to_camera_mode, mapping_options, merge
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +33,21 @@ MATCHING_DEFAULTS = {"use_gpu": False}
 
 
 def extraction_options(overrides: Mapping[str, Any] | None, num_threads: int | None) -> pycolmap.FeatureExtractionOptions:
-    options = R._merge(EXTRACTION_DEFAULTS, {"num_threads": num_threads or -1}, overrides or {})
-    return R._build(pycolmap.FeatureExtractionOptions, options, "colmap_extraction")
+    options = merge(EXTRACTION_DEFAULTS, {"num_threads": num_threads or -1}, overrides or {})
+    return build(pycolmap.FeatureExtractionOptions, options, "colmap_extraction")
 
 
 def matching_options(overrides: Mapping[str, Any] | None, num_threads: int | None,
                      skip_verification: bool = False) -> pycolmap.FeatureMatchingOptions:
-    options = R._merge(MATCHING_DEFAULTS, {"num_threads": num_threads or -1}, overrides or {})
+    options = merge(MATCHING_DEFAULTS, {"num_threads": num_threads or -1}, overrides or {})
     if skip_verification:
         options["skip_geometric_verification"] = True
-    return R._build(pycolmap.FeatureMatchingOptions, options, "colmap_matching")
+    return build(pycolmap.FeatureMatchingOptions, options, "colmap_matching")
 
 
 def two_view_options(overrides: Mapping[str, Any] | None) -> pycolmap.TwoViewGeometryOptions:
     """COLMAP's default verification (not hloc's) <- ``overrides``."""
-    return R._build(pycolmap.TwoViewGeometryOptions, dict(overrides or {}), "verification")
+    return build(pycolmap.TwoViewGeometryOptions, dict(overrides or {}), "verification")
 
 
 def build_database(
@@ -72,8 +75,8 @@ def build_database(
     with pycolmap.Database.open(database):
         pass
     start = time.perf_counter()
-    with R._colmap_output(verbose):
-        pycolmap.extract_features(database, image_dir, image_names=list(names), camera_mode=R._camera_mode(camera_mode),
+    with colmap_output(verbose):
+        pycolmap.extract_features(database, image_dir, image_names=list(names), camera_mode=to_camera_mode(camera_mode),
                                   reader_options=reader, extraction_options=ext_opts, device=pycolmap.Device.cpu)
     extract_s = time.perf_counter() - start
     with pycolmap.Database.open(database) as db:
@@ -81,17 +84,18 @@ def build_database(
         failed = {n: _unreadable_reason(Path(image_dir) / n) for n in names if n not in images}
         names = [n for n in names if n in images]
         if not names:
-            raise R.ReconstructionError(f"COLMAP could not read any image of {image_dir}: {sorted(failed)[:10]}")
+            raise ReconstructionError(f"COLMAP could not read any image of {image_dir}: {sorted(failed)[:10]}")
         if failed:  # the others go on; these count as failed, as for every other method
             logger.warning("COLMAP could not read %d image(s), left out: %s", len(failed),
                            "; ".join(f"{n}: {e}" for n, e in failed.items()))
             if pairs is not None:
                 pairs = [p for p in pairs if p[0] in images and p[1] in images]
         num_keypoints = [db.num_keypoints_for_image(images[n]) for n in names]
+        params = None
         if fixed_intrinsics is not None:
-            R.set_fixed_intrinsics(db, fixed_intrinsics, names)
+            params = set_fixed_intrinsics(db, fixed_intrinsics, names)
     start = time.perf_counter()
-    with R._colmap_output(verbose):
+    with colmap_output(verbose):
         if pairs is None:
             pycolmap.match_exhaustive(database, matching_options=match_opts, verification_options=verify_opts,
                                       device=pycolmap.Device.cpu)
@@ -109,7 +113,7 @@ def build_database(
         "extract_s": extract_s, "match_s": match_s, "num_pairs": num_pairs,
         "mean_keypoints_per_image": float(np.mean(num_keypoints)),
         "mean_matches_per_pair": float(np.sum(num_matches) / max(num_pairs, 1)),
-        "min_num_inliers": verify_opts.min_num_inliers, "failed": failed,
+        "min_num_inliers": verify_opts.min_num_inliers, "failed": failed, "fixed_camera_params": params,
     }
 
 
@@ -155,27 +159,21 @@ def reconstruct(
     verbose: bool = False,
     overwrite: bool = False,
 ) -> tuple[pycolmap.Reconstruction | None, dict[str, Any]]:
-    """COLMAP's whole pipeline into ``sfm_dir`` (same layout and stats.json as
-    :func:`sekd_plugin.reconstruction.main`); returns the largest model and the stats."""
-    sfm_dir = Path(sfm_dir)
-    options = R.mapping_options(mapper_options, fixed=fixed_intrinsics is not None, num_threads=num_threads, seed=seed)
-    R.prepare_sfm_dir(sfm_dir, overwrite)
-    database = sfm_dir / "database.db"
-    pycolmap.logging.set_log_destination(pycolmap.logging.INFO, sfm_dir / "colmap.LOG.")
-    built = build_database(database, image_dir, names, pairs, camera_mode, camera_model, fixed_intrinsics,
-                           extraction, matching, verification, num_threads=num_threads, verbose=verbose)
-    stats: dict[str, Any] = {"num_input_images": len(names), "camera_mode": str(camera_mode).upper(),
-                             "camera_model": "PINHOLE (fixed)" if fixed_intrinsics is not None else camera_model,
-                             "num_pairs": built["num_pairs"], "mean_matches_per_pair": built["mean_matches_per_pair"],
-                             "mean_keypoints_per_image": built["mean_keypoints_per_image"],
-                             "failed_images": built["failed"]}
-    stats.update(R.verification_stats(database, built["min_num_inliers"], options.mapper.init_min_num_inliers))
-    start = time.perf_counter()
-    rec, model_stats = R.map_database(sfm_dir, database, image_dir, options, len(names), verbose)
-    stats.update(model_stats)
-    if rec is None:
-        stats["failure_hint"] = R.failure_hint(stats, options)
-    stats["timings"] = {"extract_s": built["extract_s"], "match_s": built["match_s"],
-                        "mapping_s": time.perf_counter() - start}
-    R.write_json(sfm_dir / "stats.json", stats)
-    return rec, stats
+    """COLMAP's whole pipeline into ``sfm_dir``: the same layout, stats schema and return value
+    as the hloc-features pipeline (:func:`sekd_plugin.reconstruction.reconstruct`)."""
+    options = mapping_options(mapper_options, fixed=fixed_intrinsics is not None, num_threads=num_threads, seed=seed)
+    to_camera_mode(camera_mode)  # an unknown mode fails before any work
+
+    def fill_database(database: Path) -> dict[str, Any]:
+        built = build_database(database, image_dir, names, pairs, camera_mode, camera_model, fixed_intrinsics,
+                               extraction, matching, verification, num_threads=num_threads, verbose=verbose)
+        return {"camera_mode": str(camera_mode).upper(),
+                "camera_model": "PINHOLE (fixed)" if fixed_intrinsics is not None else camera_model,
+                "fixed_camera_params": built["fixed_camera_params"], "num_pairs": built["num_pairs"],
+                "mean_keypoints_per_image": built["mean_keypoints_per_image"],
+                "mean_matches_per_pair": built["mean_matches_per_pair"], "failed_images": built["failed"],
+                "verification_min_inliers": built["min_num_inliers"],
+                "timings": {"extract_s": built["extract_s"], "match_s": built["match_s"]}}
+
+    return mapping.reconstruct(Path(sfm_dir), Path(image_dir), names, "colmap", fill_database, options, verbose,
+                               overwrite)

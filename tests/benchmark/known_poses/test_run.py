@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sekd_plugin.benchmark import core
 from sekd_plugin.benchmark.__main__ import main as bench_main
+from sekd_plugin.benchmark.known_poses import triangulation as T
 
 from ...conftest import SHARED, shared_file
 
@@ -28,7 +30,10 @@ def test_triangulation_benchmark(small, capsys):
     root, overrides = small
     assert bench_main(["triangulation", "--config", CONFIG, "--methods", "sift", "--output", str(root / "tri"),
                        "--work", str(root / "work"), *overrides]) == 0
-    r = json.loads((root / "tri" / "results.json").read_text())["scenes"]["fountain-P11"]["sift"]
+    results = json.loads((root / "tri" / "results.json").read_text())
+    assert set(results) == set(core.ENVELOPE_KEYS)
+    r = results["methods"]["sift"]["scenes"]["fountain-P11"]
+    assert results["rows"] == [{"method": "sift", "scene": "fountain-P11", **{k: r[k] for k in T.ROW_KEYS}}]
     assert r["num_images"] == 3 and r["num_points3D"] > 50 and 2.5 < r["mean_track_length"] <= 3
     assert r["num_observations"] == round(r["mean_track_length"] * r["num_points3D"]) and 0 < r["mean_reprojection_error_px"] < 1.5
     assert "triangulation_s" in r["timings"]
@@ -39,12 +44,14 @@ def test_localization_benchmark(small):
     root, overrides = small
     assert bench_main(["localization", "--config", CONFIG, "--methods", "sift", "--output", str(root / "loc"),
                        "--work", str(root / "work"), *overrides]) == 0
-    r = json.loads((root / "loc" / "results.json").read_text())["scenes"]["fountain-P11"]["sift"]
-    assert r["summary"]["num_queries"] == 3 and len(r["queries"]) == 3  # failures are rows too
+    results = json.loads((root / "loc" / "results.json").read_text())
+    assert set(results) == set(core.ENVELOPE_KEYS)
+    r, queries = results["methods"]["sift"]["scenes"]["fountain-P11"], results["rows"]
+    assert r["summary"]["num_queries"] == 3 and len(queries) == 3  # failures are rows too
     # with two model images only two-view tracks exist, which the triangulator drops: every query misses
-    for q in r["queries"]:
-        assert q["localized"] or q["reason"]
-    assert r["summary"]["recall@25cm,2deg"] == sum(q["localized"] for q in r["queries"]) / 3
+    for q in queries:
+        assert q["scene"] == "fountain-P11" and q["method"] == "sift" and (q["localized"] or q["reason"])
+    assert r["summary"]["recall@25cm,2deg"] == sum(q["localized"] for q in queries) / 3
 
 
 def test_bad_inputs_are_one_line(small, tmp_path, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sekd_plugin.benchmark.__main__ import main as bench_main
-from sekd_plugin.benchmark.pose import run as P
+from sekd_plugin.benchmark.pose import benchmark as P
 from sekd_plugin.metrics.pose import pose_error_deg
 from sekd_plugin.datasets.strecha import StrechaCamera, relative_pose
 from sekd_plugin.geometry.estimators import ESTIMATORS, poselib_available

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sekd_plugin.benchmark.pose import run as P
+from sekd_plugin.benchmark import core
+from sekd_plugin.benchmark.pose import benchmark as P
 from sekd_plugin.datasets.strecha import load_gt_cameras, relative_pose
 
 from ...conftest import SHARED, shared_file
@@ -57,11 +58,13 @@ def test_pose_benchmark_small(tmp_path):
                      f"data_root={SHARED / 'scenes'}", "num_threads=2", "device=cpu"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
+    assert set(results) == set(core.ENVELOPE_KEYS)
     for method in ("colmap-sift", "sift"):
-        r = results["scenes"]["fountain-P11"][method]
-        assert len(r["rows"]) == 6 and r["summary"]["num_estimated"] == 6
+        r = results["methods"][method]["scenes"]["fountain-P11"]
+        assert len([row for row in results["rows"] if row["method"] == method]) == 6
+        assert r["summary"]["num_estimated"] == 6
         assert r["summary"]["auc@20"] > 0.8 and r["summary"]["median_pose_error_deg"] < 2.0
-        assert results["overall"][method]["summary"]["num_pairs"] == 6
+        assert results["methods"][method]["all_scenes"]["num_pairs"] == 6
     with open(out / "pairs.csv") as f:
         assert len(list(csv.DictReader(f))) == 12
     md = (out / "results.md").read_text()
