@@ -67,6 +67,36 @@ class Context:
             raise error
         return result
 
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This rank's share of ``items`` (every ``world``-th, starting at ``rank``)."""
+        return list(items[self.rank :: self.world]) if self.active else list(items)
+
+    def gather_list(self, items: list[T]) -> list[T]:
+        """The concatenation of every rank's list (rank order), identical on all ranks."""
+        return [x for part in self.gather(items) for x in part]
+
+    def gather_dict(self, d: dict) -> dict:
+        """The union of every rank's dict, identical on all ranks."""
+        out: dict = {}
+        for part in self.gather(d):
+            out.update(part)
+        return out
+
+    def reduce_mean(self, values: dict[str, float], device: torch.device | None = None) -> dict[str, float]:
+        """Float values averaged over ranks (same keys on every rank); ``device``: where the
+        collective runs (CUDA for an NCCL group)."""
+        if not self.active:
+            return dict(values)
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= self.world
+        return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+    def close(self) -> None:
+        """Leave the process group (the trainer does at the end of a run)."""
+        _shutdown()
+
     def device(self, requested: str | torch.device | None) -> torch.device:
         """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA is used, else the request."""
         from .common.device import pick_device

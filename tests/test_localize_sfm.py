@@ -10,7 +10,7 @@ import pytest
 
 from sekd_plugin import localize_sfm as L, triangulation as T
 from sekd_plugin.benchmark.known_poses.common import gt_camera
-from sekd_plugin.benchmark.known_poses.metrics import pose_errors
+from sekd_plugin.metrics.localization import pose_errors
 
 from .fountain_small import fountain_small
 

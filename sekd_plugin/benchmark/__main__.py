@@ -40,20 +40,22 @@ def _hpatches(args) -> int:
 
 
 def _speed(args) -> int:
+    from .core import exit_code
     from .speed import run
 
     if args.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {args.runs}")
-    run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads,
-        args.backends.split(",") if args.backends else None, args.breakdown, args.matching)
-    return 0
+    results = run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads,
+                  args.backends.split(",") if args.backends else None, args.breakdown, args.matching, args.output)
+    return exit_code(results)
 
 
 def _train_speed(args) -> int:
+    from .core import exit_code
     from .train_speed import run
 
-    run(args.config, args.device, args.iters, args.reps, args.threads, args.overrides, args.skip)
-    return 0
+    return exit_code(run(args.config, args.device, args.iters, args.reps, args.threads, args.overrides, args.skip,
+                         args.output))
 
 
 def _methods(args) -> list[str] | None:
@@ -134,6 +136,7 @@ def main(argv=None) -> int:
                     "onnxruntime only when installed, CPU only)")
     sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
     sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
+    sp.add_argument("--output", default="outputs/speed", help="folder of results.json / results.md (default: outputs/speed)")
     sp.set_defaults(func=_speed)
     ts = sub.add_parser("train-speed", help="trainer throughput: training views/s (fp32, bf16), step-1/3 label ms per image")
     ts.add_argument("--config", help="training config (default: benchmark_configs/train/gpu-short.yaml)")
@@ -142,6 +145,7 @@ def main(argv=None) -> int:
     ts.add_argument("--reps", type=positive_int, default=2, help="timed label images per step")
     ts.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     ts.add_argument("--skip", action="append", choices=["train", "labels"], help="skip a part (repeatable)")
+    ts.add_argument("--output", default="outputs/train-speed", help="folder of results.json / results.md")
     ts.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides")
     ts.set_defaults(func=_train_speed)
     sub.add_parser("scene", help=SCENE_HELP, add_help=False)  # listed here, parsed by sfm.scene.cli

@@ -29,7 +29,9 @@ import torch
 from ..common import ConfigError, pick_device
 from ..extractors.base import load_extractor
 from ..extractors.confs import get_conf
+from ..ops.gray import rgb_to_gray_u8
 from ..extractors.sekd import SEKD
+from . import core
 
 DEFAULT_METHODS = ("sekd", "sekd-ms", "sift", "superpoint", "d2net-ss", "orb", "akaze", "brisk")
 BACKENDS = ("torch", "onnxruntime")
@@ -47,7 +49,7 @@ def test_image(grayscale: bool) -> torch.Tensor:
     """:func:`test_photo` as a ``1 x C x H x W`` float tensor in [0, 1]."""
     image = test_photo()
     if grayscale:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
+        image = rgb_to_gray_u8(image)[..., None]
     return torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous()
 
 
@@ -116,7 +118,7 @@ def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
         stages = {
             "decode (JPEG -> uint8)": lambda: cv2.imdecode(jpeg, flags),
             "to float tensor (no resize)": lambda: preprocess(gray_u8, pre),
-            "resize 1280x960 -> 640x480": lambda: preprocess(cv2.cvtColor(large, cv2.COLOR_RGB2GRAY), pre),
+            "resize 1280x960 -> 640x480": lambda: preprocess(rgb_to_gray_u8(large), pre),
             "network": lambda: model.network_batch(gray[:, 0]),
             "NMS": lambda: nms_mask(prob[:, None], conf["nms_radius"]),
             "selection (threshold + top-k)": lambda: select_keypoints_batched(
@@ -171,7 +173,11 @@ def matching(runs: int, device: torch.device, images: int = 6, keypoints: int = 
 
 
 def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None,
-        backends=None, show_breakdown: bool = False, show_matching: bool = False) -> list[dict]:
+        backends=None, show_breakdown: bool = False, show_matching: bool = False,
+        output: str | Path | None = "outputs/speed") -> dict:
+    """Time every method; returns :mod:`.core`'s envelope (one row per method and backend, the
+    matching modes and the stage split as rows too) and writes it with ``results.md`` into
+    ``output`` (``None``: print only). A method that fails is recorded and the others go on."""
     from ..extractors.base import missing_weights_reason
 
     if threads:
@@ -180,13 +186,15 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
     backends, notes = available_backends(backends)
     for note in notes:
         print(note)
-    rows, stages = [], {}
-    for method in methods or DEFAULT_METHODS:
-        conf = get_conf(method)  # an unknown name is an error listing the known ones
-        reason = missing_weights_reason(conf["model"], label=method)
-        if reason:
-            print(reason)
-            continue
+    methods = list(methods or DEFAULT_METHODS)
+    confs = {m: get_conf(m) for m in methods}  # an unknown name is an error listing the known ones
+    settings = {"benchmark": "speed", "image_size": list(SIZE), "runs": runs, "warmup": 2, "backends": backends,
+                "backend_notes": notes, "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+                "methods": methods}
+    results = core.new_results("speed", settings, device=str(dev))
+
+    def evaluate(method: str) -> tuple[dict, list[dict]]:
+        conf = confs[method]
         image = test_image(conf.get("preprocessing", {}).get("grayscale", False)).to(dev)
         is_sekd = conf["model"]["name"] == "sekd"
         # onnxruntime: CPU and fp32 only
@@ -202,40 +210,55 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
             if is_sekd:  # the network alone, to show the post-processing cost
                 gray = image[:, 0] if image.shape[1] == 1 else image.mean(1)
                 net = _time_interleaved({b: (lambda m=m: m.network_batch(gray)) for b, m in models.items()}, runs, dev)
+        rows = []
         for backend, model in models.items():
             with torch.inference_mode():
                 n = model({"image": image})["keypoints"].shape[1]
-            rows.append({"method": method, "backend": backend or "-", "ms_end_to_end": total[backend],
+            rows.append({"kind": "extraction", "backend": backend or "-", "ms_end_to_end": total[backend],
                          "ms_network": net.get(backend), "keypoints": n,
                          "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None})
             if show_breakdown and is_sekd:
-                stages[f"{method} [{backend}]"] = breakdown(model, runs, dev)
-    threads_used = torch.get_num_threads()
-    print(f"\nms per {SIZE[0]}x{SIZE[1]} image, median of {runs} runs after 2 warm-up runs (backends of one "
-          f"method interleaved run by run); device {dev}{'' if dev.type == 'cuda' else f', {threads_used} threads'}, "
-          f"torch {torch.__version__}\n")
-    print("| method | backend | ms/img (end to end) | ms/img (network only) | end to end vs torch | #kp |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        net = f"{r['ms_network']:.1f}" if r["ms_network"] is not None else "-"
-        ratio = f"{r['vs_torch']:.2f}x" if r["vs_torch"] is not None else "-"
-        print(f"| {r['method']} | {r['backend']} | {r['ms_end_to_end']:.1f} | {net} | {ratio} | {r['keypoints']} |")
-    if stages:
-        print("\nEnd-to-end split of one 640x480 JPEG (ms, median; stages timed separately):\n")
-        names = list(stages)
-        print("| stage | " + " | ".join(names) + " |")
-        print("|---|" + "---|" * len(names))
-        for stage in next(iter(stages.values())):
-            print(f"| {stage} | " + " | ".join(f"{stages[n][stage]:.2f}" for n in names) + " |")
+                rows.append({"kind": "stages", "backend": backend, "ms": breakdown(model, runs, dev)})
+        summary = {r["backend"]: {k: v for k, v in r.items() if k not in ("kind", "backend")} for r in rows
+                   if r["kind"] == "extraction"}
+        return summary, rows
+
+    core.run_methods(results, methods, evaluate,
+                     skip_reason=lambda m: missing_weights_reason(confs[m]["model"], label=m))
     if show_matching:
         devices = [torch.device("cpu")] + ([dev] if dev.type == "cuda" else [])
-        match_rows = [r for d in devices for r in matching(max(1, min(runs, 2)), d)]
-        first = match_rows[0]
-        print(f"\nMutual nearest neighbour, {first['pairs']} pairs of ~{first['keypoints']} x 128-D unit "
-              "descriptors (synthetic), median of the runs:\n")
-        print("| mode | device | pairs/s |")
-        print("|---|---|---|")
-        for r in match_rows:
-            print(f"| {r['mode']} | {r['device']} | {r['pairs_per_s']:.2f} |")
-        rows.extend(match_rows)
-    return rows
+        rows = [r for d in devices for r in matching(max(1, min(runs, 2)), d)]
+        results["rows"].extend({"method": "mutual-nn", "kind": "matching", **r} for r in rows)
+    text = markdown(results)
+    print(text)
+    if output is not None:
+        core.save(output, results, text)
+    return results
+
+
+def markdown(results: dict) -> str:
+    """The tables of a speed run: extraction, the stage split (``--breakdown``), matching."""
+    st, env = results["settings"], results["environment"]
+    rows = results["rows"]
+    threads = f", {st['threads']} threads" if st.get("threads") else ""
+    out = [f"ms per {st['image_size'][0]}x{st['image_size'][1]} image, median of {st['runs']} runs after 2 warm-up runs "
+           f"(backends of one method interleaved run by run); device {env.get('device')}{threads}, torch {env['torch']}", ""]
+    ext = [r for r in rows if r["kind"] == "extraction"]
+    out.append(core.markdown_table(
+        ("method", "backend", "ms/img (end to end)", "ms/img (network only)", "end to end vs torch", "#kp"),
+        [(r["method"], r["backend"], core.fmt(r["ms_end_to_end"], ".1f"), core.fmt(r["ms_network"], ".1f"),
+          "-" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}x", r["keypoints"]) for r in ext]))
+    stages = {f"{r['method']} [{r['backend']}]": r["ms"] for r in rows if r["kind"] == "stages"}
+    if stages:
+        names = list(stages)
+        out += ["", "End-to-end split of one 640x480 JPEG (ms, median; stages timed separately):", ""]
+        out.append(core.markdown_table(("stage", *names), [(stage, *(f"{stages[n][stage]:.2f}" for n in names))
+                                                           for stage in next(iter(stages.values()))]))
+    match = [r for r in rows if r["kind"] == "matching"]
+    if match:
+        out += ["", f"Mutual nearest neighbour, {match[0]['pairs']} pairs of ~{match[0]['keypoints']} x 128-D unit "
+                "descriptors (synthetic), median of the runs:", ""]
+        out.append(core.markdown_table(("mode", "device", "pairs/s"),
+                                       [(r["mode"], r["device"], f"{r['pairs_per_s']:.2f}") for r in match]))
+    out += core.outcome_lines(results)
+    return "\n".join(out) + "\n"

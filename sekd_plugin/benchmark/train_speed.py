@@ -22,6 +22,7 @@ import torch
 
 from ..common import pick_device
 from ..models.sekd import SEKDNet
+from . import core
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "benchmark_configs" / "train" / "gpu-short.yaml"
 
@@ -141,8 +142,11 @@ def _label_ms(conf, device, kind: str, reps: int) -> dict[str, float]:
 
 
 def run(config: str | None = None, device: str | None = None, iters: int = 5, reps: int = 2,
-        threads: int | None = None, overrides: list[str] | None = None, skip: list[str] | None = None) -> dict:
-    """Measure and print; returns ``{name: value}``."""
+        threads: int | None = None, overrides: list[str] | None = None, skip: list[str] | None = None,
+        output: str | Path | None = "outputs/train-speed") -> dict:
+    """Measure and print; returns :mod:`.core`'s envelope (``methods``: the parts ``training``
+    and ``labels``, each ``{name: value}``; ``rows``: one per measurement), also written with
+    ``results.md`` into ``output`` (``None``: print only)."""
     from ..train import config as config_mod
 
     dev = pick_device(device)
@@ -150,26 +154,66 @@ def run(config: str | None = None, device: str | None = None, iters: int = 5, re
         torch.set_num_threads(threads)
     conf = config_mod.load_config(config or DEFAULT_CONFIG, list(overrides or []))
     skip = set(skip or [])
-    out: dict[str, float] = {}
     size = int(conf.data.crop_size)
+    settings = {"benchmark": "train-speed", "config": str(config or DEFAULT_CONFIG.name), "overrides": list(overrides or []),
+                "crop_size": size, "batch_size": int(conf.optim.batch_size), "num_workers": int(conf.data.num_workers),
+                "label_size": [320, 240], "detect_refs": int(conf.detect.num_refs),
+                "reliability_refs": int(conf.reliability.num_refs), "desc_mode": str(conf.reliability.desc_mode),
+                "neighbours": str(conf.reliability.neighbours), "iters": iters, "reps": reps,
+                "threads": torch.get_num_threads() if dev.type == "cpu" else None}
+    results = core.new_results("train-speed", settings, device=str(dev))
     print(f"train-speed on {dev} ({torch.get_num_threads()} CPU threads), config {config or DEFAULT_CONFIG.name}: "
           f"crops {size} x {size}, batch {conf.optim.batch_size}, {conf.data.num_workers} workers, "
           f"labels on 320 x 240 with {conf.detect.num_refs} / {conf.reliability.num_refs} references "
           f"({conf.reliability.desc_mode} descriptor term, {conf.reliability.neighbours} neighbours)")
-    if "train" not in skip:
+
+    def training(_: str) -> tuple[dict, list[dict]]:
+        out, rows = {}, []
         for amp in ("none", "bf16"):
             for kind in ("descriptor", "detector"):
                 v = _train_views_per_s(conf.copy(), dev, kind, amp, iters, warmup=2)
-                out[f"{kind}_views_per_s_{'fp32' if amp == 'none' else amp}"] = v
+                precision = "fp32" if amp == "none" else amp
+                out[f"{kind}_views_per_s_{precision}"] = v
+                rows.append({"step": kind, "precision": precision, "views_per_s": v})
                 print(f"  step {'2 descriptor' if kind == 'descriptor' else '4 detector'} training, "
                       f"{'fp32' if amp == 'none' else 'bf16 autocast'}: {v:.1f} views/s", flush=True)
-    if "labels" not in skip:
+        return out, rows
+
+    def labels(_: str) -> tuple[dict, list[dict]]:
+        out, rows = {}, []
         for kind in ("detect", "reliability"):
             v = _label_ms(conf, dev, kind, reps)
             out[f"{kind}_ms_per_image"] = v["fast"]
             out[f"{kind}_ms_per_image_exact"] = v["exact"]
             out[f"{kind}_ms_per_image_exact_retain"] = v["exact+retain"]
+            rows.append({"step": kind, **{f"ms_per_image_{k}": t for k, t in v.items()}, "speedup": v["exact"] / v["fast"]})
             print(f"  step {'1 detect' if kind == 'detect' else '3 reliability'} labels: {v['fast']:.0f} ms per image; "
                   f"before (exact path, default allocator) {v['exact']:.0f} ms: {v['exact'] / v['fast']:.1f}x "
                   f"(exact path with retained memory {v['exact+retain']:.0f} ms)", flush=True)
-    return out
+        return out, rows
+
+    parts = {"training": training, "labels": labels}
+    core.run_methods(results, [p for p in parts if {"training": "train"}.get(p, p) not in skip],
+                     lambda part: parts[part](part))
+    if output is not None:
+        core.save(output, results, markdown(results))
+    return results
+
+
+def markdown(results: dict) -> str:
+    st = results["settings"]
+    out = [f"# Trainer throughput on {results['environment'].get('device')}", "",
+           f"Config {st['config']}: crops {st['crop_size']} x {st['crop_size']}, batch {st['batch_size']}; labels on "
+           f"320 x 240 with {st['detect_refs']} / {st['reliability_refs']} references.", ""]
+    train = [r for r in results["rows"] if r["method"] == "training"]
+    if train:
+        out += [core.markdown_table(("step", "precision", "views/s"),
+                                    [(r["step"], r["precision"], f"{r['views_per_s']:.1f}") for r in train]), ""]
+    lab = [r for r in results["rows"] if r["method"] == "labels"]
+    if lab:
+        out.append(core.markdown_table(
+            ("labels", "before (exact, default allocator) ms", "exact + retained memory ms", "after ms", "speed-up"),
+            [(r["step"], f"{r['ms_per_image_exact']:.0f}", f"{r['ms_per_image_exact+retain']:.0f}",
+              f"{r['ms_per_image_fast']:.0f}", f"{r['speedup']:.1f}x") for r in lab]))
+    out += core.outcome_lines(results)
+    return "\n".join(out) + "\n"

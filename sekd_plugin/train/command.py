@@ -149,9 +149,9 @@ def main(
         resume = (out / "state.pth").exists()
     resume = bool(resume)
     conf = resolve_config(out, resume=resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
-    dist = ddp.setup(conf.device)
-    session["dist"] = dist
-    lock = RunLock(out) if dist.is_main else None
+    ctx, device = ddp.setup(conf.device)
+    session["ctx"] = ctx
+    lock = RunLock(out) if ctx.is_main else None
     try:
         if lock is not None:
             lock.acquire()
@@ -161,9 +161,9 @@ def main(
                 # the config of this run, written at start (a stale one from a run killed
                 # before its first checkpoint must not survive)
                 write_atomic(out / "config.yaml", config_mod.to_yaml(conf))
-        ddp.barrier(dist)
-        trainer = Trainer(conf, out, resume=resume, dist=dist, progress=progress,
-                          dev_eval=(dev_eval or load_dev_evaluator(conf)) if dist.is_main else None)
+        ctx.barrier()
+        trainer = Trainer(conf, out, resume=resume, ctx=ctx, device=device, progress=progress,
+                          dev_eval=(dev_eval or load_dev_evaluator(conf)) if ctx.is_main else None)
         session["trainer"] = trainer
         try:
             return trainer.run()
@@ -175,7 +175,7 @@ def main(
     finally:
         if lock is not None:
             lock.release()
-        ddp.cleanup(dist)
+        ctx.close()
 
 
 def cli(argv: list[str] | None = None) -> int:

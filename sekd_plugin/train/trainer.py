@@ -22,13 +22,13 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..common import pick_device
+from ..distributed import Context
 from ..common.errors import CheckpointError
 from ..common.text import first_line
 from ..models.checkpoint import load_weights
 from ..models.sekd import SEKDNet
 from . import config as config_mod
-from . import ddp, labels, steps, validate
+from . import labels, steps, validate
 from .data import PairDataset, collate_pairs, context_size, derive_seed, fit_crop_to_photos, min_image_side, scan_images
 from .lr_schedule import make_scheduler
 from .report import write_report
@@ -45,18 +45,20 @@ DevEval = Callable[[str, Path, str, torch.device], dict]
 class Trainer:
     """Runs (or resumes) the self-evolving schedule into ``output``."""
 
-    def __init__(self, conf, output: str | Path, resume: bool = False, dist: ddp.DistInfo | None = None, progress: bool = True,
-                 dev_eval: DevEval | None = None):
-        """``dev_eval``: the DEV benchmark of a checkpoint, run on the starting model and after every
-        round when given (``val.dev_datasets`` without it is a :class:`RunError`)."""
+    def __init__(self, conf, output: str | Path, resume: bool = False, ctx: Context | None = None,
+                 device: torch.device | None = None, progress: bool = True, dev_eval: DevEval | None = None):
+        """``ctx``: this process's place under torchrun (default: one process) and ``device`` its
+        device (default: ``conf.device``); ``dev_eval``: the DEV benchmark of a checkpoint, run on
+        the starting model and after every round (``val.dev_datasets`` without it is a
+        :class:`RunError`)."""
         self.conf = conf
         self.out = Path(output)
-        if conf.val.dev_datasets and dev_eval is None and (dist is None or dist.is_main):
+        if conf.val.dev_datasets and dev_eval is None and (ctx is None or ctx.is_main):
             raise RunError("val.dev_datasets is set but no DEV evaluator was given (sekd_plugin.train.command.load_dev_evaluator)")
         self.dev_eval = dev_eval
-        self.dist = dist or ddp.DistInfo(device=pick_device(conf.device))
-        self.device = self.dist.device
-        self.main = self.dist.is_main
+        self.ctx = ctx or Context()
+        self.device = device or self.ctx.device(conf.device)
+        self.main = self.ctx.is_main
         self.bars = progress and self.main
         self.resume = resume
         self.progress = {"round": 0, "step": "detect", "epoch": 0}
@@ -102,7 +104,7 @@ class Trainer:
         self.history = {
             "status": "running",
             "device": str(self.device),
-            "world_size": self.dist.world,
+            "world_size": self.ctx.world,
             "data": {
                 "train_images": len(self.images.keys),
                 "val_images": len(self.images.val_keys),
@@ -140,14 +142,14 @@ class Trainer:
         hist = json.loads(state["history"])
         hist["data"] = self.history["data"]
         old_world = int(state.get("world_size", hist.get("world_size", 1)))
-        if old_world != self.dist.world:
+        if old_world != self.ctx.world:
             logger.warning(
                 "[sekd-train] the run was saved with %d process(es) and resumes with %d: the batches of "
                 "an epoch are split differently, so the result will not equal an uninterrupted run",
-                old_world, self.dist.world,
+                old_world, self.ctx.world,
             )
-            hist.setdefault("world_size_changes", []).append({"from": old_world, "to": self.dist.world, "at": dict(self.progress)})
-        hist["device"], hist["world_size"] = self.history["device"], self.dist.world
+            hist.setdefault("world_size_changes", []).append({"from": old_world, "to": self.ctx.world, "at": dict(self.progress)})
+        hist["device"], hist["world_size"] = self.history["device"], self.ctx.world
         for k in ("dev", "official", "best"):
             hist.setdefault(k, self.history[k])
         self.history = hist
@@ -172,7 +174,7 @@ class Trainer:
             "history": json.dumps(self.history, default=str),
             "images": images_fingerprint(self.images.keys),
             "config": yaml,
-            "world_size": self.dist.world,
+            "world_size": self.ctx.world,
         }
         atomic_torch_save(state, self.out / "state.pth")
         atomic_torch_save(self._model_file(model, yaml), self.out / "model.pth")
@@ -212,12 +214,12 @@ class Trainer:
     # ------------------------------------------------------------------ schedule
     def run(self) -> dict:
         conf = self.conf
-        ddp.barrier(self.dist)
+        self.ctx.barrier()
         d = self.history["data"]
         self.log(
             f"[sekd-train] {d['train_images']} training images, {d['val_images']} validation images, "
             f"{d['skipped_unreadable']} unreadable and {d['skipped_too_small']} too small skipped; "
-            f"device {self.device}, {self.dist.world} process(es)"
+            f"device {self.device}, {self.ctx.world} process(es)"
         )
         if not self.resume and not self.history["validation"]:
             self._official()
@@ -277,14 +279,14 @@ class Trainer:
                 return
         t0 = time.time()
         indices = self.images.round_indices(r, conf.data.sub_set)
-        mine = ddp.shard(indices, self.dist)
+        mine = self.ctx.shard(indices)
         what = {"random": "random keypoints", "detect": "step 1 detect keypoints", "reliability": "step 3 reliability keypoints"}[kind]
         lab, sizes, nms = labels.compute_labels(
             kind, self.net, self.images, mine, conf, conf.seed, r, self.device, progress=self.bars, desc=f"round {r} {what}"
         )
-        lab = ddp.gather_dicts(lab, self.dist)
-        sizes = ddp.gather_dicts(sizes, self.dist)
-        nms = ddp.gather_lists(nms, self.dist)
+        lab = self.ctx.gather_dict(lab)
+        sizes = self.ctx.gather_dict(sizes)
+        nms = self.ctx.gather_list(nms)
         stats = labels.label_stats(lab, sizes)
         stats.update(labels.maxima_stats(nms))
         path = self.label_path(r, step)
@@ -292,7 +294,7 @@ class Trainer:
             labels.write_labels(path, lab, sizes, round=r, step=step, kind=kind)
         # every rank keeps the gathered labels: the training step does not re-read the file
         self.label_cache[(r, step)] = (lab, sizes)
-        ddp.barrier(self.dist)
+        self.ctx.barrier()
         stats.update(mode=kind, time_s=time.time() - t0, file=path.name)
         rnd["steps"][step] = stats
         extra = ""
@@ -324,7 +326,7 @@ class Trainer:
         conf = self.conf
         if self.device.type == "cuda" and conf.optim.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.dist.enabled:
+        if self.ctx.active:
             from torch.nn.parallel import DistributedDataParallel
 
             model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
@@ -343,8 +345,8 @@ class Trainer:
         ds = PairDataset(self.images, indices, {k: v[0] for k, v in lab.items()}, conf, conf.seed)
         sampler = DistributedSampler(
             ds,
-            num_replicas=self.dist.world,
-            rank=self.dist.rank,
+            num_replicas=self.ctx.world,
+            rank=self.ctx.rank,
             shuffle=True,
             seed=derive_seed(conf.seed, r, step_id) % (2**31),
         )
@@ -359,7 +361,7 @@ class Trainer:
             persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
         )
-        if conf.dist.sync_batchnorm and self.dist.enabled:
+        if conf.dist.sync_batchnorm and self.ctx.active:
             self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
         model = self._wrap(steps.FeatureNet(self.net))
         frozen = steps.frozen_copy(self.net, conf.loss.frozen_bn)
@@ -400,11 +402,11 @@ class Trainer:
                     max_batches=conf.schedule.max_batches_per_epoch,
                     progress=self.bars,
                     desc=f"round {r} step {step_id} {step} epoch {e + 1}/{epochs}",
-                    reduce=lambda v: ddp.reduce_mean(v, self.dist),
+                    reduce=lambda v: self.ctx.reduce_mean(v, self.device),
                     scheduler=scheduler if per_step else None,
                     # under DDP a rank must not stop alone mid-epoch (the others would wait in
                     # the gradient all-reduce): the epoch-end reduction stops all of them together
-                    check_every=0 if self.dist.enabled else 50,
+                    check_every=0 if self.ctx.active else 50,
                 )
             except steps.NonFiniteLoss as err:
                 raise RunError(
@@ -460,7 +462,7 @@ class Trainer:
                 f"{g} {v['top500'].get('mma@3', 0):.3f}/{v['deploy'].get('mma@3', 0):.3f}" for g, v in m.get("groups", {}).items()
             )
             self.log(f"[sekd-train] validation after {after}: MMA@3 (top-500/deploy) {groups} ({row['time_s']:.1f} s)")
-        ddp.barrier(self.dist)
+        self.ctx.barrier()
 
     def _select_best(self, r: int) -> None:
         """Make round ``r``'s model (``-1``: the starting model) ``best.pth`` if it is eligible and better.
@@ -470,12 +472,12 @@ class Trainer:
         or H@3. Better: a higher ``val.select_metric`` (mean over the validation groups).
         """
         if not self.main:
-            ddp.barrier(self.dist)
+            self.ctx.barrier()
             return
         vc = self.conf.val
         row = next((v for v in self.history["validation"] if v.get("round") == r), None)
         if row is None or vc.select_metric not in row:
-            ddp.barrier(self.dist)
+            self.ctx.barrier()
             return
         score = float(row[vc.select_metric])
         why = []
@@ -501,11 +503,11 @@ class Trainer:
             self.log(f"[sekd-train] best.pth <- {'the starting model' if r < 0 else f'round {r}'} ({vc.select_metric} {score:.4f})")
         elif why:
             self.log(f"[sekd-train] {'starting model' if r < 0 else f'round {r}'} not eligible as best: {'; '.join(why)}")
-        ddp.barrier(self.dist)
+        self.ctx.barrier()
 
     def _dev(self, r: int) -> None:
         if not (self.main and self.conf.val.dev_datasets):
-            ddp.barrier(self.dist)
+            self.ctx.barrier()
             return
         tmp = self.out / "dev" / f"round{r}.pth"
         atomic_torch_save(self._model_file(to_cpu(self.net.state_dict()), config_mod.to_yaml(self.conf)), tmp)
@@ -513,7 +515,7 @@ class Trainer:
         tmp.unlink(missing_ok=True)
         self.history["dev"] = [v for v in self.history.get("dev", []) if v.get("round") != r] + [row]
         self.log(f"[sekd-train] DEV sequences after round {r}: MMA@3 {row.get('mma@3', float('nan')):.3f}, H@3 {row.get('homography_accuracy@3', float('nan')):.3f}")
-        ddp.barrier(self.dist)
+        self.ctx.barrier()
 
     def interrupted(self, what: str = "interrupted") -> None:
         """Record the interruption in the report; the last saved state stays the resume point."""

@@ -30,3 +30,25 @@ def test_breakdown_has_every_stage(sekd_weights):
     assert {"decode (JPEG -> uint8)", "network", "NMS", "selection (threshold + top-k)", "descriptor sampling",
             "h5 write (float16)"} <= set(stages)
     assert all(v > 0 for v in stages.values())
+
+
+def test_a_failing_method_is_recorded_in_the_envelope_and_exits_1(tmp_path, monkeypatch):
+    import json
+
+    from sekd_plugin.benchmark import __main__ as cli
+    from sekd_plugin.benchmark.core import ENVELOPE_KEYS
+
+    real = speed.load_extractor
+
+    def load(conf, device):
+        if conf["name"] == "brisk":
+            raise RuntimeError("forced failure")
+        return real(conf, device)
+
+    monkeypatch.setattr(speed, "load_extractor", load)
+    out = tmp_path / "speed"
+    assert cli.main(["speed", "--methods", "orb,brisk", "--runs", "1", "--device", "cpu", "--output", str(out)]) == 1
+    data = json.loads((out / "results.json").read_text())
+    assert set(data) == set(ENVELOPE_KEYS) and data["failed"] == {"brisk": "RuntimeError: forced failure"}
+    assert set(data["methods"]) == {"orb"} and data["rows"][0]["ms_end_to_end"] > 0
+    assert "| orb |" in (out / "results.md").read_text()

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from sekd_plugin.distributed import Context
 from sekd_plugin.models.sekd import SEKDNet
-from sekd_plugin.train import command as train_cli, config, ddp, trainer
+from sekd_plugin.train import command as train_cli, config, trainer
 from sekd_plugin.train.data import context_size, fit_crop_to_photos
 
 from .conftest import TINY
@@ -18,7 +19,7 @@ from .conftest import TINY
 def _trainer(tmp_path, validation, dev=(), min_keypoints=100.0):
     conf = config.load_config(overrides=[f"val.min_keypoints={min_keypoints}"])
     t = SimpleNamespace(
-        conf=conf, main=True, dist=ddp.DistInfo(device=torch.device("cpu")), out=tmp_path, net=SEKDNet(),
+        conf=conf, main=True, ctx=Context(), device=torch.device("cpu"), out=tmp_path, net=SEKDNet(),
         progress={"round": 0, "step": "validate", "epoch": 0}, history={"validation": list(validation), "dev": list(dev), "best": None},
     )
     t._model_file = lambda model, yaml: trainer.Trainer._model_file(t, model, yaml)

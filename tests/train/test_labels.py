@@ -113,18 +113,18 @@ def test_reference_neighbours_chunked_equals_one_offset_at_a_time():
     tgt = torch.nn.functional.normalize(torch.randn(8, 10, 12), dim=0)
     ref = torch.randn(3, 8, 10, 12)
     grid = warps_grid = torch.rand(3, 10, 12, 2) * torch.tensor([11.0, 9.0])
-    off = labels._offsets(3, 2, "cpu")
-    a = labels._ratio_reference(tgt, ref, grid, off, 0.03, chunk=1)
-    b = labels._ratio_reference(tgt, ref, warps_grid, off, 0.03, chunk=48)
+    off = labels.reliability._offsets(3, 2, "cpu")
+    a = labels.reliability._ratio_reference(tgt, ref, grid, off, 0.03, chunk=1)
+    b = labels.reliability._ratio_reference(tgt, ref, warps_grid, off, 0.03, chunk=48)
     assert torch.allclose(a, b, atol=1e-5)
     # against a direct per-neighbour evaluation (normalise every bilinear sample)
     best = None
     for o in off:
-        s = torch.nn.functional.normalize(labels._sample(ref, grid + o), dim=1)
+        s = torch.nn.functional.normalize(labels.reliability._sample(ref, grid + o), dim=1)
         c = (s * tgt).sum(1)
         best = c if best is None else torch.maximum(best, c)
-    rep = (torch.nn.functional.normalize(labels._sample(ref, grid), dim=1) * tgt).sum(1)
-    direct = labels._cos_dist(best) / (labels._cos_dist(rep) + 0.03)
+    rep = (torch.nn.functional.normalize(labels.reliability._sample(ref, grid), dim=1) * tgt).sum(1)
+    direct = labels.reliability._cos_dist(best) / (labels.reliability._cos_dist(rep) + 0.03)
     assert torch.allclose(a, direct, atol=1e-4)
 
 

@@ -3,8 +3,12 @@
 from sekd_plugin.benchmark.__main__ import main
 
 
-def test_train_speed_prints_every_number(capsys):
-    rc = main(["train-speed", "--device", "cpu", "--iters", "1", "--reps", "1", "data.crop_size=32",
+def test_train_speed_prints_every_number(capsys, tmp_path):
+    import json
+
+    from sekd_plugin.benchmark.core import ENVELOPE_KEYS
+
+    rc = main(["train-speed", "--device", "cpu", "--output", str(tmp_path), "--iters", "1", "--reps", "1", "data.crop_size=32",
                "optim.batch_size=2", "detect.num_refs=2", "reliability.num_refs=2", "reliability.neighbours=target"])
     out = capsys.readouterr().out
     assert rc == 0
@@ -12,3 +16,6 @@ def test_train_speed_prints_every_number(capsys):
                  "step 3 reliability labels"):
         assert text in out, out
     assert "views/s" in out and "ms per image" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data) == set(ENVELOPE_KEYS) and set(data["methods"]) == {"training", "labels"} and not data["failed"]
+    assert data["methods"]["labels"]["reliability_ms_per_image"] > 0 and "| reliability |" in (tmp_path / "results.md").read_text()

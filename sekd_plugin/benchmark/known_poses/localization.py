@@ -29,7 +29,7 @@ from ...common import ConfigError
 from ...pairs import write_pairs
 from .. import core, scenes
 from .common import Timer, gt_camera, method_files, plan_scenes
-from .metrics import THRESHOLDS, pose_errors, summarize
+from ...metrics.localization import THRESHOLDS, pose_errors, summarize
 
 PROTOCOL = "leave-one-out localization in the GT-pose triangulation of the others"
 DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm")

@@ -15,7 +15,7 @@ skipped with the reason; a run that fails is reported and the others go on (exit
 Writes ``DIR/results.json`` (:mod:`..core`'s envelope: ``methods[label]["scenes"][scene]``
 the run's stats, one row per scene x method in ``rows``), ``DIR/results.md`` and
 ``DIR/results.png`` (bar charts), updated after every method. A reconstruction judged failed against the GT (see
-:mod:`~sekd_plugin.benchmark.sfm.metrics`) reads ``FAILED`` in the table and
+:mod:`~sekd_plugin.metrics.sfm`) reads ``FAILED`` in the table and
 ``gt.failed: true`` in the JSON.
 """
 

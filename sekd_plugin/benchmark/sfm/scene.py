@@ -55,7 +55,7 @@ def run(cfg: dict[str, Any], label: str | None = None) -> dict[str, Any]:
 
 def _run(cfg: dict[str, Any], label: str | None, scene) -> dict[str, Any]:
     from ...datasets.strecha import intrinsics_from_gt, load_gt_cameras
-    from .metrics import evaluate_reconstruction
+    from ...metrics.sfm import evaluate_reconstruction
 
     all_names = list(scene.names)  # totals and GT evaluation count failed images as not registered
     gt = load_gt_cameras(scene.gt_dir, all_names, image_dir=scene.image_dir) if scene.gt_dir is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sekd_plugin.benchmark.known_poses import metrics as M
+from sekd_plugin.metrics import localization as M
 
 from ...helpers import rotation
 

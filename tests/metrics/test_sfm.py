@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sekd_plugin.benchmark.sfm import metrics as E
+from sekd_plugin.metrics import sfm as E
 from sekd_plugin.datasets.strecha import StrechaCamera
 
 from tests.helpers import STRECHA_K as K  # noqa: E402

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pycolmap
 
-from ...datasets.strecha import StrechaCamera, load_gt_cameras
+from ..datasets.strecha import StrechaCamera, load_gt_cameras
 
 __all__ = ["THRESHOLDS_M", "FAIL_CENTER_FRACTION", "FAIL_MIN_INLIER_FRACTION", "similarity", "robust_similarity",
            "rotation_angle_deg", "scene_extent", "evaluate_poses", "reconstruction_poses",
