@@ -33,6 +33,10 @@ class DataConf:
     # image when it is smaller, then resized up), so views hold no zero padding; "pad" = the
     # former behaviour (a random placement, zero padding where the image ends)
     crop_mode: str = "inside"
+    # views take image content from around the context window where a warp reaches beyond it
+    # (the release warps the whole image, then crops): the window read from the image grows by
+    # the margin that 95 % of the configured warps need; black stays only beyond the photo
+    warp_margin: bool = True
     sub_set: int = 5  # round r trains on images[r % sub_set :: sub_set]
     val_images: int = 16  # held-out images for validation (never trained on)
     cache: bool = False  # keep decoded uint8 RGB images in memory

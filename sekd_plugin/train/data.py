@@ -239,6 +239,9 @@ class PairDataset(Dataset):
         self.warp_conf = conf.pair_warp
         self.seed = seed
         self.epoch_key: tuple[int, ...] = (0,)
+        # the window read from the image: the context plus the margin the warps reach into
+        self.margin = warp_margin(conf.pair_warp, self.ctx, self.crop) if bool(conf.data.warp_margin) else 0
+        self.size = self.ctx + 2 * self.margin
 
     def set_epoch_key(self, *key: int) -> None:
         self.epoch_key = tuple(int(k) for k in key)
@@ -247,27 +250,37 @@ class PairDataset(Dataset):
         return len(self.indices)
 
     def _window(self, img: np.ndarray, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray, float, int, int]:
-        """``(context uint8 C x C x 3, valid C x C, scale, ox, oy)``: context = (image - (ox, oy)) * scale."""
+        """``(window uint8 S x S x 3, valid S x S, scale, ox, oy)`` with ``S = C + 2 margin``:
+        window = (image - (ox, oy)) * scale + margin (pixel centres), zero and invalid beyond the image."""
         h, w = img.shape[:2]
-        c = self.ctx
+        c, m = self.ctx, self.margin
         if self.mode == "inside":
             side = min(c, h, w)
             oy = int(torch.randint(0, h - side + 1, (1,), generator=gen))
             ox = int(torch.randint(0, w - side + 1, (1,), generator=gen))
-            win = img[oy : oy + side, ox : ox + side]
             scale = c / side
-            if side != c:  # a small image: its largest square, resized up to the context
-                win = cv2.resize(win, (c, c), interpolation=cv2.INTER_LINEAR)
-            return np.ascontiguousarray(win), np.ones((c, c), np.float32), scale, ox, oy
-        oy = int(torch.randint(min(0, h - c), max(0, h - c) + 1, (1,), generator=gen))
-        ox = int(torch.randint(min(0, w - c), max(0, w - c) + 1, (1,), generator=gen))
-        ctx = np.zeros((c, c, 3), np.uint8)
-        valid = np.zeros((c, c), np.float32)
-        y0, x0 = max(oy, 0), max(ox, 0)
-        y1, x1 = min(oy + c, h), min(ox + c, w)
-        ctx[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = img[y0:y1, x0:x1]
-        valid[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = 1.0
-        return ctx, valid, 1.0, ox, oy
+            if side == c and m == 0:  # the window is a plain slice of the image
+                return np.ascontiguousarray(img[oy : oy + c, ox : ox + c]), np.ones((c, c), np.float32), 1.0, ox, oy
+        else:
+            oy = int(torch.randint(min(0, h - c), max(0, h - c) + 1, (1,), generator=gen))
+            ox = int(torch.randint(min(0, w - c), max(0, w - c) + 1, (1,), generator=gen))
+            scale = 1.0
+        if scale == 1.0:  # integer offsets: copy what the image has, zero elsewhere
+            s = self.size
+            win = np.zeros((s, s, 3), np.uint8)
+            valid = np.zeros((s, s), np.float32)
+            y0, x0 = max(oy - m, 0), max(ox - m, 0)
+            y1, x1 = min(oy - m + s, h), min(ox - m + s, w)
+            win[y0 - oy + m : y1 - oy + m, x0 - ox + m : x1 - ox + m] = img[y0:y1, x0:x1]
+            valid[y0 - oy + m : y1 - oy + m, x0 - ox + m : x1 - ox + m] = 1.0
+            return win, valid, 1.0, ox, oy
+        # a small image: its largest square resized up to the context (and the margin around it)
+        t = (0.5 - np.array([ox, oy])) * scale - 0.5 + m
+        A = np.array([[scale, 0, t[0]], [0, scale, t[1]]], np.float64)
+        win = cv2.warpAffine(img, A, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        valid = cv2.warpAffine(np.ones((h, w), np.float32), A, (self.size, self.size), flags=cv2.INTER_NEAREST,
+                               borderMode=cv2.BORDER_CONSTANT)
+        return win, valid, scale, ox, oy
 
     def __getitem__(self, i: int) -> dict:
         idx = self.indices[i]
@@ -284,8 +297,8 @@ class PairDataset(Dataset):
         else:
             xy = torch.from_numpy(np.asarray(yx)[:, ::-1].astype(np.float32).copy())
             # pixel centres: (x + 0.5) * s - 0.5 maps the window's pixels onto the context's
-            kp = (xy - torch.tensor([ox, oy], dtype=torch.float32) + 0.5) * scale - 0.5
-            kp = kp[warps.inside(kp, (c, c))]
+            kp = (xy - torch.tensor([ox, oy], dtype=torch.float32) + 0.5) * scale - 0.5 + self.margin
+            kp = kp[warps.inside(kp, (self.size, self.size))]
         wc = self.warp_conf
         if float(wc.strong_fraction) > 0 and float(torch.rand((), generator=gen)) < float(wc.strong_fraction):
             wc = _strong(wc)
@@ -293,6 +306,8 @@ class PairDataset(Dataset):
             H = torch.cat([warps.identity_warps(1, (c, c), (self.crop, self.crop)), warps.random_warp_from_conf(1, (c, c), (self.crop, self.crop), wc, gen)])
         else:
             H = warps.random_warp_from_conf(2, (c, c), (self.crop, self.crop), wc, gen)
+        if self.margin:  # the warps were drawn for the C x C context: shift them onto the larger window
+            H = H @ _shift(-self.margin)
         jit = warps.random_jitter(2, wc, gen)
         return {
             "context": torch.from_numpy(ctx).permute(2, 0, 1).contiguous(),
@@ -304,6 +319,35 @@ class PairDataset(Dataset):
             "jitter1": jit[1],
             "index": idx,
         }
+
+
+def _shift(d: float) -> torch.Tensor:
+    """``3 x 3`` translation by ``(d, d)``."""
+    T = torch.eye(3)
+    T[0, 2] = T[1, 2] = d
+    return T
+
+
+def warp_margin(conf, context: int, crop: int, samples: int = 512, quantile: float = 0.95) -> int:
+    """Pixels to read around a ``context`` window so that ``quantile`` of the views drawn with
+    the pair-warp ``conf`` (strong pairs included) see image content only (even, >= 0).
+
+    The preimage of each view's corners under its warp tells how far the view reaches beyond
+    the context; the warps are drawn with a fixed seed, so every process agrees.
+    """
+    gen = torch.Generator().manual_seed(0)
+    f = min(float(conf.strong_fraction), 0.9)
+    # the strong pairs in their proportion of the mixture
+    confs = [(conf, samples)] + ([(_strong(conf), max(1, round(samples * f / (1 - f))))] if f > 0 else [])
+    corners = torch.tensor([[0.0, 0.0], [crop - 1, 0.0], [crop - 1, crop - 1], [0.0, crop - 1]])
+    need = []
+    for wc, n in confs:
+        H = warps.random_warp_from_conf(n, (context, context), (crop, crop), wc, gen)
+        src = warps.transform_points(torch.linalg.inv(H.double()).float(), corners.expand(n, -1, -1))
+        out = torch.maximum(-src, src - (context - 1)).amax(dim=(1, 2)).clamp(min=0)
+        need.append(out)
+    m = float(torch.quantile(torch.cat(need), quantile))
+    return int(math.ceil(m / 2.0) * 2)
 
 
 def _strong(wc):

@@ -149,7 +149,7 @@ def test_the_dev_benchmark_is_a_callback_the_caller_gives(tmp_path, image_dir):
     over = [o for o in TINY if not o.startswith("schedule.rounds")] + ["schedule.rounds=1", "val.dev_datasets=[unused]"]
     conf_over = [*over, "schedule.epochs_descriptor=0", "schedule.epochs_detector=0"]
     h = train_cli.main(output=tmp_path / "run", images=[str(image_dir)], overrides=conf_over, progress=False, dev_eval=fake)
-    assert calls == ["round-1", "round0"] and [d["round"] for d in h["dev"]] == [-1, 0]
+    assert calls == ["round0"] and [d["round"] for d in h["dev"]] == [0]  # the start only with --init-weights
     conf = config.load_config(overrides=["val.dev_datasets=[x]"])
     with pytest.raises(train_cli.RunError, match="no DEV evaluator"):
         trainer.Trainer(conf, tmp_path / "other", dev_eval=None)

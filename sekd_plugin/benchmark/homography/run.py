@@ -20,8 +20,8 @@ import torch
 from tqdm import tqdm
 
 from ...datasets.hpatches import Sequence, load_dataset
-from ...common import pick_device, write_atomic, write_json
-from ...extractors.base import get_extractor, missing_weights_reason, weights_fingerprint
+from ...common import pick_device, write_json
+from ...extractors.base import get_extractor, missing_weights_reason
 from ...extractors.confs import get_conf
 from ...io.h5 import list_names, read_features
 from ...matchers import get_matcher_conf, load_matcher
@@ -53,27 +53,27 @@ def method_conf(method: str, protocol: str, weights: str | Path | None = None) -
     return conf
 
 
-def extract_method(method, conf, image_root, names, feature_path, overwrite, device,
-                   protocol_settings: dict | None = None) -> dict[str, float]:
-    """Extract (or reuse) features; returns per-image extraction times in ms (cached in a json).
+def extract_method(method, conf, image_root, names, feature_path, overwrite, device) -> dict[str, float]:
+    """Extract (or reuse) features; returns per-image extraction times in ms.
 
-    The conf used is stored beside the features; a different conf (options, weights)
-    invalidates the cache instead of silently mixing features.
+    The features file records the conf it was made with (the package's one cache key, the h5
+    provenance with the weights' sha256): features of another conf or checkpoint are redone
+    instead of silently mixed. The per-image times of earlier runs live in a ``.timing.json``
+    beside the file (data, not a cache key).
     """
-    from ...extract_features import extract
+    from ...extract_features import extract, provenance
+    from ...io.h5 import conf_differences, read_conf
 
-    conf_path = feature_path.with_suffix(".conf.json")
-    conf_text = json.dumps({"conf": conf, "protocol": protocol_settings,
-                            "checkpoint": weights_fingerprint(conf["model"])}, sort_keys=True, default=str)
-    if feature_path.exists() and not overwrite and (not conf_path.exists() or conf_path.read_text() != conf_text):
-        logger.warning("%s: cached features in %s were made with another conf; re-extracting", method, feature_path)
+    found = read_conf(feature_path) if feature_path.exists() and not overwrite else None
+    if found is not None and found != provenance(conf):
+        why = "; ".join(conf_differences(found, provenance(conf))[:3])
+        logger.warning("%s: cached features in %s were made with another conf (%s); re-extracting", method, feature_path, why)
         overwrite = True
     timing_path = feature_path.with_suffix(".timing.json")
     timings = json.loads(timing_path.read_text()) if timing_path.exists() and not overwrite else {}
     feature_path.parent.mkdir(parents=True, exist_ok=True)
     if overwrite and feature_path.exists():
         feature_path.unlink()
-    write_atomic(conf_path, conf_text)
     result = extract(conf, image_root, image_list=names, feature_path=feature_path,
                      overwrite=False, device=device, as_half=False)
     new = getattr(result, "timings", {}) or {}
@@ -203,8 +203,7 @@ def run(
         conf = confs[method]
         feature_path = output / "features" / protocol / f"{method}.h5"
         t0 = time.perf_counter()
-        timings = extract_method(method, conf, image_root, names, feature_path, overwrite, device,
-                                 describe(protocol))
+        timings = extract_method(method, conf, image_root, names, feature_path, overwrite, device)
         logger.info("%s: features ready in %.1f s", method, time.perf_counter() - t0)
         per_pair, records = {}, {}
         done = set(list_names(feature_path)) if feature_path.exists() else set()

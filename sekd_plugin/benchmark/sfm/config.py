@@ -11,7 +11,6 @@ repository). The pipeline's own options are checked by its :mod:`.pipelines` ent
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -221,11 +220,6 @@ def extraction_conf(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg["resize_max"] is not None:
         conf.setdefault("preprocessing", {})["resize_max"] = cfg["resize_max"]
     return conf
-
-
-def short_hash(obj: Any) -> str:
-    """8 hex digits naming a conf in cache file names (another conf: another file)."""
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...common import InputError, write_json
 from ..methods import COLMAP
-from .config import Scene, extraction_conf, matcher_name, read_json, short_hash
+from .config import Scene, extraction_conf, matcher_name, read_json
 
 COLMAP_MATCHER = "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)"
 
@@ -34,27 +34,30 @@ def extract_and_match(cfg: dict[str, Any], scene: Scene, names: Sequence[str],
     and the pose benchmark. ``make_pairs(names)`` writes the pairs of the images whose
     extraction succeeded. Returns paths, timings, what was cached and what failed."""
     from ... import match_features
-    from ...extract_features import extract
-    from ...extractors.base import missing_weights_reason, weights_fingerprint
+    from ...extract_features import extract, provenance
+    from ...extractors.base import missing_weights_reason
+    from ...io.h5 import read_conf
 
     output = scene.output
     conf = extraction_conf(cfg)
     reason = missing_weights_reason(conf["model"])
     if reason:
         raise InputError(reason)
-    feat_id = {"conf": conf, "as_half": cfg["as_half"], "images": str(scene.image_dir),
-               "checkpoint": weights_fingerprint(conf["model"])}
-    features = output / f"feats-{cfg['extractor']}-{short_hash(feat_id)}.h5"
+    # the one feature cache: the file records the conf and the weights' sha256 it was made with
+    # (h5 provenance); its name says only the extractor and the stored precision
+    features = output / f"feats-{cfg['extractor']}{'-fp16' if cfg['as_half'] else ''}.h5"
+    found = None if cfg["overwrite"] else read_conf(features)
+    overwrite = bool(cfg["overwrite"]) or (found is not None and found != provenance(conf))
     feat_meta_path = features.with_suffix(".json")
-    feat_meta = {} if cfg["overwrite"] else read_json(feat_meta_path)
+    feat_meta = {} if overwrite else read_json(feat_meta_path)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     result = extract(conf, scene.image_dir, image_list=list(names), feature_path=features,
-                     overwrite=cfg["overwrite"], as_half=cfg["as_half"], device=cfg["device"])
+                     overwrite=overwrite, as_half=cfg["as_half"], device=cfg["device"])
     elapsed = time.perf_counter() - start
     if result.extracted:  # plus the time of the images done by an earlier (interrupted) run
         timings["extract_s"] = elapsed + (feat_meta.get("extract_s", 0.0) if result.skipped else 0.0)
-        write_json(feat_meta_path, {"conf": conf, "as_half": cfg["as_half"], "extract_s": timings["extract_s"],
+        write_json(feat_meta_path, {"extract_s": timings["extract_s"],
                                     "ms_per_image": {**feat_meta.get("ms_per_image", {}), **result.timings}})
     else:
         timings["extract_s"] = feat_meta.get("extract_s", elapsed)
@@ -63,7 +66,7 @@ def extract_and_match(cfg: dict[str, Any], scene: Scene, names: Sequence[str],
     mconf = match_features.get_conf(mname)
     matches = output / f"{mconf['output']}-{features.stem}-{pairs_path.stem}.h5"
     match_meta_path = matches.with_suffix(".json")
-    if cfg["overwrite"] or result.extracted:  # new features invalidate old matches
+    if overwrite or result.extracted:  # new features invalidate old matches
         matches.unlink(missing_ok=True)
     match_meta = read_json(match_meta_path) if matches.exists() else {}
     start = time.perf_counter()

@@ -14,9 +14,10 @@ COLMAP's own SIFT extraction and matching instead (``extractor``/``matcher`` unu
 pipelines (:mod:`.pipelines`) give the same stats keys. Outputs,
 under ``output`` (default ``outputs/reconstruction/<scene>/<extractor>``):
 
-* ``feats-<extractor>-<hash>.h5`` (+ ``.json`` with the exact extraction conf and time),
+* ``feats-<extractor>[-fp16].h5`` (+ ``.json`` with the extraction time),
   ``pairs-<mode>.txt``, ``matches-<matcher>-<features stem>-<pairs stem>.h5`` (+ ``.json``):
-  reused by the next run unless ``overwrite=true`` (the hash changes with the conf);
+  reused by the next run unless ``overwrite=true``; features whose recorded conf or weights
+  sha256 (the h5 provenance) differ from this run's are extracted again;
 * ``sfm/``: the COLMAP database, the largest model (``cameras.bin``, ``images.bin``,
   ``points3D.bin``...), every model under ``sfm/models/<i>`` and ``sfm/stats.json``;
 * ``stats.json``: config, model statistics, GT errors and the failure verdict (when
