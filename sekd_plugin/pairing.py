@@ -12,7 +12,7 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,23 @@ from .common.errors import InputError
 logger = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
+
+
+def unique_pairs(pairs: Iterable[Sequence[str]]) -> list[Pair]:
+    """Drop self-pairs and repeated pairs (in either order), keeping the first occurrence."""
+    seen: set[frozenset] = set()
+    out: list[Pair] = []
+    for name0, name1 in pairs:
+        if name0 == name1:
+            continue
+        key = frozenset((name0, name1))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((name0, name1))
+    return out
+
+
 EARTH_RADIUS_M = 6_371_000.0
 
 
@@ -30,8 +47,6 @@ class PairingError(InputError):
 
 def _top(names: Sequence[str], scores: np.ndarray, num: int, larger_is_better: bool) -> list[Pair]:
     """Each image with its ``num`` best-scoring partners (``scores`` N x N, NaN = never)."""
-    from .pairs import unique_pairs
-
     if num < 1:
         raise PairingError(f"--num must be >= 1, got {num}")
     pairs = []
@@ -104,8 +119,6 @@ def pose_pairs(source: str | os.PathLike, num: int, max_angle_deg: float = 30.0)
 def quadratic_pairs(names: Sequence[str], window: int, loop: bool = False, sort: bool = True) -> list[Pair]:
     """COLMAP's sequential matching: each image with the next ``window`` images and, quadratic
     overlap, with the images ``2^k`` ahead for ``k < window``; ``loop`` wraps around the end."""
-    from .pairs import unique_pairs
-
     if window < 1:
         raise PairingError(f"the sequential window must be >= 1, got {window}")
     names = sorted(dict.fromkeys(names)) if sort else list(dict.fromkeys(names))

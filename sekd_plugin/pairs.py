@@ -46,6 +46,7 @@ from typing import Iterable, Sequence
 from .common import run_cli, write_atomic
 from .common.errors import InputError
 from .io.images import list_images, parse_image_list
+from .pairing import unique_pairs  # noqa: F401 - re-exported: the step's public name
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +59,6 @@ class PairsError(InputError):
 
 
 # --------------------------------------------------------------------------- generation
-
-
-def unique_pairs(pairs: Iterable[Sequence[str]]) -> list[Pair]:
-    """Drop self-pairs and repeated pairs (in either order), keeping the first occurrence."""
-    seen: set[frozenset] = set()
-    out: list[Pair] = []
-    for name0, name1 in pairs:
-        if name0 == name1:
-            continue
-        key = frozenset((name0, name1))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append((name0, name1))
-    return out
 
 
 def exhaustive_pairs(names: Sequence[str], ref_names: Sequence[str] | None = None) -> list[Pair]:

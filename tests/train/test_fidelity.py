@@ -93,7 +93,8 @@ def test_crops_lie_inside_the_image():
     for e in range(5):
         ds.set_epoch_key(0, 2, e)
         b = collate_pairs([ds[0]])
-        assert bool(b["valid"].all())
+        m, c = ds.margin, ds.ctx
+        assert bool(b["valid"][..., m : m + c, m : m + c].all())  # the window itself; the margin may pass the photo
         v = make_views(b, 48, torch.device("cpu"))
         # view 0 (the plain crop of the release) has no padding at all
         assert bool(v.valid[0].all()) and float((v.images[0] == 0).float().mean()) < 0.01
@@ -133,3 +134,60 @@ def test_rasterize_without_boolean_indexing():
     m = torch.tensor([[True, False, True]])
     r = steps.rasterize(pts, m, (8, 8))
     assert int(r.sum()) == 1 and int(r[0, 2, 1]) == 1
+
+
+def _release(*over):
+    return config.load_config("benchmark_configs/train/release.yaml",
+                              ["data.crop_size=112", "val.dev_datasets=[]", "val.official_weights=null", *over])
+
+
+class _Photos:
+    keys = [str(i) for i in range(8)]
+
+    def image(self, i):
+        g = torch.Generator().manual_seed(100 + i)
+        return (torch.rand(120, 160, 3, generator=g) * 200 + 30).byte().numpy()
+
+
+def _black_fraction(conf) -> float:
+    ds = PairDataset(_Photos(), list(range(8)), {}, conf, seed=0)
+    out = []
+    for e in range(3):
+        ds.set_epoch_key(0, 2, e)
+        b = collate_pairs([ds[i] for i in range(8)])
+        v = make_views(b, ds.crop, torch.device("cpu"))
+        out.append(1 - float(v.valid[8:].float().mean()))  # view 1: the warped copy
+    return float(np.mean(out))
+
+
+def test_release_views_take_content_from_around_the_window():
+    """context 1.0 (release.yaml): the warped view reads the photo around the window, as the
+    release warps the whole image; only what lies beyond the photo stays black."""
+    before, after = _black_fraction(_release("data.warp_margin=false")), _black_fraction(_release())
+    assert before > 0.1 and after < 0.5 * before, (before, after)
+
+
+def test_a_label_lands_where_the_view_shows_it():
+    """With the margin, a bright dot under a label is the brightest pixel of view 1 at the label's position."""
+    class Dot:
+        keys = ["a"]
+
+        def image(self, i):
+            img = np.full((120, 160, 3), 20, np.uint8)
+            img[58:63, 78:83] = 250
+            return img
+
+    conf = _release("pair_warp.brightness=[1,1]", "pair_warp.contrast=[1,1]", "pair_warp.saturation=[1,1]", "pair_warp.hue=0")
+    ds = PairDataset(Dot(), [0], {"a": np.array([[60, 80]])}, conf, seed=0)
+    assert ds.margin > 0
+    seen = 0
+    for e in range(10):
+        ds.set_epoch_key(0, 2, e)
+        v = make_views(collate_pairs([ds[0]]), ds.crop, torch.device("cpu"))
+        if not bool(v.in1[0, 0]):
+            continue
+        img = v.images[1, 0]
+        y, x = divmod(int(img.argmax()), img.shape[1])
+        assert abs(x - float(v.kp1[0, 0, 0])) <= 2 and abs(y - float(v.kp1[0, 0, 1])) <= 2
+        seen += 1
+    assert seen >= 3
