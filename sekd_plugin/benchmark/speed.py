@@ -95,9 +95,9 @@ def available_backends(requested=None) -> tuple[list[str], list[str]]:
 
 def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
     """Median ms of each stage of SEKD's end-to-end path on one 640 x 480 JPEG."""
+    from ..extractors.sekd import describe, peaks, select
     from ..io.h5 import write_features
     from ..io.images import preprocess
-    from ..ops import nms_mask, sample_descriptors_batched, select_keypoints_batched
 
     conf = model.conf
     jpeg = cv2.imencode(".jpg", cv2.cvtColor(test_photo(), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
@@ -107,9 +107,9 @@ def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
     pre = {"grayscale": True, "resize_max": max(SIZE)}
     gray = preprocess(gray_u8, pre)["image"].to(device)[None]
     prob, desc_map, padded = model.network_batch(gray[:, 0])
-    mask = nms_mask(prob[:, None], conf["nms_radius"])[:, 0]
-    batch, rows_cols, scores = select_keypoints_batched(prob, mask, conf["confidence_threshold"], conf["max_keypoints"])
-    pos = rows_cols.flip(-1).to(prob.dtype)
+    size = tuple(gray.shape[-2:])
+    mask = peaks(prob, size, conf)
+    batch, pos, scores = select(prob, mask, size, conf)
     out = model({"image": gray})
     pred = {"keypoints": out["keypoints"][0].cpu().numpy(), "scores": out["scores"][0].cpu().numpy(),
             "descriptors": out["descriptors"][0].cpu().numpy(), "image_size": np.array(SIZE)}
@@ -120,10 +120,9 @@ def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
             "to float tensor (no resize)": lambda: preprocess(gray_u8, pre),
             "resize 1280x960 -> 640x480": lambda: preprocess(rgb_to_gray_u8(large), pre),
             "network": lambda: model.network_batch(gray[:, 0]),
-            "NMS": lambda: nms_mask(prob[:, None], conf["nms_radius"]),
-            "selection (threshold + top-k)": lambda: select_keypoints_batched(
-                prob, mask, conf["confidence_threshold"], conf["max_keypoints"]),
-            "descriptor sampling": lambda: sample_descriptors_batched(desc_map, batch, pos, padded, conf["sampling"]),
+            "NMS": lambda: peaks(prob, size, conf),
+            "selection (threshold + top-k)": lambda: select(prob, mask, size, conf),
+            "descriptor sampling": lambda: describe(desc_map, batch, pos, padded, conf),
             "to host (numpy)": lambda: {k: v[0].cpu().numpy() for k, v in out.items()},
             "h5 write (float16)": lambda: write_features(h5, "img.jpg", pred, as_half=True, uncertainty=1.0),
         }

@@ -194,28 +194,50 @@ class SEKD(BaseExtractor):
         return prob[:, 0], desc.contiguous(), (h + ph, w + pw)
 
     def detect_packed(self, gray: torch.Tensor) -> Packed:
-        """Single-scale detection and description of ``B x H x W`` gray images (see :data:`Packed`)."""
-        conf = self.conf
+        """Single-scale detection and description of ``B x H x W`` gray images (see :data:`Packed`):
+        the network, then the stages :func:`peaks`, :func:`select` and :func:`describe`."""
         h, w = gray.shape[-2:]
         prob, desc_map, padded_size = self.network_batch(gray)
-        valid = nms_mask(prob[:, None], conf["nms_radius"])[:, 0]
-        b = conf["remove_borders"]
-        # never keep the replicated padding; optionally drop a border strip of the image
-        region = torch.zeros_like(valid[0])
-        region[b : h - b, b : w - b] = True
-        batch, rows_cols, scores = select_keypoints_batched(
-            prob, valid & region, conf["confidence_threshold"], conf["max_keypoints"])
-        pos = rows_cols.flip(-1).to(prob.dtype)  # (x, y)
-        if conf["sub_pixel"] and len(rows_cols):
-            offsets = parabola_offsets(prob, rows_cols, batch).flip(-1)  # (dx, dy)
-            pos = pos + offsets
-            if conf["subpixel_score"] == "reread":
-                # the release truncates the float64 refined position to read the score
-                idx = (rows_cols.double() + offsets.flip(-1).double()).long()
-                scores = prob[batch, idx[:, 0], idx[:, 1]]
-                order = topk_in_groups(batch, scores, None)
-                batch, rows_cols, pos, scores = batch[order], rows_cols[order], pos[order], scores[order]
-            # a peak on the last image row/column next to the padding may not move past it
-            pos = torch.minimum(pos.clamp(min=0), pos.new_tensor([w - 1, h - 1]))
-        desc = sample_descriptors_batched(desc_map, batch, pos, padded_size, conf["sampling"])
-        return batch, pos, scores, desc
+        batch, pos, scores = select(prob, peaks(prob, (h, w), self.conf), (h, w), self.conf)
+        return batch, pos, scores, describe(desc_map, batch, pos, padded_size, self.conf)
+
+
+# The stages after the network, one definition for the extractor, the trainer's validation and
+# the speed benchmark's breakdown. ``conf`` needs the keys the stage reads (the extractor's conf).
+def peaks(prob: torch.Tensor, size: tuple[int, int], conf: dict[str, Any]) -> torch.Tensor:
+    """``B x Hp x Wp`` bool: NMS maxima (``nms_radius``) inside the ``size = (H, W)`` image, less
+    a ``remove_borders`` strip (never the replicated padding)."""
+    h, w = size
+    valid = nms_mask(prob[:, None], conf["nms_radius"])[:, 0]
+    b = conf.get("remove_borders", 0)
+    region = torch.zeros_like(valid[0])
+    region[b : h - b, b : w - b] = True
+    return valid & region
+
+
+def select(prob: torch.Tensor, mask: torch.Tensor, size: tuple[int, int], conf: dict[str, Any]
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(batch N, positions N x 2 (x, y), scores N)``: peaks above ``confidence_threshold``,
+    the strongest ``max_keypoints`` per image, optionally refined to sub-pixel (``sub_pixel``)
+    without leaving the ``size = (H, W)`` image."""
+    h, w = size
+    batch, rows_cols, scores = select_keypoints_batched(prob, mask, conf["confidence_threshold"], conf["max_keypoints"])
+    pos = rows_cols.flip(-1).to(prob.dtype)  # (x, y)
+    if conf.get("sub_pixel") and len(rows_cols):
+        offsets = parabola_offsets(prob, rows_cols, batch).flip(-1)  # (dx, dy)
+        pos = pos + offsets
+        if conf["subpixel_score"] == "reread":
+            # the release truncates the float64 refined position to read the score
+            idx = (rows_cols.double() + offsets.flip(-1).double()).long()
+            scores = prob[batch, idx[:, 0], idx[:, 1]]
+            order = topk_in_groups(batch, scores, None)
+            batch, pos, scores = batch[order], pos[order], scores[order]
+        # a peak on the last image row/column next to the padding may not move past it
+        pos = torch.minimum(pos.clamp(min=0), pos.new_tensor([w - 1, h - 1]))
+    return batch, pos, scores
+
+
+def describe(desc_map: torch.Tensor, batch: torch.Tensor, pos: torch.Tensor, padded_size: tuple[int, int],
+             conf: dict[str, Any]) -> torch.Tensor:
+    """``128 x N`` unit descriptors sampled at ``pos`` (``sampling``: the release's or bilinear)."""
+    return sample_descriptors_batched(desc_map, batch, pos, padded_size, conf["sampling"])

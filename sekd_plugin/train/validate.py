@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..metrics import homography as metrics
-from ..ops import nms_mask, sample_descriptors, select_keypoints
+from ..extractors import sekd as sekd_stages
 from ..ops.gray import rgb_to_gray_u8
 from .data import derive_seed
 
@@ -138,27 +138,29 @@ def make_groups(images: list[np.ndarray], conf) -> dict[str, list]:
 
 @torch.no_grad()
 def extract(net, images: torch.Tensor, conf, thresholds: tuple[float, ...]) -> tuple[list[list], torch.Tensor]:
-    """Keypoints and descriptors of ``B x 1 x H x W`` images for each threshold, from one forward.
+    """Keypoints and descriptors of ``B x 1 x H x W`` images for each threshold, from one forward,
+    by the extractor's own stages (:func:`sekd_plugin.extractors.sekd.peaks`, ``select``,
+    ``describe``; no sub-pixel refinement, no border strip).
 
     Returns ``(feats, peaks)``: ``feats[t][b] = (keypoints N x 2 (x, y), unit descriptors N x C)``
     for threshold ``thresholds[t]`` (at most ``conf.max_keypoints``), and ``peaks`` ``T x B``,
     the NMS maxima above each threshold without that cap (a saturated count says nothing).
     """
     prob, desc = net(images)
-    h, w = images.shape[-2:]
-    masks = nms_mask(prob, conf.nms_radius)
+    prob = prob[:, 0]
+    size = tuple(images.shape[-2:])
+    stage = {"nms_radius": int(conf.nms_radius), "remove_borders": 0, "max_keypoints": int(conf.max_keypoints),
+             "sub_pixel": False, "sampling": "official"}
+    mask = sekd_stages.peaks(prob, size, stage)
     thr = torch.tensor(thresholds, dtype=prob.dtype, device=prob.device)
-    peaks = (masks[None, :, 0] & (prob[None, :, 0] > thr[:, None, None, None])).sum((-1, -2))
+    counts = (mask[None] & (prob[None] > thr[:, None, None, None])).sum((-1, -2))
     feats = []
     for t in thresholds:
-        out = []
-        for b in range(images.shape[0]):  # per image: the selection has a data-dependent size
-            yx, _ = select_keypoints(prob[b, 0], masks[b, 0], t, conf.max_keypoints)
-            xy = yx.flip(-1).to(prob.dtype)
-            d = sample_descriptors(desc[b], xy, (h, w), "official").T
-            out.append((xy.cpu().numpy().astype(np.float64), d.cpu().float()))
-        feats.append(out)
-    return feats, peaks.cpu()
+        batch, pos, _ = sekd_stages.select(prob, mask, size, {**stage, "confidence_threshold": t})
+        d = sekd_stages.describe(desc, batch, pos, size, stage).T.cpu().float()
+        batch, pos = batch.cpu(), pos.cpu().double().numpy()
+        feats.append([(pos[(batch == b).numpy()], d[batch == b]) for b in range(images.shape[0])])
+    return feats, counts.cpu()
 
 
 @functools.lru_cache(maxsize=4)

@@ -187,7 +187,9 @@ def test_a_label_lands_where_the_view_shows_it():
         if not bool(v.in1[0, 0]):
             continue
         img = v.images[1, 0]
-        y, x = divmod(int(img.argmax()), img.shape[1])
-        assert abs(x - float(v.kp1[0, 0, 0])) <= 2 and abs(y - float(v.kp1[0, 0, 1])) <= 2
+        w = (img > 0.5 * float(img.max())).float() * img  # the dot, wherever the warp scaled it
+        ys, xs = torch.meshgrid(torch.arange(img.shape[0]), torch.arange(img.shape[1]), indexing="ij")
+        x, y = float((w * xs).sum() / w.sum()), float((w * ys).sum() / w.sum())
+        assert abs(x - float(v.kp1[0, 0, 0])) <= 1.0 and abs(y - float(v.kp1[0, 0, 1])) <= 1.0, (x, y, v.kp1[0, 0])
         seen += 1
     assert seen >= 3
