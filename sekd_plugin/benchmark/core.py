@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..common import write_atomic, write_json
+from ..common.files import pyplot  # noqa: F401 - core.pyplot: the benchmarks' plots
 from ..common.locks import FolderLockedError
 from ..common.text import first_line, fmt  # noqa: F401 - fmt: the table cell of every benchmark
 
@@ -144,13 +145,3 @@ def outcome_lines(results: dict[str, Any]) -> list[str]:
         if results.get(key):
             lines += ["", f"{title}:"] + [f"- {k}: {v}" for k, v in results[key].items()]
     return lines
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

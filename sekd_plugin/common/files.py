@@ -188,6 +188,17 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
         raise ImageWriteError(f"cannot write image {path}: {error.strerror or error}") from None
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed): the one setup of
+    every plot the package draws (benchmarks, training report, pictures)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     """``fig.savefig`` (matplotlib) into ``path`` atomically; a failure is an
     :class:`ImageWriteError` naming the path."""

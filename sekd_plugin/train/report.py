@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..common.files import write_atomic, write_json
+from ..common.files import pyplot, save_figure, write_atomic, write_json
 from ..common.text import fmt
 
 STEP_TITLES = {
@@ -131,10 +131,7 @@ def _legend(ax) -> None:
 
 
 def plot_curves(out: Path, history: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rounds = [r for r in history.get("rounds", []) if r]
     # losses per epoch, one panel per training step
@@ -158,7 +155,7 @@ def plot_curves(out: Path, history: dict) -> None:
         ax.set_xlabel("epoch (all rounds)")
         _legend(ax)
     fig.tight_layout()
-    fig.savefig(out / "losses.png", dpi=100)
+    save_figure(fig, out / "losses.png", dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -171,7 +168,7 @@ def plot_curves(out: Path, history: dict) -> None:
     ax.set_ylabel("keypoints / image")
     _legend(ax)
     fig.tight_layout()
-    fig.savefig(out / "keypoints.png", dpi=100)
+    save_figure(fig, out / "keypoints.png", dpi=100)
     plt.close(fig)
 
     val = history.get("validation", [])
@@ -206,7 +203,7 @@ def plot_curves(out: Path, history: dict) -> None:
     ax.set_ylim(bottom=0)
     _legend(ax)
     fig.tight_layout()
-    fig.savefig(out / "validation.png", dpi=100)
+    save_figure(fig, out / "validation.png", dpi=100)
     plt.close(fig)
 
     dev = history.get("dev", [])
@@ -223,7 +220,7 @@ def plot_curves(out: Path, history: dict) -> None:
         ax.set_title("real DEV sequences (--protocol sekd)")
         _legend(ax)
         fig.tight_layout()
-        fig.savefig(out / "dev.png", dpi=100)
+        save_figure(fig, out / "dev.png", dpi=100)
         plt.close(fig)
 
 
