@@ -30,6 +30,7 @@ import numpy as np
 from .. import __version__
 from ..common import write_atomic, write_json
 from ..common.files import pyplot  # noqa: F401 - core.pyplot: the benchmarks' plots
+from ..common.errors import DiskFullError
 from ..common.locks import FolderLockedError
 from ..common.text import first_line, fmt  # noqa: F401 - fmt: the table cell of every benchmark
 
@@ -83,7 +84,8 @@ def run_methods(
 
     ``evaluate(label) -> (summary, rows)``; ``skip_reason(label)`` says why a method cannot run
     (``None``: it can). An exception other than an interrupt or a held work folder
-    (:class:`~sekd_plugin.common.locks.FolderLockedError`: the command stops, naming the holder) is
+    (:class:`~sekd_plugin.common.locks.FolderLockedError`: the command stops, naming the holder)
+    or a full disk (:class:`~sekd_plugin.common.errors.DiskFullError`) is
     recorded in ``failed`` with its one-line message and the loop goes on (:class:`MethodFailed`
     keeps what the method finished); ``save(results)`` runs after every method so that an
     interrupted run keeps what it finished.
@@ -96,7 +98,7 @@ def run_methods(
         else:
             try:
                 summary, rows = evaluate(label)
-            except (KeyboardInterrupt, FolderLockedError):
+            except (KeyboardInterrupt, FolderLockedError, DiskFullError):  # the command stops, saying why
                 raise
             except MethodFailed as error:
                 logger.error("%s failed: %s", label, error)
