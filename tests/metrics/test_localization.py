@@ -7,7 +7,7 @@ import pytest
 
 from sekd_plugin.metrics import localization as M
 
-from ...helpers import rotation
+from ..helpers import rotation
 
 
 def test_pose_errors():
