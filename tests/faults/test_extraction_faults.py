@@ -89,7 +89,8 @@ def _toy_hpatches(root):
 
 def _metrics(results_json):
     data = json.loads(results_json.read_text())
-    return {m: {k: r[k] for k in ("i", "v", "all", "pairs")} for m, r in data["methods"].items()}
+    rows = {m: sorted((r["pair"], json.dumps(r, sort_keys=True)) for r in data["rows"] if r["method"] == m) for m in data["methods"]}
+    return {m: {**{k: r[k] for k in ("i", "v", "all")}, "pairs": rows[m]} for m, r in data["methods"].items()}
 
 
 @pytest.mark.parametrize("kills", [2, pytest.param(10, marks=pytest.mark.slow)])

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from sekd_plugin.train import labels, state, steps
+from sekd_plugin.train import labels, state as train_state, steps
 from sekd_plugin.train.command import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def _check_outputs_open(run: Path) -> dict | None:
     """Every finished output file opens; returns the saved progress (None before the first save)."""
     state = None
     if (run / "state.pth").exists():
-        state = state.load_state(run / "state.pth")["progress"]
+        state = train_state.load_state(run / "state.pth")["progress"]
         torch.load(run / "model.pth", weights_only=True)
     if (run / "metrics.json").exists():
         json.loads((run / "metrics.json").read_text())
@@ -155,7 +155,7 @@ def interrupted_run(images, tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(steps, "train_epoch", stop)
         assert cli(["--images", str(images), "--output", str(out), "--no-progress", *SETTINGS]) == 130
-    assert state.load_state(out / "state.pth")["progress"] == {"round": 0, "step": "detector", "epoch": 0}
+    assert train_state.load_state(out / "state.pth")["progress"] == {"round": 0, "step": "detector", "epoch": 0}
     return out
 
 

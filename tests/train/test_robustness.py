@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from sekd_plugin.train import state, trainer
+from sekd_plugin.train import state as train_state, trainer
 from sekd_plugin.train.command import cli
 
 from .conftest import TINY, synthetic_image
@@ -103,7 +103,7 @@ def test_damaged_state_is_one_line_naming_the_file(one_round, tmp_path, damage, 
     elif damage == "truncated":
         state.write_bytes(state.read_bytes()[:1000])
     else:
-        torch.save({"format": state.STATE_FORMAT, "progress": [1, 2]}, state)
+        torch.save({"format": train_state.STATE_FORMAT, "progress": [1, 2]}, state)
     before = state.read_bytes()
     assert cli(["--output", str(run), "--resume", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
