@@ -145,5 +145,7 @@ def outcome_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for key, title in (("skipped", "Skipped"), ("failed", "Failed")):
         if results.get(key):
-            lines += ["", f"{title}:"] + [f"- {k}: {v}" for k, v in results[key].items()]
+            # a reason that already names its method (the weights' message) is not prefixed twice
+            lines += ["", f"{title}:"] + [f"- {v}" if str(v).startswith(f"{k} ") else f"- {k}: {v}"
+                                          for k, v in results[key].items()]
     return lines
