@@ -120,8 +120,7 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
         thresholds_m_deg=[list(t) for t in THRESHOLDS]))
     scenes.run(results, plans,
                lambda scene, method, cfg: evaluate(cfg, method, gt[scene], ransac_thresh, query_intrinsics),
-               lambda r: core.save(output, r, markdown_report(r)))
-    core.save(output, results, markdown_report(results))
+               lambda r: core.save(output, r, markdown_report(r)))  # saves at the end too
     return results
 
 

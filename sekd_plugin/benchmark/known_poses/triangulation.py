@@ -82,8 +82,7 @@ def run(configs: Sequence[str | Path], methods: Sequence[str] = DEFAULT_METHODS,
         r = evaluate(cfg, method, gt[scene], verification, max_error)
         return r, [{k: r[k] for k in ROW_KEYS}]
 
-    scenes.run(results, plans, evaluate_scene, lambda r: core.save(output, r, markdown_report(r)))
-    core.save(output, results, markdown_report(results))
+    scenes.run(results, plans, evaluate_scene, lambda r: core.save(output, r, markdown_report(r)))  # saves at the end too
     return results
 
 

@@ -294,8 +294,7 @@ def run(
     def all_scenes(entry: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         entry["all_scenes"] = summarize(rows)
 
-    scenes.run(results, plans, evaluate, lambda r: save(r, output), finish=all_scenes)
-    save(results, output)
+    scenes.run(results, plans, evaluate, lambda r: save(r, output), finish=all_scenes)  # saves at the end too
     return results
 
 

@@ -190,8 +190,7 @@ def run(
         r = summary(run_scene(cfg, label=method))
         return r, [row(r)]
 
-    scenes.run(results, plans, evaluate, lambda r: save(r, output))
-    save(results, output)
+    scenes.run(results, plans, evaluate, lambda r: save(r, output))  # saves at the end too
     return results
 
 
