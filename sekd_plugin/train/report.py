@@ -46,8 +46,8 @@ def render_markdown(history: dict) -> str:
         "",
         "## Validation (synthetic pairs of held-out images; mean over the groups, top-500 keypoints)",
         "",
-        "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches | keypoints > 0.55 (at most 500) | NMS peaks > 0.55 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches | keypoints > 0.55 (at most 500) | NMS peaks > 0.55 | median top-500 score |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     off = history.get("official")
     rows = list(history.get("validation", []))
@@ -57,7 +57,7 @@ def render_markdown(history: dict) -> str:
         lines.append(
             f"| {row.get('after')} | {_fmt(_val_key(row, 'mma@3'))} | {_fmt(_val_key(row, 'homography_accuracy@'))} "
             f"| {_fmt(_val_key(row, 'repeatability@'))} | {_fmt(row.get('keypoints'), 1)} | {_fmt(row.get('matches'), 1)} "
-            f"| {_fmt(row.get('deploy_keypoints'), 1)} | {_fmt(row.get('deploy_peaks'), 1)} |"
+            f"| {_fmt(row.get('deploy_keypoints'), 1)} | {_fmt(row.get('deploy_peaks'), 1)} | {_fmt(row.get('peak_height'), 3)} |"
         )
     if rows and rows[-1].get("groups"):
         groups = list(rows[-1]["groups"])

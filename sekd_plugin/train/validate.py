@@ -142,9 +142,11 @@ def extract(net, images: torch.Tensor, conf, thresholds: tuple[float, ...]) -> t
     by the extractor's own stages (:func:`sekd_plugin.extractors.sekd.peaks`, ``select``,
     ``describe``; no sub-pixel refinement, no border strip).
 
-    Returns ``(feats, peaks)``: ``feats[t][b] = (keypoints N x 2 (x, y), unit descriptors N x C)``
-    for threshold ``thresholds[t]`` (at most ``conf.max_keypoints``), and ``peaks`` ``T x B``,
-    the NMS maxima above each threshold without that cap (a saturated count says nothing).
+    Returns ``(feats, peaks, heights)``: ``feats[t][b] = (keypoints N x 2 (x, y), unit
+    descriptors N x C)`` for threshold ``thresholds[t]`` (at most ``conf.max_keypoints``),
+    ``peaks`` ``T x B``, the NMS maxima above each threshold without that cap (a saturated count
+    says nothing), and ``heights`` ``T x B``, the median detector probability of the kept
+    keypoints (NaN for none): the calibration that decides how many clear a fixed threshold.
     """
     prob, desc = net(images)
     prob = prob[:, 0]
@@ -154,13 +156,15 @@ def extract(net, images: torch.Tensor, conf, thresholds: tuple[float, ...]) -> t
     mask = sekd_stages.peaks(prob, size, stage)
     thr = torch.tensor(thresholds, dtype=prob.dtype, device=prob.device)
     counts = (mask[None] & (prob[None] > thr[:, None, None, None])).sum((-1, -2))
-    feats = []
+    feats, heights = [], []
     for t in thresholds:
-        batch, pos, _ = sekd_stages.select(prob, mask, size, {**stage, "confidence_threshold": t})
+        batch, pos, scores = sekd_stages.select(prob, mask, size, {**stage, "confidence_threshold": t})
         d = sekd_stages.describe(desc, batch, pos, size, stage).T.cpu().float()
-        batch, pos = batch.cpu(), pos.cpu().double().numpy()
+        batch, pos, scores = batch.cpu(), pos.cpu().double().numpy(), scores.cpu().float()
         feats.append([(pos[(batch == b).numpy()], d[batch == b]) for b in range(images.shape[0])])
-    return feats, counts.cpu()
+        heights.append([float(scores[batch == b].quantile(0.5)) if bool((batch == b).any()) else float("nan")
+                        for b in range(images.shape[0])])
+    return feats, counts.cpu(), torch.tensor(heights)
 
 
 @functools.lru_cache(maxsize=4)
@@ -207,6 +211,12 @@ def pair_metrics(k0, d0, k1, d1, H: np.ndarray, size: tuple[int, int], px: float
     }
 
 
+def _nanmean(values) -> float:
+    """Mean of the finite values (NaN for none, without numpy's empty-slice warning)."""
+    finite = [float(v) for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def _summary(rows: list[dict]) -> dict:
     if not rows:
         return {}
@@ -218,6 +228,7 @@ def _summary(rows: list[dict]) -> dict:
         "keypoints": float(np.mean([r["keypoints"] for r in rows])),
         "matches": float(np.mean([r["matches"] for r in rows])),
         "peaks": float(np.mean([r.get("peaks", r["keypoints"]) for r in rows])),
+        "peak_height": _nanmean([r.get("peak_height", np.nan) for r in rows]),
         "pairs": len(rows),
     }
 
@@ -243,12 +254,13 @@ def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, ba
                 imgs = np.stack([im for p in chunk for im in p[:2]])
                 x = torch.from_numpy(imgs).float().div_(255.0)[:, None].to(device)
                 thresholds = (float(conf.deploy_threshold), 0.0)
-                feats, peaks = extract(net, x, conf, thresholds)
+                feats, peaks, heights = extract(net, x, conf, thresholds)
                 for t, setting in enumerate(SETTINGS):
                     for j, (_, _, H) in enumerate(chunk):
                         (k0, d0), (k1, d1) = feats[t][2 * j], feats[t][2 * j + 1]
                         row = pair_metrics(k0, d0, k1, d1, H, chunk[0][0].shape, conf.pixel_threshold, conf.matcher)
                         row["peaks"] = 0.5 * float(peaks[t, 2 * j] + peaks[t, 2 * j + 1])
+                        row["peak_height"] = _nanmean(heights[t, 2 * j : 2 * j + 2].tolist())
                         res[setting].append(row)
             out["groups"][name] = {s: _summary(r) for s, r in res.items()}
     finally:
@@ -261,5 +273,7 @@ def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, ba
     out["deploy_keypoints"] = float(np.mean([g["deploy"].get("keypoints", 0.0) for g in out["groups"].values()]))
     # the same without the max_keypoints cap: a random detector saturates the capped count
     out["deploy_peaks"] = float(np.mean([g["deploy"].get("peaks", 0.0) for g in out["groups"].values()]))
+    # median detector probability of the top-500 keypoints: where the map's peaks sit against 0.55
+    out["peak_height"] = _nanmean([g["top500"].get("peak_height", np.nan) for g in out["groups"].values()])
     out["deploy_mma@3"] = float(np.mean([g["deploy"].get("mma@3", 0.0) for g in out["groups"].values()]))
     return out

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,3 +28,20 @@ def test_validation_pairs_are_deterministic():
     for (i0, i1, H), (j0, j1, G) in zip(a, b):
         assert i0.shape == (48, 64) and np.array_equal(i1, j1) and np.array_equal(H, G)
     assert not np.allclose(a[0][2], a[1][2])
+
+
+def test_extract_counts_peaks_and_their_median_height():
+    """Three isolated peaks of 0.3, 0.6 and 0.7: two clear 0.55, and the median kept score is
+    0.6 over all of them, 0.65 over the two above 0.55 (none in the blank second image)."""
+    prob = torch.zeros(2, 1, 64, 64)
+    for (y, x), v in zip(((16, 16), (16, 48), (48, 32)), (0.3, 0.6, 0.7)):
+        prob[0, 0, y, x] = v
+
+    def net(images):
+        return prob, F.normalize(torch.ones(2, 128, 16, 16), dim=1)
+
+    conf = config.load_config().val
+    feats, peaks, heights = validate.extract(net, torch.zeros(2, 1, 64, 64), conf, (0.55, 0.0))
+    assert peaks[:, 0].tolist() == [2, 3] and len(feats[0][0][0]) == 2 and len(feats[1][0][0]) == 3
+    assert heights[0, 0].item() == pytest.approx(0.65) and heights[1, 0].item() == pytest.approx(0.6)
+    assert torch.isnan(heights[0, 1]) and peaks[0, 1] == 0
