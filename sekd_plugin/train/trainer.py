@@ -277,6 +277,15 @@ class Trainer:
                 self._advance(r, "reliability")
                 self.save()
                 return
+        # labels that no epoch would train on are not computed (e.g. a descriptor-only schedule)
+        train_step = "descriptor" if step == "detect" else "detector"
+        if getattr(conf.schedule, f"epochs_{train_step}") == 0:
+            rnd["steps"][step] = {"skipped": True, "time_s": 0.0}
+            rnd["steps"][train_step] = {"skipped": True, "time_s": 0.0}
+            self.log(f"[sekd-train] round {r}: {step} labels and the {train_step} update skipped (schedule.epochs_{train_step}=0)")
+            self._advance(r, STEPS[STEPS.index(train_step) + 1])
+            self.save()
+            return
         t0 = time.time()
         indices = self.images.round_indices(r, conf.data.sub_set)
         mine = self.ctx.shard(indices)

@@ -137,6 +137,19 @@ def test_only_unreadable_images_is_an_error(tmp_path, capsys):
     assert "no readable training image" in capsys.readouterr().err
 
 
+def test_a_step_without_epochs_computes_no_labels(image_dir, tmp_path):
+    """A descriptor-only schedule (``schedule.epochs_detector=0``) skips step 3's labels and step 4."""
+    out = tmp_path / "descriptor-only"
+    assert main(_args(image_dir, out, "schedule.rounds=1", "schedule.epochs_detector=0")) == 0
+    assert (out / "labels" / "round0_detect.h5").is_file() and not (out / "labels" / "round0_reliability.h5").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    steps_ = m["rounds"][0]["steps"]
+    assert m["status"] == "complete" and steps_["reliability"]["skipped"] and steps_["detector"]["skipped"]
+    assert len(steps_["descriptor"]["epochs"]) == 1 and [v["round"] for v in m["validation"]] == [-1, 0]
+    assert 0.0 < m["validation"][-1]["peak_height"] < 1.0  # median score of the top-500 keypoints
+    assert "| 3. keypoints from reliability | skipped |" in (out / "report.md").read_text()
+
+
 def test_steps_in_order():
     assert state.STEPS == ("detect", "descriptor", "reliability", "detector", "validate")
 
