@@ -39,6 +39,7 @@ from ...common.locks import folder_lock
 from ...datasets.strecha import StrechaCamera, load_gt_cameras, relative_pose
 from .. import core, scenes
 from ..methods import DEFAULT_METHODS
+from ..known_poses.common import gt_camera
 from ..sfm.config import resolve_scene
 from ..sfm.pipelines import pipeline_of
 from ...metrics.pose import THRESHOLDS_DEG, pose_auc, pose_error_deg, recall_curve
@@ -47,12 +48,6 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL = "relative pose"
 DEFAULT_THRESHOLD_PX = 1.0
-
-
-def _camera(cam: StrechaCamera) -> pycolmap.Camera:
-    K = cam.K
-    return pycolmap.Camera(model="PINHOLE", width=cam.width, height=cam.height,
-                           params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
 
 
 def estimate_pose(kp0: np.ndarray, kp1: np.ndarray, cam0: StrechaCamera, cam1: StrechaCamera,
@@ -71,7 +66,7 @@ def estimate_pose(kp0: np.ndarray, kp1: np.ndarray, cam0: StrechaCamera, cam1: S
     options.random_seed = int(seed)
     # COLMAP's pixel convention puts the corner of the first pixel at (0, 0): +0.5
     result = pycolmap.estimate_essential_matrix(np.asarray(kp0, float) + 0.5, np.asarray(kp1, float) + 0.5,
-                                                _camera(cam0), _camera(cam1), options)
+                                                gt_camera(cam0), gt_camera(cam1), options)
     if result is None:
         return None
     pose = result["cam2_from_cam1"]
