@@ -90,6 +90,18 @@ def test_manifests_parse_and_describe_every_asset():
         assets.load_manifest("no_such_asset")
 
 
+def test_shipped_weights_match_their_manifests_and_carry_their_notice():
+    shipped = [a for a in assets.list_assets() if a.packaged]
+    assert {"sekd_selftrained", "sekd_evolved"} <= {a.name for a in shipped}
+    for a in shipped:
+        result = assets.verify(a.packaged_path, a)
+        assert result.status == "verified" and result.method == "sha256", a.name
+    # derived from the official MIT checkpoint: its licence notice ships beside the weights
+    evolved = assets.load_manifest("sekd_evolved")
+    notice = evolved.packaged_path.parent / "LICENSE-sekd_evolved"
+    assert "Copyright (c) 2020 Alibaba Cloud" in notice.read_text() and "MIT" in evolved.license
+
+
 def test_bad_manifest_is_rejected(tmp_path):
     with pytest.raises(assets.AssetError, match="unknown keys"):
         _synthetic(tmp_path, "bad", 'kind = "weights"\nfilename = "x"\nurl = "u"\nsha265 = "0"\n')

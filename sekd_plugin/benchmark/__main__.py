@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     hp.add_argument("--dataset", action="append", help="HPatches- or Oxford-layout folder (repeatable)")
     hp.add_argument("--output", default="outputs/hpatches", help="output folder (default: outputs/hpatches)")
     hp.add_argument("--methods", type=comma_list, help="comma-separated extractor confs or LABEL=CONF "
-                    "(default: sekd,sekd-selftrained,sift,superpoint,d2net)")
+                    "(default: sekd-evolved,sekd,sekd-selftrained,sift,superpoint,d2net)")
     hp.add_argument("--weights", action="append", metavar="LABEL=PATH",
                     help="checkpoint for one method, e.g. --methods sekd,ours=sekd --weights ours=runs/x/model.pth")
     hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])
@@ -152,9 +152,9 @@ def main(argv=None) -> int:
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
-    rc.add_argument("--methods", type=comma_list, help="comma-separated methods (colmap-sift, sift, sekd, sekd-sfm, sekd-selftrained, "
+    rc.add_argument("--methods", type=comma_list, help="comma-separated methods (colmap-sift, sift, sekd, sekd-sfm, sekd-evolved-sfm, sekd-selftrained, "
                     "sekd-selftrained-sfm, superpoint, d2net or any extractor conf; default: "
-                    "colmap-sift,sift,sekd,sekd-sfm,sekd-selftrained,sekd-selftrained-sfm)")
+                    "colmap-sift,sift,sekd,sekd-sfm,sekd-evolved-sfm,sekd-selftrained,sekd-selftrained-sfm)")
     rc.add_argument("--extractors", type=comma_list, help="the same as --methods (older name)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
     rc.add_argument("--work", help="folder of the per-run caches (features, matches, models); default: --output")

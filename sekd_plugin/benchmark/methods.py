@@ -30,12 +30,14 @@ METHODS: dict[str, dict[str, Any]] = {
     "sift-colmap": {"extractor": "sift-colmap", "matcher": "NN-ratio"},
     "sekd": {"extractor": "sekd", "matcher": "NN-mutual"},
     "sekd-sfm": {"extractor": "sekd-sfm", "matcher": "NN-mutual"},
+    "sekd-evolved": {"extractor": "sekd-evolved", "matcher": "NN-mutual"},
+    "sekd-evolved-sfm": {"extractor": "sekd-evolved-sfm", "matcher": "NN-mutual"},
     "sekd-selftrained": {"extractor": "sekd-selftrained", "matcher": "NN-mutual"},
     "sekd-selftrained-sfm": {"extractor": "sekd-selftrained-sfm", "matcher": "NN-mutual"},
     "superpoint": {"extractor": "superpoint", "matcher": "NN-superpoint"},
     "d2net": {"extractor": "d2net-ss", "matcher": "NN-mutual"},
 }
-DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm", "sekd-selftrained", "sekd-selftrained-sfm")
+DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm", "sekd-evolved-sfm", "sekd-selftrained", "sekd-selftrained-sfm")
 
 
 def parse_method(spec: str) -> tuple[str, str]:

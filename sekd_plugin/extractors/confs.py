@@ -26,6 +26,13 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "sekd", "checkpoint": "sekd_selftrained"},  # shipped: sekd_plugin/trained/
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
+    # The official SEKD weights evolved by sekd_plugin.train (shipped, MIT; README "Evolve SEKD
+    # on your photos on a CPU"): descriptors evolved on 200 photos, the detector kept.
+    "sekd-evolved": {
+        "output": "feats-sekd-evolved-n500-r1600",
+        "model": {"name": "sekd", "checkpoint": "sekd_evolved"},  # shipped: sekd_plugin/trained/
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
     # SEKD for reconstruction (chosen on the DEV scenes fountain-P11 / Herz-Jesu-P8, README
     # "Reconstruction"): a keypoint budget like hloc's SuperPoint setting, a low confidence
     # threshold so that the budget is reached, sub-pixel refinement, full resolution.
@@ -38,6 +45,13 @@ confs: dict[str, dict[str, Any]] = {
     "sekd-selftrained-sfm": {
         "output": "feats-sekd-selftrained-sfm-n4096-r1600",
         "model": {"name": "sekd", "checkpoint": "sekd_selftrained", "max_keypoints": 4096,
+                  "confidence_threshold": 0.1, "sub_pixel": True},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    # The same SfM setting with the shipped evolved weights.
+    "sekd-evolved-sfm": {
+        "output": "feats-sekd-evolved-sfm-n4096-r1600",
+        "model": {"name": "sekd", "checkpoint": "sekd_evolved", "max_keypoints": 4096,
                   "confidence_threshold": 0.1, "sub_pixel": True},
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },

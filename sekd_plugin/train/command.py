@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume-auto", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--init-weights", metavar="PATH|NAME",
                    help="initialise the network from a checkpoint file or a weights name, e.g. 'sekd' (the official "
-                        "model: python -m sekd_plugin.weights fetch sekd) or 'sekd_selftrained' (default: random)")
+                        "model: python -m sekd_plugin.weights fetch sekd), 'sekd_evolved' or 'sekd_selftrained' (shipped; default: random)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return p

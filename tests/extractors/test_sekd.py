@@ -130,18 +130,19 @@ def test_weights_found_through_environment(sekd_weights, monkeypatch, tmp_path):
     assert SEKD().net.conv0.weight.shape == (32, 1, 5, 5)
 
 
-def test_shipped_selftrained_model_runs_from_its_conf():
+@pytest.mark.parametrize("name", ["sekd-selftrained", "sekd-evolved"])
+def test_shipped_models_run_from_their_conf(name):
     from sekd_plugin.extractors.base import load_extractor
     from sekd_plugin.extractors.confs import get_conf
 
     from sekd_plugin.assets import locate
 
-    conf = get_conf("sekd-selftrained")
+    conf = get_conf(name)
     assert "weights" not in conf["model"]  # named by asset, not by an absolute path
     located = locate(conf["model"]["checkpoint"])
     assert located.found and located.looked[-1][1] == "shipped with sekd_plugin"
     checkpoint = torch.load(located.path, weights_only=True)
-    assert checkpoint["format"] == "sekd_plugin.train/1"  # produced by our trainer
+    assert checkpoint["format"].startswith("sekd_plugin.train/")  # produced by our trainer
     model = load_extractor(conf["model"])
     y, x = torch.meshgrid(torch.arange(96.0), torch.arange(128.0), indexing="ij")
     image = (0.5 + 0.5 * torch.sin(x / 5) * torch.cos(y / 7))[None, None]

@@ -32,7 +32,7 @@ from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("sekd", "sekd-selftrained", "sift", "superpoint", "d2net")
+DEFAULT_METHODS = ("sekd-evolved", "sekd", "sekd-selftrained", "sift", "superpoint", "d2net")
 DEFAULT_MATCHER = "NN-mutual"  # the SEKD paper's protocol: mutual nearest neighbours
 
 
