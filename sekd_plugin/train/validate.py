@@ -161,9 +161,9 @@ def extract(net, images: torch.Tensor, conf, thresholds: tuple[float, ...]) -> t
         batch, pos, scores = sekd_stages.select(prob, mask, size, {**stage, "confidence_threshold": t})
         d = sekd_stages.describe(desc, batch, pos, size, stage).T.cpu().float()
         batch, pos, scores = batch.cpu(), pos.cpu().double().numpy(), scores.cpu().float()
-        feats.append([(pos[(batch == b).numpy()], d[batch == b]) for b in range(images.shape[0])])
-        heights.append([float(scores[batch == b].quantile(0.5)) if bool((batch == b).any()) else float("nan")
-                        for b in range(images.shape[0])])
+        per_image = [batch == b for b in range(images.shape[0])]
+        feats.append([(pos[m.numpy()], d[m]) for m in per_image])
+        heights.append([float(scores[m].quantile(0.5)) if bool(m.any()) else float("nan") for m in per_image])
     return feats, counts.cpu(), torch.tensor(heights)
 
 
