@@ -41,6 +41,7 @@ from .io.h5 import (
     list_names,
     read_conf,
     record_conf,
+    release_backup,
     write_features,
 )
 from .io.images import (
@@ -327,7 +328,10 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
                     _run_batch(model, batch, batched, device, noise, writer, result)
                 bar.update(sum(len(b["names"]) for b in item["batches"]) + len(item["errors"]))
     finally:
-        writer.close()
+        try:
+            writer.close()
+        finally:
+            release_backup(output)  # only a hard kill leaves the copy behind
 
 
 def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device, noise: float,

@@ -45,7 +45,7 @@ from .common import ConfigError, run_cli
 from .common.errors import DiskFullError, InputError
 from .common.files import BackgroundWriter
 from .io.h5 import (H5FileError, conf_differences, features_fingerprint, list_names, open_h5, read_conf,
-                    read_features, record_conf, write_matches)
+                    read_features, record_conf, release_backup, write_matches)
 from .io.matches import find_pair
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
@@ -249,7 +249,10 @@ def match_from_paths(
                                    pred["matching_scores0"][0].cpu().numpy())
                         bar.update(1)
     finally:
-        writer.close()
+        try:
+            writer.close()
+        finally:
+            release_backup(output)  # only a hard kill leaves the copy behind
     shard.finish(wanted)
     logger.info("Wrote matches of %d pairs to %s", len(pairs), match_path)
     return counts

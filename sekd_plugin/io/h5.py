@@ -21,8 +21,12 @@ Every group is written in its own open -> write -> flush -> close cycle, and the
 ``read_features``, ``get_matches``...) treat a group without it as missing, and writers
 delete such a group before writing it again. A Python-level interruption (an exception,
 Ctrl-C, SIGTERM turned into an exception) therefore leaves every earlier group intact and
-the current one marked incomplete. HDF5 has no journal: a hard kill (SIGKILL, power loss)
-while the file is being closed can still damage it; the window is one image's write.
+the current one marked incomplete. HDF5 has no journal: a hard kill (SIGKILL, the OOM killer,
+power loss) while HDF5 writes metadata can still make the whole file unreadable. Against that,
+a writing process keeps a copy of the file as it was before it wrote (``<file>.backup-<pid>``,
+refreshed every minute or so, deleted when the job ends), and the next process to open a
+damaged file restores the copy a killed writer left (:mod:`~sekd_plugin.io.h5_backup`): a
+hard kill costs at most the entries written since that copy, computed again on resume.
 
 A full disk is the other way to damage an HDF5 file (a metadata write that fails half way),
 so writers never let HDF5 meet one: the file is opened for writing, and every group
@@ -39,6 +43,8 @@ file of another kind, raises :class:`H5FileError` naming the file.
 """
 
 from .features import get_keypoints, list_names, read_features, write_features
+from .h5_backup import BACKUP_ENV
+from .h5_backup import release as release_backup
 from .h5_merge import merge_files
 from .h5_open import (
     COMPLETE_ATTR,
@@ -55,8 +61,8 @@ from .matches import get_matches, has_matches, names_to_pair, names_to_pair_old,
 from .provenance import CONF_ATTR, conf_differences, features_fingerprint, file_sha256, read_conf, record_conf
 
 __all__ = [
-    "COMPLETE_ATTR", "CONF_ATTR", "DEFAULT_LOCK_TIMEOUT", "FORMAT_ATTR", "LIBVER", "LOCK_TIMEOUT_ENV", "H5FileError",
+    "BACKUP_ENV", "COMPLETE_ATTR", "CONF_ATTR", "DEFAULT_LOCK_TIMEOUT", "FORMAT_ATTR", "LIBVER", "LOCK_TIMEOUT_ENV", "H5FileError",
     "check_name", "conf_differences", "entry_name", "features_fingerprint", "file_sha256", "get_keypoints",
     "get_matches", "has_matches", "list_names", "merge_files", "names_to_pair", "names_to_pair_old", "open_h5",
-    "read_conf", "read_features", "record_conf", "write_features", "write_matches",
+    "read_conf", "read_features", "record_conf", "release_backup", "write_features", "write_matches",
 ]

@@ -33,7 +33,7 @@ def merge_files(parts: list[str | os.PathLike], dest: str | os.PathLike, kind: s
             with open_h5(dest, "r", kind):
                 pass  # a foreign or damaged destination fails here, before anything moves
             shutil.copyfile(dest, tmp)
-        with open_h5(tmp, "a", kind) as out:
+        with open_h5(tmp, "a", kind, backup=False) as out:
             for part in parts:
                 with open_h5(part, "r", kind) as src:
                     for name in list_entries(src, complete_only=True):

@@ -22,6 +22,7 @@ import numpy as np
 from ..common.errors import InputError
 from ..common.files import disk_full_error, ensure_free_space, is_disk_full, quiet_disk_full_reports
 from ..common.text import first_line
+from . import h5_backup
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +114,17 @@ def _open_file(path: Path, mode: str) -> h5py.File:
 
 
 @contextmanager
-def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File]:
+def open_h5(path: str | os.PathLike, mode: str, kind: str, backup: bool = True) -> Iterator[h5py.File]:
     """Open an hloc ``kind`` ("features" or "matches") file with a clear error if it is not one.
 
     ``mode`` is ``"r"`` or ``"a"`` (created when missing; a 0-byte file counts as missing).
+    A file damaged by a writer killed inside HDF5 is first restored from the copy that writer
+    left; ``backup=False`` makes no such copy when writing (temporary files).
     """
     path = Path(path)
     if path.is_dir():
         raise H5FileError(f"expected a {kind} .h5 file, got a directory: {path}")
+    h5_backup.restore_if_damaged(path)
     if mode == "r" and not path.exists():
         raise H5FileError(f"{kind} file not found: {path}")
     if mode == "a" and path.exists() and path.is_file() and path.stat().st_size == 0:
@@ -134,6 +138,8 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
     done = False
     try:
         _check_kind(fd, path, kind, adopt=(mode != "r"))
+        if mode != "r" and backup:
+            h5_backup.after_open_for_write(fd, path)
         yield fd
         done = True
     except (RuntimeError, OSError) as error:  # h5py's errors for damaged metadata or data
@@ -152,6 +158,9 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File
         except (RuntimeError, OSError) as error:  # closing a damaged file: the error above says it
             if done and is_disk_full(error):
                 raise disk_full_error(path, error) from None
+        else:
+            if mode != "r" and done:
+                h5_backup.after_close(path)
 
 
 def _holders(path: Path) -> list[int]:

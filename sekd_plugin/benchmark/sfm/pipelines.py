@@ -254,7 +254,7 @@ class ColmapPipeline(Pipeline):
     def hloc_files(self, cfg: dict[str, Any], scene: Scene) -> dict[str, Any]:
         """COLMAP's SIFT and matcher (unverified matches), written into hloc's layout once
         (``colmap-feats.h5``, ``colmap-matches.h5``)."""
-        from ...io.h5 import get_keypoints, list_names, write_features, write_matches
+        from ...io.h5 import get_keypoints, list_names, release_backup, write_features, write_matches
         from ...pairs import write_pairs
         from . import colmap
 
@@ -280,6 +280,8 @@ class ColmapPipeline(Pipeline):
                 m0 = np.full(len(keypoints[name0]), -1, np.int64)
                 m0[m[:, 0]] = m[:, 1]
                 write_matches(matches, name0, name1, m0, np.ones(len(m0), np.float32))
+            release_backup(features)
+            release_backup(matches)
             np.save(timings_path, np.array([built["extract_s"], built["match_s"]]))
             database.unlink(missing_ok=True)
         write_pairs(pairs, [(a, b) for i, a in enumerate(scene.names) for b in scene.names[i + 1:]])
