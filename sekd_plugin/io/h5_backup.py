@@ -73,9 +73,10 @@ def _left_behind(path: Path) -> list[Path]:
     found = []
     for copy in path.parent.glob(f"{path.name}{_SUFFIX}*"):
         pid = copy.name[len(path.name) + len(_SUFFIX):]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            found.append(copy)
-    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        stamp = _stamp(copy)  # None: another process just removed it
+        if pid.isdigit() and stamp is not None and not _pid_alive(int(pid)):
+            found.append((stamp[2], copy))
+    return [copy for _, copy in sorted(found, reverse=True)]
 
 
 def _probe(path: Path) -> str:
