@@ -33,10 +33,29 @@ def _hpatches(args) -> int:
         raise ConfigError(f"--weights names {unknown}, which --methods does not list ({labels or 'defaults'})")
     from .core import exit_code
 
-    results = run(args.dataset, args.output, args.methods.split(",") if args.methods else None, args.protocol,
-                  matcher, args.overwrite, args.device, args.plot_matches, types, weights, estimator=args.estimator)
-    print((Path(args.output) / "results.md").read_text())
+    if args.budgets and args.max_keypoints:
+        raise ConfigError("give --max-keypoints N (one budget) or --budgets N,N,... (a sweep), not both")
+    common = dict(datasets=args.dataset, methods=args.methods.split(",") if args.methods else None,
+                  protocol=args.protocol, matcher=matcher, overwrite=args.overwrite, device=args.device,
+                  plot_matches=args.plot_matches, types=types, weights=weights, estimator=args.estimator,
+                  overrides=args.overrides)
+    if args.budgets:
+        from .homography.budgets import run_budgets
+
+        results = run_budgets(args.budgets, args.output, **common)
+    else:
+        results = run(output=args.output, max_keypoints=args.max_keypoints, **common)
+    print((Path(args.output) / "results.md").read_text(), end="")
     return exit_code(results)
+
+
+def budget_list(text: str) -> list[int]:
+    """``"500,1000,2000"`` -> [500, 1000, 2000]: positive, distinct, in the order given."""
+    items = comma_list(text).split(",")
+    values = [positive_int(v) for v in items]
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"budgets repeat a value: {text!r}")
+    return values
 
 
 def _speed(args) -> int:
@@ -113,7 +132,7 @@ def main(argv=None) -> int:
     hp.add_argument("--dataset", action="append", help="HPatches- or Oxford-layout folder (repeatable)")
     hp.add_argument("--output", default="outputs/hpatches", help="output folder (default: outputs/hpatches)")
     hp.add_argument("--methods", type=comma_list, help="comma-separated extractor confs or LABEL=CONF "
-                    "(default: sekd-evolved,sekd,sekd-selftrained,sift,superpoint,d2net)")
+                    "(default: sekd-best,sekd-evolved,sekd-selftrained,sift,orb,akaze,brisk,sekd,superpoint,d2net)")
     hp.add_argument("--weights", action="append", metavar="LABEL=PATH",
                     help="checkpoint for one method, e.g. --methods sekd,ours=sekd --weights ours=runs/x/model.pth")
     hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])
@@ -126,6 +145,13 @@ def main(argv=None) -> int:
     hp.add_argument("--plot-matches", action="store_true", help="draw match images per pair")
     hp.add_argument("--estimator", default="opencv",
                     help="robust homography estimator: opencv (RANSAC, default) | magsac | pycolmap | poselib")
+    hp.add_argument("--max-keypoints", type=positive_int, metavar="N",
+                    help="the same keypoint budget for every method (default: the protocol's, 500 for sekd)")
+    hp.add_argument("--budgets", type=budget_list, metavar="N,N,...",
+                    help="a sweep: one run per budget, one table each, MMA@3 against the budget (budgets.png)")
+    hp.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="method options: model.KEY=VALUE for every method, LABEL.model.KEY=VALUE for one "
+                         "(e.g. sekd.model.multi_scale=true)")
     hp.set_defaults(func=_hpatches)
     sp = sub.add_parser("speed", help="ms per 640x480 image for each extractor")
     sp.add_argument("--methods", type=comma_list, help="comma-separated confs (default: sekd,sift,...)")

@@ -142,6 +142,23 @@ def restore_sigterm() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+@contextlib.contextmanager
+def quiet_colmap(verbose: bool = False) -> Iterator[None]:
+    """COLMAP's glog lines (INFO chatter, ERROR lines such as "Failed to create any sparse
+    model" that our own one-line messages already explain) kept off the terminal unless
+    ``verbose``; the previous settings come back afterwards."""
+    import pycolmap
+
+    log = pycolmap.logging
+    previous = (log.alsologtostderr, log.minloglevel, log.stderrthreshold)
+    if not verbose:
+        log.alsologtostderr, log.minloglevel, log.stderrthreshold = False, max(previous[1], 1), 3
+    try:
+        yield
+    finally:
+        log.alsologtostderr, log.minloglevel, log.stderrthreshold = previous
+
+
 def setup_logging(quiet: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(message)s")
 

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 import torch
 
+from ..common.cli import quiet_colmap
 from .base import BaseExtractor, ConfigError
 
 EPS = 1e-6
@@ -52,7 +53,7 @@ def _make_sift(conf: dict, max_features: int):
         options.num_threads = conf["num_threads"]
     if hasattr(options, "use_gpu"):
         options.use_gpu = False
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_colmap():  # no "Creating SIFT CPU feature extractor" line
         warnings.simplefilter("ignore", DeprecationWarning)  # pycolmap >= 3.13 prefers FeatureExtractor
         return pycolmap.Sift(options=options, device=pycolmap.Device.cpu)
 

@@ -82,8 +82,13 @@ def common_region_fraction(H: np.ndarray, size0: tuple[int, int], size1: tuple[i
 
     def inside_share(H_, size_a, size_b):
         w, h = size_a
+        H_ = np.asarray(H_, float)
+        # H and -H are the same homography (Oxford's leuven H1to5p is stored with a negative
+        # scale): orient it so the centre of image a maps in front
+        if (H_ @ np.array([(w - 1) / 2, (h - 1) / 2, 1.0]))[2] < 0:
+            H_ = -H_
         xs, ys = np.meshgrid(np.linspace(-0.5, w - 0.5, steps), np.linspace(-0.5, h - 0.5, steps))
-        pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], 1) @ np.asarray(H_, float).T
+        pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], 1) @ H_.T
         front = pts[:, 2] > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = pts[:, :2] / pts[:, 2:]

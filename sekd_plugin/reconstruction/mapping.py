@@ -19,7 +19,7 @@ import numpy as np
 import pycolmap
 
 from ..common import write_json
-from ..common.cli import restore_sigterm
+from ..common.cli import quiet_colmap, restore_sigterm
 from .options import ReconstructionError
 
 logger = logging.getLogger(__name__)
@@ -48,13 +48,8 @@ def colmap_output(verbose: bool):
     SIGTERM during the stage raises :class:`~sekd_plugin.common.cli.Terminated` (glog's handler,
     installed by the import of pycolmap, is replaced by the CLI's again)."""
     restore_sigterm()
-    previous = pycolmap.logging.alsologtostderr
-    if not verbose:
-        pycolmap.logging.alsologtostderr = False
-    try:
+    with quiet_colmap(verbose):
         yield
-    finally:
-        pycolmap.logging.alsologtostderr = previous
 
 
 def prepare_sfm_dir(sfm_dir: Path, overwrite: bool) -> None:
@@ -67,7 +62,10 @@ def prepare_sfm_dir(sfm_dir: Path, overwrite: bool) -> None:
     sfm_dir.mkdir(parents=True, exist_ok=True)
     models = sfm_dir / "models"
     existing = [name for name in (*OWN_FILES, "models") if (sfm_dir / name).exists()]
-    if existing and not overwrite:
+    # a run that ended without a model (COLMAP found no initial pair, an interruption) is
+    # replaced, not defended: the corrected command just works
+    finished = models.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in models.iterdir())
+    if existing and finished and not overwrite:
         raise ReconstructionError(
             f"{sfm_dir} already holds a reconstruction ({', '.join(existing)}); pass --overwrite "
             "(overwrite=True) to replace it, or choose another --sfm-dir")

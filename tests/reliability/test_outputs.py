@@ -151,10 +151,14 @@ def test_empty_common_region_is_warned_per_pair_and_counted(tmp_path, caplog):
     assert pairs["data/v_far/1-2"]["empty_common_region"] is True
     assert "empty_common_region" not in pairs["data/v_far/1-3"]
     assert "without a common region" in (out / "results.md").read_text()
-    # the geometry: shifted far away, behind the camera, a small image 1 inside image 0
+    # the geometry: shifted far away, a small image 1 inside image 0
     assert M.common_region_fraction(np.eye(3), (100, 80), (100, 80)) == 1.0
     assert M.common_region_fraction(np.array([[1, 0, 1e4], [0, 1, 0], [0, 0, 1.0]]), (100, 80), (100, 80)) == 0.0
-    assert M.common_region_fraction(-np.eye(3), (100, 80), (100, 80)) == 0.0
+    # H and -H are one homography (Oxford's leuven H1to5p is stored with a negative scale)
+    assert M.common_region_fraction(-np.eye(3), (100, 80), (100, 80)) == 1.0
+    # the image plane's horizon inside image 0: only the points in front count
+    horizon = np.array([[1, 0, 0], [0, 1, 0], [-1 / 50, 0, 1.0]])
+    assert 0 < M.common_region_fraction(horizon, (100, 80), (100, 80)) < 0.5
     assert M.common_region_fraction(np.diag([50.0, 50, 1]), (100, 80), (100, 80)) > 0
 
 

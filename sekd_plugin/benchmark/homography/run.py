@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ...datasets.hpatches import Sequence, load_dataset
-from ...common import pick_device, write_json
+from ...common import ConfigError, pick_device, write_json
 from ...extractors.base import get_extractor, missing_weights_reason
 from ...extractors.confs import get_conf
 from ...io.h5 import list_names, read_features
@@ -32,25 +32,53 @@ from .protocols import PROTOCOLS, PreparedSequence, describe, prepare
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("sekd-evolved", "sekd", "sekd-selftrained", "sift", "superpoint", "d2net")
+# each method at its recommended setting (docs/results.md: the DEV tables that chose them), the paper's
+# SEKD setting for parity; methods whose weights are missing are listed as skipped with their fetch line
+DEFAULT_METHODS = ("sekd-best", "sekd-evolved", "sekd-selftrained", "sift", "orb", "akaze", "brisk",
+                   "sekd", "superpoint", "d2net")
 DEFAULT_MATCHER = "NN-mutual"  # the SEKD paper's protocol: mutual nearest neighbours
 
 
-def method_conf(method: str, protocol: str, weights: str | Path | None = None) -> dict[str, Any]:
+def method_conf(method: str, protocol: str, weights: str | Path | None = None, max_keypoints: int | None = None,
+                overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The extraction conf of ``method`` (``LABEL=CONF`` or a conf name) under ``protocol``:
-    same images for everyone (no further resizing), the protocol's keypoint cap and fixed
-    options, and optionally another checkpoint."""
-    conf = get_conf(parse_method(method)[1])
+    same images for everyone (no further resizing), the protocol's keypoint cap (or
+    ``max_keypoints``, one budget for every method) and fixed options, then ``overrides``
+    (``{"model": {...}}`` from the command line), and optionally another checkpoint."""
+    from ...common.conf import check_keys
+
+    label, name = parse_method(method)
+    conf = get_conf(name)
     p = PROTOCOLS[protocol]
     conf["preprocessing"] = {**conf.get("preprocessing", {}), "resize_max": None, "resize_force": False}
     model = conf["model"]
     defaults = get_extractor(model["name"]).default_conf
     if "max_keypoints" in defaults:
-        model["max_keypoints"] = p["max_keypoints"]
+        model["max_keypoints"] = p["max_keypoints"] if max_keypoints is None else int(max_keypoints)
     model.update(p["model_overrides"].get(model["name"], {}))
+    overrides = overrides or {}
+    check_keys(overrides, ("model",), "override", where=f"method {label}")
+    check_keys(overrides.get("model", {}), ("name", *defaults), f"{model['name']} option", where=f"method {label}")
+    if overrides.get("model", {}).get("name", model["name"]) != model["name"]:
+        raise ConfigError(f"method {label}: an override cannot change the extractor ({model['name']})")
+    model.update(overrides.get("model", {}))
     if weights is not None:
         model["weights"] = str(weights)
     return conf
+
+
+def split_overrides(items: list[str] | None, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """``KEY=VALUE`` overrides by method: ``model.K=V`` for every method, ``LABEL.model.K=V`` for one
+    (the trainer's dotlist syntax); ``{label: {"model": {...}}}``."""
+    from ...common.conf import parse_dotlist
+
+    parsed = parse_dotlist(items or [], "hpatches overrides")
+    every = {k: v for k, v in parsed.items() if k not in labels}
+    out = {}
+    for label in labels:
+        mine = parsed.get(label, {})
+        out[label] = {k: {**every.get(k, {}), **mine.get(k, {})} for k in {*every, *mine}}
+    return out
 
 
 def extract_method(method, conf, image_root, names, feature_path, overwrite, device) -> dict[str, float]:
@@ -139,6 +167,8 @@ def run(
     types: dict[str, str] | None = None,
     weights: dict[str, str | Path] | None = None,
     estimator: str = "opencv",
+    max_keypoints: int | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; writes results.json (:mod:`..core`'s envelope: per-method summaries
     in ``methods``, per-pair metrics in ``rows``), results.md and plots into ``output``. A
@@ -147,9 +177,11 @@ def run(
     ``methods`` are conf names or ``LABEL=CONF`` (e.g. ``ours=sekd``); ``weights`` maps a
     label to a checkpoint (e.g. one our trainer wrote). ``matcher`` is a matcher conf name of
     :mod:`sekd_plugin.matchers.confs` or a matcher model conf (default ``NN-mutual``).
+    ``max_keypoints`` gives every method the same keypoint budget (the protocol keeps its other
+    settings); ``overrides`` are ``model.KEY=VALUE`` / ``LABEL.model.KEY=VALUE`` option changes.
     """
     from ...geometry.estimators import check_estimator, describe as describe_estimator
-    from . import report
+    from . import plots, report
 
     check_estimator(estimator)
     output = Path(output)
@@ -169,9 +201,9 @@ def run(
         demo_root = output / "demo_hpatches"
         build_demo_hpatches(demo_root)
         datasets = [demo_root]
-        logger.warning(f"No --dataset given: running on the embedded demo (HPatches-layout sequences built from "
-              f"scikit-image's photos in {demo_root}). For the real benchmark: "
-              f"python -m sekd_plugin.datasets fetch hpatches, then --dataset <that folder>.")
+        logger.info("Running on the embedded demo (HPatches-layout sequences from scikit-image's photos, %s): it "
+                    "checks that everything runs; for HPatches: python -m sekd_plugin.datasets fetch hpatches",
+                    demo_root)
     sequences: list[Sequence] = [s for d in datasets for s in load_dataset(d, types)]
     image_root = output / "images" / protocol
     prepared: list[PreparedSequence] = prepare(sequences, protocol, image_root)
@@ -189,6 +221,7 @@ def run(
         "ransac": {"method": describe_estimator(estimator), "estimator": estimator, "threshold_px": M.RANSAC_THRESHOLD,
                    "seed": M.RANSAC_SEED, "max_iters": 10000, "confidence": 0.9999},
         "datasets": [str(d) for d in datasets], "demo": demo, "methods": list(methods),
+        "max_keypoints": max_keypoints, "overrides": list(overrides or []),
         "weights": {k: str(v) for k, v in (weights or {}).items()},
         "sequences": {s.key: s.kind for s in prepared},
         "empty_common_region": {"count": len(empty_common_region), "pairs": empty_common_region},
@@ -197,7 +230,9 @@ def run(
     match_records = {}
     weights = weights or {}
     specs = {parse_method(spec)[0]: spec for spec in methods}
-    confs = {label: method_conf(spec, protocol, weights.get(label)) for label, spec in specs.items()}
+    per_method = split_overrides(overrides, list(specs))
+    confs = {label: method_conf(spec, protocol, weights.get(label), max_keypoints, per_method[label])
+             for label, spec in specs.items()}
 
     def evaluate(method: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         conf = confs[method]
@@ -242,8 +277,9 @@ def run(
 
     core.run_methods(results, list(specs), evaluate,
                      skip_reason=lambda method: missing_weights_reason(confs[method]["model"], label=method),
-                     save=lambda r: core.save(output, r, report.markdown_report(r)))
-    report.plot_curves(results, output / "curves.png")
+                     save=lambda r: core.save(output, r, report.markdown_report(r, output)))
+    plots.plot_curves(results, output / "curves.png")
+    plots.plot_pareto(results, output / "pareto.png")
     if plot_matches:
-        report.plot_matches(results, prepared, match_records, image_root, output / "matches")
+        plots.plot_matches(results, prepared, match_records, image_root, output / "matches")
     return results

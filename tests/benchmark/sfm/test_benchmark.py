@@ -19,7 +19,7 @@ CONFIG = str(REPO / "benchmark_configs/reconstruction/fountain-P11.yaml")
 
 
 def test_method_entries_and_plan(tmp_path):
-    assert Mth.method_entry("sift") == {"label": "sift", "pipeline": "hloc", "extractor": "sift", "matcher": "NN-ratio", "weights": None}
+    assert Mth.method_entry("sift") == {"label": "sift", "pipeline": "hloc", "extractor": "sift-colmap", "matcher": "NN-ratio", "weights": None}
     assert Mth.method_entry("superpoint")["matcher"] == "NN-superpoint"
     assert Mth.method_entry("sekd-sfm")["extractor"] == "sekd-sfm"
     assert Mth.method_entry("sift-colmap") == {"label": "sift-colmap", "pipeline": "hloc", "extractor": "sift-colmap", "matcher": "NN-ratio", "weights": None}
