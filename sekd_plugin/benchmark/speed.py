@@ -33,7 +33,7 @@ from ..ops.gray import rgb_to_gray_u8
 from ..extractors.sekd import SEKD
 from . import core
 
-DEFAULT_METHODS = ("sekd", "sekd-ms", "sift", "superpoint", "d2net-ss", "orb", "akaze", "brisk")
+DEFAULT_METHODS = ("sekd-best", "sekd", "sekd-ms", "sift", "superpoint", "d2net-ss", "orb", "akaze", "brisk")
 BACKENDS = ("torch", "onnxruntime")
 SIZE = (640, 480)  # (W, H)
 
