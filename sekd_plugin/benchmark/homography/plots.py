@@ -33,7 +33,7 @@ def fitted_limits(values, pad: float = 0.05, lo: float = 0.0, hi: float = 1.0) -
 def plot_curves(results: dict[str, Any], path: Path) -> None:
     """MMA vs threshold and homography accuracy vs threshold, panels Illumination / Viewpoint / Overall."""
     plt = core.pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), sharex=True, sharey="row")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), sharex=True, sharey="row")
     seen = {0: [], 1: []}
     for col, (split, title) in enumerate(SPLITS):
         for method, r in results["methods"].items():
@@ -55,11 +55,12 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
         axes[row, 0].set_ylim(*fitted_limits(seen[row]))
     axes[0, 0].set_ylabel("MMA")
     axes[1, 0].set_ylabel("homography accuracy")
-    if any(seen.values()):
-        axes[0, 2].legend(loc="lower right", fontsize=8)
     fig.suptitle(f"protocol: {results['protocol']}" + (" (demo data: checks that everything runs, not a ranking)"
                                                         if results["settings"].get("demo") else ""))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    if any(seen.values()):  # beside the panels, never over a curve
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.865, 0.5), fontsize=8)
     _save(fig, plt, path)
 
 
