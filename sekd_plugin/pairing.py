@@ -60,12 +60,12 @@ def _top(names: Sequence[str], scores: np.ndarray, num: int, larger_is_better: b
 
 
 def _load_model(path: str | os.PathLike):
-    import pycolmap
+    from .io.colmap_model import ModelError, read_model
 
-    path = Path(path)
-    if not path.is_dir() or not any((path / f"images.{e}").exists() for e in ("bin", "txt")):
-        raise PairingError(f"COLMAP model not found: {path} (a folder with images.bin or images.txt)")
-    return pycolmap.Reconstruction(path)
+    try:
+        return read_model(path, "COLMAP model")
+    except ModelError as error:  # this module's error type, the reader's message
+        raise PairingError(str(error)) from None
 
 
 def covisibility_pairs(model_path: str | os.PathLike, num: int) -> list[Pair]:

@@ -51,6 +51,7 @@ import pycolmap
 from omegaconf import OmegaConf
 
 from ..common import PartialFailure, run_cli
+from ..common.cli import finite_float
 from ..io.images import list_images, parse_image_list
 from . import mapping, options as _options
 from .database import (FeatureInputs, build_database, check_match_indices, read_inputs, scaled_K,  # noqa: F401
@@ -147,7 +148,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gt-intrinsics", type=Path,
                         help="folder of Strecha .camera files: fix every camera to its GT K")
     parser.add_argument("--skip-geometric-verification", action="store_true")
-    parser.add_argument("--min-match-score", type=float)
+    parser.add_argument("--min-match-score", type=finite_float)
     parser.add_argument("--mapper-option", action="append", default=[], metavar="KEY=VALUE",
                         help="IncrementalPipelineOptions entry (e.g. mapper.init_min_num_inliers=50)")
     parser.add_argument("--overwrite", action="store_true",
