@@ -84,7 +84,7 @@ def sequential_pairs(names: Sequence[str], window: int, loop: bool = False, sort
     n = len(names)
     pairs = []
     for i in range(n):
-        for k in range(1, window + 1):
+        for k in range(1, min(window, n - 1) + 1):  # larger offsets only repeat these (capped: no huge loops)
             j = i + k
             if j >= n:
                 if not loop:

@@ -1,7 +1,7 @@
 """The one policy of every ``python -m sekd_plugin.*`` command.
 
-* a :class:`~sekd_plugin.common.errors.UserError` (or a missing / unreadable file) prints
-  ``error: <message>`` on one line and exits 2;
+* a :class:`~sekd_plugin.common.errors.UserError` (or a missing / unreadable file, or a file
+  where an output folder must be made) prints ``error: <message>`` on one line and exits 2;
 * :class:`~sekd_plugin.common.errors.PartialFailure` ("some inputs failed") exits 1;
 * an error of the machine rather than of the program (disk full or over quota, a file name
   too long, a read-only file system...) is one line naming the file and the cause, exit 2;
@@ -172,6 +172,11 @@ def run_cli(
         return EXIT_FAILED
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileExistsError as error:  # mkdir of an output folder whose name a file holds
+        where = error.filename if error.filename2 is None else error.filename2
+        print(f"error: {where}: exists and is not a folder (an output folder is needed there; "
+              "give another --output or move the file)", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         text = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else str(error)
