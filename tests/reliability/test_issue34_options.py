@@ -64,7 +64,8 @@ def test_d7_output_names_an_existing_file(scene, tmp_path, command, capsys):
     ("", "scene=${oc.env:PATH}", "calls a resolver"),
     ("", "scene=${nope}", "Interpolation key 'nope' not found"),
     ("", "verification=" + "{a: " * 10000 + "1" + "}" * 10000, "nested"),
-])
+], ids=["env-missing", "env-PATH", "missing-key", "self-reference", "10k-deep", "override-env", "override-missing",
+        "override-10k-deep"])
 def test_d10_scene_yaml_interpolation(tmp_path, text, override, expected, capsys):
     """Before: tracebacks, and ${oc.env:PATH} copied into the results table."""
     config = tmp_path / "scene.yaml"
