@@ -40,6 +40,13 @@ def camera_num_params(model: str | int) -> int | None:
     return len(pycolmap.Camera.create_from_model_id(1, model_id, 1.0, 1, 1).params)
 
 
+def known_camera_models() -> list[str]:
+    """The names of pycolmap's camera models."""
+    import pycolmap
+
+    return [m for m, v in pycolmap.CameraModelId.__members__.items() if int(v) >= 0]
+
+
 def make_camera(model: str, width: int, height: int, params, where: str):
     """A ``pycolmap.Camera`` checked: a known model, ``W, H > 0``, exactly its number of finite
     parameters and positive focal lengths; else a :class:`ModelError` naming ``where``."""
@@ -47,8 +54,7 @@ def make_camera(model: str, width: int, height: int, params, where: str):
 
     count = camera_num_params(model)
     if count is None:
-        known = [m for m, v in pycolmap.CameraModelId.__members__.items() if int(v) >= 0]
-        raise ModelError(f"{where}: unknown camera model {model!r}; valid: {', '.join(known)}")
+        raise ModelError(f"{where}: unknown camera model {model!r}; valid: {', '.join(known_camera_models())}")
     params = np.asarray(params, float).reshape(-1)
     if len(params) != count:
         raise ModelError(f"{where}: camera model {model} takes {count} parameters, got {len(params)}")

@@ -178,6 +178,23 @@ def test_d13_query_intrinsics(scene, tmp_path, line, expected, capsys):
     assert not (tmp_path / "r.txt").exists()
 
 
+def test_d13_unknown_camera_model(scene, tmp_path, capsys):
+    """Before: a RuntimeError traceback from pycolmap. Now: one line naming the model, exit 2."""
+    from sekd_plugin import reconstruction as R
+
+    assert R.cli(["--sfm-dir", str(tmp_path / "sfm"), "--images", str(scene["images"]), "--pairs", str(scene["pairs"]),
+                  "--features", str(scene["features"]), "--matches", str(scene["matches"]),
+                  "--camera-model", "NO_SUCH_MODEL"]) == 2
+    assert "unknown camera model 'NO_SUCH_MODEL'" in only_error_line(capsys)
+    assert not (tmp_path / "sfm").exists()
+    config = tmp_path / "scene.yaml"
+    config.write_text(CONFIG.read_text())
+    argv = ["reconstruction", "--config", str(config), "--methods", "sift", "--output", str(tmp_path / "out"),
+            "camera_model=NO_SUCH_MODEL"]
+    assert _exit(lambda: bench.main(argv)) == 2
+    assert "camera_model" in only_error_line(capsys)
+
+
 # ------------------------------------------------------------------ D14: hand-made features
 
 

@@ -146,6 +146,10 @@ def validate(cfg: dict[str, Any]) -> None:
         raise ConfigError("intrinsics=gt needs gt_cameras (a folder of .camera files)")
     if str(cfg["camera_mode"]).upper() not in R.CAMERA_MODES:
         raise ConfigError(f"camera_mode must be one of {list(R.CAMERA_MODES)}, got {cfg['camera_mode']!r}")
+    from ...io.colmap_model import camera_num_params
+
+    if camera_num_params(cfg["camera_model"]) is None:
+        raise ConfigError(f"camera_model must be a COLMAP camera model (e.g. SIMPLE_RADIAL), got {cfg['camera_model']!r}")
     if cfg["resize_max"] is not None and cfg["resize_max"] <= 0:
         raise ConfigError(f"resize_max must be a positive integer or null, got {cfg['resize_max']!r}")
     if cfg["device"] is not None:
