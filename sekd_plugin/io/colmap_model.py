@@ -171,6 +171,11 @@ def check_model_files(path: Path) -> None:
     cameras = _walk_cameras(files["cameras"])
     points2D = _walk_images(files["images"], cameras)
     _walk_points3D(files["points3D"], points2D)
+    # rigs and frames (COLMAP >= 3.12): their counts at least, so that random bytes cannot ask
+    # pycolmap for terabytes (smallest records: rig id + sensor count; frame id, rig id, pose, count)
+    for name, smallest in (("rigs", 8), ("frames", 68)):
+        if (path / f"{name}.bin").exists():
+            _Reader(path / f"{name}.bin").count(smallest, name)
 
 
 def read_model(path: str | os.PathLike, what: str = "COLMAP model"):
