@@ -212,7 +212,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--matches", type=Path, required=True)
     parser.add_argument("--results", type=Path, required=True, help="poses file to write (hloc's format)")
     parser.add_argument("--images", type=Path, help="query image folder (intrinsics from EXIF / size)")
-    parser.add_argument("--gt-cameras", type=Path, help="folder of Strecha .camera files: fixed query intrinsics")
+    parser.add_argument("--gt-cameras", type=Path,
+                        help="folder of Strecha .camera files: fixed query intrinsics (needs --images: K fitted to their size)")
     parser.add_argument("--ransac-thresh", type=finite_positive_float, default=12.0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
