@@ -33,8 +33,10 @@ import numpy as np
 import pycolmap
 
 from .common import run_cli, write_atomic, write_json
+from .common.cli import finite_positive_float
 from .common.errors import InputError
-from .io.h5 import H5FileError, get_keypoints, get_matches, list_names
+from .io.colmap_model import ModelError, make_camera, read_model
+from .io.matched_features import MatchedFeatures
 from .pairs import read_pairs
 
 
@@ -59,33 +61,36 @@ def parse_queries(queries: str | os.PathLike | Sequence[str]) -> dict[str, pycol
             continue
         try:
             model, width, height, params = tokens[1], int(tokens[2]), int(tokens[3]), [float(v) for v in tokens[4:]]
-            out[tokens[0]] = pycolmap.Camera(model=model, width=width, height=height, params=params)
-        except (ValueError, IndexError, TypeError) as error:
+        except (ValueError, IndexError) as error:
             raise LocalizationError(f"{path}:{number}: expected 'name [MODEL W H params...]', got {line!r} "
                                     f"({str(error).splitlines()[0]})") from None
+        try:  # a known model, its number of finite parameters, positive focal lengths
+            out[tokens[0]] = make_camera(model, width, height, params, f"{path}:{number}")
+        except ModelError as error:
+            raise LocalizationError(str(error)) from None
     if not out:
         raise LocalizationError(f"{path} lists no query")
     return out
 
 
-def correspondences(model: pycolmap.Reconstruction, query: str, db_names: Sequence[str], features: Path,
-                    matches: Path) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def correspondences(model: pycolmap.Reconstruction, query: str, db_names: Sequence[str],
+                    inputs: MatchedFeatures) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """2D-3D correspondences of ``query``: ``(points2D N x 2 in COLMAP pixels, points3D N x 3, counts)``.
 
     A query keypoint matched to several model images observing the same 3D point counts once.
+    Every match index is checked against the query's keypoints and the model image's 2D points.
     """
-    keypoints = np.asarray(get_keypoints(features, query), np.float64) + 0.5  # COLMAP origin
+    keypoints = inputs.keypoints(query) + 0.5  # COLMAP origin
     ids = {image.name: image_id for image_id, image in model.images.items()}
     seen: set[tuple[int, int]] = set()
     p2d, p3d = [], []
     num_matches = 0
     for name in db_names:
-        try:
-            m, _ = get_matches(matches, query, name)
-        except H5FileError:
+        if not inputs.has_pair(query, name):
             continue
-        num_matches += len(m)
         points2D = model.images[ids[name]].points2D
+        m, _ = inputs.matches_of(query, name, (len(keypoints), len(points2D)))
+        num_matches += len(m)
         for kq, kd in m:
             point = points2D[int(kd)]
             if point.has_point3D() and (int(kq), point.point3D_id) not in seen:
@@ -136,15 +141,14 @@ def main(
         raise LocalizationError(f"{results} exists; pass --overwrite")
     if not ransac_thresh > 0:
         raise LocalizationError(f"ransac_thresh must be a positive number of pixels, got {ransac_thresh}")
-    if isinstance(reference_sfm, pycolmap.Reconstruction):
-        model = reference_sfm
-    else:
-        if not (Path(reference_sfm) / "images.bin").exists() and not (Path(reference_sfm) / "images.txt").exists():
-            raise LocalizationError(f"reference model not found: {reference_sfm}")
-        model = pycolmap.Reconstruction(Path(reference_sfm))
+    inputs = MatchedFeatures(features, matches)  # the matches must be of these features
+    try:
+        model = read_model(reference_sfm, "reference model")
+    except ModelError as error:  # this command's error type, the reader's message
+        raise LocalizationError(str(error)) from None
     model_names = sorted(image.name for image in model.images.values())
     query_list = parse_queries(queries)
-    have = set(list_names(features))
+    have = set(inputs.names())
     retrieved: dict[str, list[str]] = {}
     if retrieval is not None:
         for q, d in read_pairs(retrieval):
@@ -174,7 +178,7 @@ def main(
         if not db_names:
             log["reason"] = "no retrieved image in the model"
             continue
-        p2d, p3d, counts = correspondences(model, query, db_names, features, matches)
+        p2d, p3d, counts = correspondences(model, query, db_names, inputs)
         log.update(counts)
         if len(p2d) < 4:
             log["reason"] = (f"{len(p2d)} 2D-3D correspondences (need 4) from {counts['num_matches']} matches to "
@@ -208,8 +212,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--matches", type=Path, required=True)
     parser.add_argument("--results", type=Path, required=True, help="poses file to write (hloc's format)")
     parser.add_argument("--images", type=Path, help="query image folder (intrinsics from EXIF / size)")
-    parser.add_argument("--gt-cameras", type=Path, help="folder of Strecha .camera files: fixed query intrinsics")
-    parser.add_argument("--ransac-thresh", type=float, default=12.0)
+    parser.add_argument("--gt-cameras", type=Path,
+                        help="folder of Strecha .camera files: fixed query intrinsics (needs --images: K fitted to their size)")
+    parser.add_argument("--ransac-thresh", type=finite_positive_float, default=12.0)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     return run_cli(_cli_main, args=args, on_success=_done)
@@ -218,11 +223,13 @@ def cli(argv: Sequence[str] | None = None) -> int:
 def _cli_main(args: argparse.Namespace) -> dict[str, Any]:
     cameras = None
     if args.gt_cameras is not None:
-        from .datasets.strecha import load_gt_cameras
+        from .datasets.strecha import gt_camera_path, load_gt_cameras
 
-        cameras = {n: pycolmap.Camera(model="PINHOLE", width=c.width, height=c.height,
-                                      params=[c.K[0, 0], c.K[1, 1], c.K[0, 2], c.K[1, 2]])
-                   for n, c in load_gt_cameras(args.gt_cameras, list(parse_queries(args.queries))).items()}
+        if args.images is None:  # K is fitted to the query images' size (the one rule of GT cameras)
+            raise LocalizationError("--gt-cameras needs --images (the query images, to fit K to their size)")
+        gt = load_gt_cameras(args.gt_cameras, list(parse_queries(args.queries)), image_dir=args.images)
+        cameras = {n: make_camera("PINHOLE", c.width, c.height, [c.K[0, 0], c.K[1, 1], c.K[0, 2], c.K[1, 2]],
+                                  str(gt_camera_path(args.gt_cameras, n))) for n, c in gt.items()}
     return main(args.reference_sfm, args.queries, args.retrieval, args.features, args.matches, args.results,
                 args.ransac_thresh, cameras, args.images, overwrite=args.overwrite)
 

@@ -60,12 +60,12 @@ def _top(names: Sequence[str], scores: np.ndarray, num: int, larger_is_better: b
 
 
 def _load_model(path: str | os.PathLike):
-    import pycolmap
+    from .io.colmap_model import ModelError, read_model
 
-    path = Path(path)
-    if not path.is_dir() or not any((path / f"images.{e}").exists() for e in ("bin", "txt")):
-        raise PairingError(f"COLMAP model not found: {path} (a folder with images.bin or images.txt)")
-    return pycolmap.Reconstruction(path)
+    try:
+        return read_model(path, "COLMAP model")
+    except ModelError as error:  # this module's error type, the reader's message
+        raise PairingError(str(error)) from None
 
 
 def covisibility_pairs(model_path: str | os.PathLike, num: int) -> list[Pair]:
@@ -109,6 +109,8 @@ def camera_poses(source: str | os.PathLike) -> tuple[list[str], np.ndarray, np.n
 def pose_pairs(source: str | os.PathLike, num: int, max_angle_deg: float = 30.0) -> list[Pair]:
     """Each camera with its ``num`` nearest cameras (by centre distance) whose viewing direction
     is within ``max_angle_deg`` of its own (hloc's ``pairs_from_poses``)."""
+    if not (math.isfinite(max_angle_deg) and 0 <= max_angle_deg <= 180):
+        raise PairingError(f"max_angle must be between 0 and 180 degrees, got {max_angle_deg}")
     names, centres, axes = camera_poses(source)
     dist = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
     cos = np.clip(axes @ axes.T, -1.0, 1.0)
@@ -123,14 +125,32 @@ def quadratic_pairs(names: Sequence[str], window: int, loop: bool = False, sort:
         raise PairingError(f"the sequential window must be >= 1, got {window}")
     names = sorted(dict.fromkeys(names)) if sort else list(dict.fromkeys(names))
     n = len(names)
-    offsets = sorted(set(range(1, window + 1)) | {2 ** k for k in range(window)})
     pairs = []
     for i in range(n):
-        for k in offsets:
+        for k in _quadratic_offsets(n, window, loop):
             if i + k >= n and not loop:
                 continue
             pairs.append((names[i], names[(i + k) % n]))
     return unique_pairs(pairs)
+
+
+def _quadratic_offsets(n: int, window: int, loop: bool) -> list[int]:
+    """The offsets ``1..window`` and ``2^k`` (``k < window``) in increasing order, reduced to those
+    that give distinct pairs among ``n`` images: without ``loop`` the ones below ``n``, with it their
+    residues modulo ``n`` in order of first appearance. The powers of two mod ``n`` cycle within
+    ``n`` steps, so the work is bounded by ``n``, never by ``window`` (``--window 100000000``)."""
+    if n < 2:
+        return []
+    out = list(range(1, min(window, n - 1) + 1))
+    seen = set(out)
+    first = max(window, 1).bit_length()  # the first k with 2^k > window
+    last = min(window, first + 2 * n + 64) if loop else min(window, (n - 1).bit_length())
+    for k in range(first, last):
+        r = pow(2, k, n) if loop else 2 ** k
+        if 0 < r < n and r not in seen:
+            seen.add(r)
+            out.append(r)
+    return out
 
 
 def _rational(value) -> float:
@@ -156,6 +176,9 @@ def read_gps(path: str | os.PathLike) -> tuple[float, float, float | None] | Non
         lon = sum(_rational(v) / 60 ** k for k, v in enumerate(gps[4]))
     except (TypeError, ValueError, ZeroDivisionError, IndexError):
         return None
+    # a 0/0 rational reads as NaN: one such image made every distance NaN and gave 0 pairs for all
+    if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+        return None
     lat = -lat if str(gps.get(1, "N")).upper().startswith("S") else lat
     lon = -lon if str(gps.get(3, "E")).upper().startswith("W") else lon
     alt = None
@@ -164,6 +187,7 @@ def read_gps(path: str | os.PathLike) -> tuple[float, float, float | None] | Non
             alt = _rational(gps[6]) * (-1 if gps.get(5) in (1, b"\x01") else 1)
         except (TypeError, ValueError, ZeroDivisionError):
             alt = None
+        alt = alt if alt is not None and math.isfinite(alt) else None
     return lat, lon, alt
 
 
@@ -178,7 +202,8 @@ def gps_pairs(image_dir: str | os.PathLike, names: Sequence[str], num: int) -> l
         raise PairingError(f"{len(have)} of {len(names)} images in {image_dir} carry EXIF GPS; --gps needs at "
                            f"least 2 (without GPS: {', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''})")
     if missing:
-        logger.warning("%d image(s) without EXIF GPS get no pairs: %s", len(missing), ", ".join(missing))
+        logger.warning("%d image(s) without EXIF GPS (or with an unusable one: 0/0, out of range) get no pairs: %s",
+                       len(missing), ", ".join(missing))
     lat = np.radians([positions[n][0] for n in have])
     lon = np.radians([positions[n][1] for n in have])
     east = EARTH_RADIUS_M * (lon - lon.mean()) * math.cos(lat.mean())

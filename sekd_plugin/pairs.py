@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .common import run_cli, write_atomic
+from .common.cli import number, positive_int
 from .common.errors import InputError
 from .io.images import list_images, parse_image_list
 from .pairing import unique_pairs  # noqa: F401 - re-exported: the step's public name
@@ -83,7 +84,7 @@ def sequential_pairs(names: Sequence[str], window: int, loop: bool = False, sort
     n = len(names)
     pairs = []
     for i in range(n):
-        for k in range(1, window + 1):
+        for k in range(1, min(window, n - 1) + 1):  # larger offsets only repeat these (capped: no huge loops)
             j = i + k
             if j >= n:
                 if not loop:
@@ -244,7 +245,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     src.add_argument("--images", type=Path, help="image folder (searched recursively)")
     src.add_argument("--image-list", type=Path, help="text file of image names")
     src.add_argument("--features", type=Path, help="features .h5 (its image names)")
-    parser.add_argument("--window", type=int, help="sequential pairs: match each image with the next N")
+    parser.add_argument("--window", type=positive_int, help="sequential pairs: match each image with the next N")
     parser.add_argument("--loop", action="store_true", help="sequential: also pair the end with the start")
     parser.add_argument("--ref-list", type=Path, help="exhaustive query x reference: reference names")
     parser.add_argument("--ref-features", type=Path, help="exhaustive query x reference: reference features")
@@ -253,9 +254,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--covisibility", type=Path, metavar="MODEL", help="top --num images by shared 3D points")
     parser.add_argument("--poses", type=Path, metavar="MODEL",
                         help="nearest --num cameras (COLMAP model or Strecha GT camera folder)")
-    parser.add_argument("--max-angle", type=float, default=30.0, help="--poses: max viewing-angle difference (deg)")
+    parser.add_argument("--max-angle", type=number(float, low=0, high=180), default=30.0, help="--poses: max viewing-angle difference (deg)")
     parser.add_argument("--gps", action="store_true", help="nearest --num images by EXIF GPS (needs --images)")
-    parser.add_argument("--num", type=int, default=10, help="partners per image for --covisibility/--poses/--gps")
+    parser.add_argument("--num", type=positive_int, default=10, help="partners per image for --covisibility/--poses/--gps")
     args = parser.parse_args(argv)
     if sum(x is not None and x is not False for x in (args.from_list, args.covisibility, args.poses, args.gps or None)) > 1:
         parser.error("choose one of --from-list, --covisibility, --poses, --gps")

@@ -37,8 +37,10 @@ import numpy as np
 import pycolmap
 
 from .common import run_cli, write_json
+from .common.cli import finite_float, finite_positive_float
 from .common.errors import InputError
-from .io.h5 import get_keypoints, get_matches, list_names
+from .io.colmap_model import ModelError, read_model
+from .io.matched_features import MatchedFeatures
 from .pairs import read_pairs, unique_pairs, write_pairs
 from .reconstruction.mapping import colmap_output, reconstruction_stats
 from .reconstruction.options import pipeline_options, verification_options
@@ -75,13 +77,10 @@ def model_from_gt_cameras(cams: Mapping[str, Any], names: Sequence[str] | None =
 def _load_reference(reference_model: str | os.PathLike | pycolmap.Reconstruction) -> pycolmap.Reconstruction:
     if isinstance(reference_model, pycolmap.Reconstruction):
         return reference_model
-    path = Path(reference_model)
-    if not path.is_dir() or not any((path / f"images.{ext}").exists() for ext in ("bin", "txt")):
-        raise TriangulationError(f"reference model not found: {path} (a folder with cameras/images.bin or .txt)")
     try:
-        return pycolmap.Reconstruction(path)
-    except (RuntimeError, ValueError) as error:
-        raise TriangulationError(f"cannot read reference model {path}: {str(error).splitlines()[0]}") from None
+        return read_model(reference_model, "reference model")
+    except ModelError as error:  # this command's error type, the reader's message
+        raise TriangulationError(str(error)) from None
 
 
 def create_database(reference: pycolmap.Reconstruction, database: Path) -> dict[str, int]:
@@ -155,6 +154,9 @@ def main(
         raise TriangulationError(f"unknown verification '{mode}'; valid: {list(VERIFICATIONS)}")
     if not max_error > 0:
         raise TriangulationError(f"max_error must be a positive number of pixels, got {max_error}")
+    if min_match_score is not None and not np.isfinite(min_match_score):
+        raise TriangulationError(f"min_match_score must be a finite number, got {min_match_score}")
+    inputs = MatchedFeatures(features, matches)  # the matches must be of these features
     reference = _load_reference(reference_model)
     options = pipeline_options(dict(mapper_options or {}))
     two_view = verification_options() if mode == "colmap" else None
@@ -169,19 +171,19 @@ def main(
     start = time.perf_counter()
     database = sfm_dir / "database.db"
     ids = create_database(reference, database)
-    missing = sorted(set(ids) - set(list_names(features)))
+    missing = sorted(set(ids) - set(inputs.names()))
     if missing:
         raise TriangulationError(f"{len(missing)} model image(s) have no features in {features}: {missing[:10]}")
     pair_list = [p for p in unique_pairs(read_pairs(pairs)) if p[0] in ids and p[1] in ids]
     if not pair_list:
         raise TriangulationError(f"no pair of {pairs} is between two images of the reference model")
-    keypoints = {name: np.asarray(get_keypoints(features, name), np.float64) + 0.5 for name in ids}  # COLMAP origin
+    keypoints = {name: inputs.keypoints(name) + 0.5 for name in ids}  # COLMAP origin
     num_matches, num_inliers = 0, 0
     with pycolmap.Database.open(database) as db:
         for name, image_id in ids.items():
             db.write_keypoints(image_id, keypoints[name].astype(np.float32))
         for name0, name1 in pair_list:
-            m, scores = get_matches(matches, name0, name1)
+            m, scores = inputs.matches_of(name0, name1)  # indices checked: COLMAP crashes on others
             if min_match_score is not None:
                 m = m[scores > min_match_score]
             m = m.astype(np.uint32)
@@ -231,8 +233,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--matches", type=Path, required=True)
     parser.add_argument("--verification", choices=VERIFICATIONS, default="poses")
-    parser.add_argument("--max-error", type=float, default=4.0, help="poses: Sampson distance threshold (px)")
-    parser.add_argument("--min-match-score", type=float)
+    parser.add_argument("--max-error", type=finite_positive_float, default=4.0, help="poses: Sampson distance threshold (px)")
+    parser.add_argument("--min-match-score", type=finite_float)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -246,7 +248,7 @@ def _cli_main(args: argparse.Namespace) -> pycolmap.Reconstruction:
         from .io.images import list_images
 
         names = sorted({n for p in read_pairs(args.pairs) for n in p} & set(list_images(args.images)))
-        reference = model_from_gt_cameras(load_gt_cameras(args.gt_cameras, names), names)
+        reference = model_from_gt_cameras(load_gt_cameras(args.gt_cameras, names, image_dir=args.images), names)
     return main(args.sfm_dir, reference, args.images, args.pairs, args.features, args.matches,
                 min_match_score=args.min_match_score, verbose=args.verbose, verification=args.verification,
                 max_error=args.max_error, overwrite=args.overwrite)

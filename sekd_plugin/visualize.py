@@ -28,8 +28,10 @@ import cv2
 import numpy as np
 
 from .common import run_cli
+from .common.cli import finite_positive_float, non_negative_int, number, positive_int
 from .common.errors import InputError
-from .io.h5 import get_keypoints, get_matches
+from .io.colmap_model import read_model
+from .io.matched_features import MatchedFeatures
 from .io.images import read_image
 from .pairs import read_pairs
 
@@ -119,14 +121,19 @@ def draw_pairs(image_dir: str | os.PathLike, pairs: str | os.PathLike, features:
     from .geometry.estimators import check_estimator, estimate_fundamental
 
     image_dir, output = Path(image_dir), Path(output)
+    if not (threshold > 0 and np.isfinite(threshold)):
+        raise InputError(f"threshold must be a finite number of pixels above 0, got {threshold}")
+    if max_pairs is not None and max_pairs < 1:
+        raise InputError(f"max_pairs must be at least 1, got {max_pairs}")
+    inputs = MatchedFeatures(features, matches)  # the matches must be of these features
     rec = _load_model(model) if model is not None else None
     if rec is None:
         check_estimator(verify)
     _output_dir(output)
     out = []
     for name0, name1 in read_pairs(pairs)[:max_pairs]:
-        kp0, kp1 = get_keypoints(features, name0), get_keypoints(features, name1)
-        m, _ = get_matches(matches, name0, name1)
+        kp0, kp1 = inputs.keypoints(name0), inputs.keypoints(name1)
+        m, _ = inputs.matches_of(name0, name1)
         if rec is not None:
             inliers = _model_inliers(rec, name0, name1, m)
         else:
@@ -142,12 +149,7 @@ def draw_pairs(image_dir: str | os.PathLike, pairs: str | os.PathLike, features:
 
 
 def _load_model(path: str | os.PathLike):
-    import pycolmap
-
-    path = Path(path)
-    if not path.is_dir() or not any((path / f"images.{e}").exists() for e in ("bin", "txt")):
-        raise InputError(f"COLMAP model not found: {path} (a folder with images.bin or images.txt)")
-    return pycolmap.Reconstruction(path)
+    return read_model(path, "COLMAP model")
 
 
 def draw_model(image_dir: str | os.PathLike, model: str | os.PathLike, output: str | os.PathLike,
@@ -190,11 +192,11 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--matches", type=Path)
     parser.add_argument("--model", type=Path, help="COLMAP model: inliers of the pairs, or its 2D views alone")
     parser.add_argument("--verify", default="opencv", help="fundamental-matrix estimator: opencv|magsac|pycolmap|poselib")
-    parser.add_argument("--threshold", type=float, default=4.0, help="epipolar inlier threshold (px)")
+    parser.add_argument("--threshold", type=finite_positive_float, default=4.0, help="epipolar inlier threshold (px)")
     parser.add_argument("--color-by", default="visibility", help="model views: visibility | track_length")
-    parser.add_argument("--max-pairs", type=int, help="draw at most this many pairs / model images")
-    parser.add_argument("--resize-max", type=int, default=1024, help="scale images to at most this many px a side")
-    parser.add_argument("--max-matches", type=int, default=500, help="pairs: draw a random subset of at most N matches (0: all)")
+    parser.add_argument("--max-pairs", type=positive_int, help="draw at most this many pairs / model images")
+    parser.add_argument("--resize-max", type=number(int, low=16), default=1024, help="scale images to at most this many px a side")
+    parser.add_argument("--max-matches", type=non_negative_int, default=500, help="pairs: draw a random subset of at most N matches (0: all)")
     args = parser.parse_args(argv)
     return run_cli(_cli_main, args=args, on_success=lambda n: print(f"{n} PNG file(s) -> {args.output}"))
 

@@ -94,5 +94,7 @@ def test_cli(tmp_path, capsys):
     assert P.cli(["--output", str(tmp_path / "seq.txt"), "--images", str(images), "--window", "2"]) == 0
     assert len(P.read_pairs(tmp_path / "seq.txt")) == 5
     assert P.cli(["--output", str(tmp_path / "clean.txt"), "--from-list", str(tmp_path / "ex.txt")]) == 0
-    assert P.cli(["--output", str(tmp_path / "bad.txt"), "--images", str(images), "--window", "0"]) == 2
+    with pytest.raises(SystemExit) as stop:  # refused at parse time (common.cli.number)
+        P.cli(["--output", str(tmp_path / "bad.txt"), "--images", str(images), "--window", "0"])
+    assert stop.value.code == 2
     assert "window" in capsys.readouterr().err

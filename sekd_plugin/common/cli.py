@@ -1,7 +1,7 @@
 """The one policy of every ``python -m sekd_plugin.*`` command.
 
-* a :class:`~sekd_plugin.common.errors.UserError` (or a missing / unreadable file) prints
-  ``error: <message>`` on one line and exits 2;
+* a :class:`~sekd_plugin.common.errors.UserError` (or a missing / unreadable file, or a file
+  where an output folder must be made) prints ``error: <message>`` on one line and exits 2;
 * :class:`~sekd_plugin.common.errors.PartialFailure` ("some inputs failed") exits 1;
 * an error of the machine rather than of the program (disk full or over quota, a file name
   too long, a read-only file system...) is one line naming the file and the cause, exit 2;
@@ -88,38 +88,37 @@ def sigterm_as_interrupt() -> Iterator[None]:
 # A bad value is argparse's usage error naming the option and the value (exit 2, no traceback).
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+def number(kind: type = float, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> Callable[[str], Any]:
+    """The one argparse type of every numeric option of every command: an ``int`` (``kind=int``) or
+    a *finite* ``float`` (never nan or inf), optionally within ``[low, high]`` (``low_open``:
+    above ``low``). A bad value is argparse's usage error naming the option and the value."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if kind is not int and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if low is not None and (value <= low if low_open else value < low):
+            bound = (f"a finite number above {low:g}" if low_open else "0 or more" if low == 0
+                     else f"at least {low:g}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer >= 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def finite_positive_float(text: str) -> float:
-    """A finite float > 0 (not nan or inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
+positive_int = number(int, low=1)  # an integer >= 1
+non_negative_int = number(int, low=0)  # an integer >= 0
+finite_float = number(float)  # any finite float
+finite_positive_float = number(float, low=0, low_open=True)  # a finite float > 0
+non_negative_float = number(float, low=0)  # a finite float >= 0
 
 
 def comma_list(text: str) -> str:
@@ -190,6 +189,11 @@ def run_cli(
         return EXIT_FAILED
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileExistsError as error:  # mkdir of an output folder whose name a file holds
+        where = error.filename if error.filename2 is None else error.filename2
+        print(f"error: {where}: exists and is not a folder (an output folder is needed there; "
+              "give another --output or move the file)", file=sys.stderr)
         return EXIT_USAGE
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         text = f"{error.strerror}: {error.filename}" if error.strerror and error.filename else str(error)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import assets
 from ..common import run_cli
+from ..common.cli import non_negative_int
 from ..weights import add_commands, run
 
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                                       help="keep the downloaded archive after unpacking")
     demo = sub.add_parser("demo", help="build the offline demo images and HPatches-style sequences")
     demo.add_argument("--output", help="target folder (default: <cache>/demo)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=non_negative_int, default=0)
     args = parser.parse_args(argv)
     return run_cli(_run, args=args, on_success=lambda code: code)
 

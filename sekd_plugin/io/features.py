@@ -7,6 +7,7 @@ import os
 import h5py
 import numpy as np
 
+from .checks import check_features, check_keypoints
 from .h5_open import (FORMAT_ATTR, H5FileError, check_entries, list_entries, is_complete, check_name, needed_bytes,
                       open_h5, write_entry)
 
@@ -47,23 +48,31 @@ def list_names(path: str | os.PathLike) -> list[str]:
 
 
 def read_features(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
-    """All arrays of image ``name`` as stored (e.g. float16 when written with as_half)."""
+    """All arrays of image ``name`` as stored (e.g. float16 when written with as_half), checked
+    (:func:`~sekd_plugin.io.checks.check_features`: shapes agree, keypoints and descriptors finite)."""
     with open_h5(path, "r", "features") as fd:
         if not is_complete(fd, name):
             raise H5FileError(f"image '{name}' is not in features file {path}")
-        return {key: ds[()] for key, ds in fd[name].items() if isinstance(ds, h5py.Dataset)}
+        arrays = {key: ds[()] for key, ds in fd[name].items() if isinstance(ds, h5py.Dataset)}
+    return check_features(arrays, path, name)
 
 
 def get_keypoints(
     path: str | os.PathLike, name: str, return_uncertainty: bool = False
 ) -> np.ndarray | tuple[np.ndarray, float | None]:
-    """Keypoints N x 2 (x, y) of image ``name`` in original-image pixels, as stored."""
+    """Keypoints N x 2 (x, y) of image ``name`` in original-image pixels (float64), checked: two
+    finite columns inside the stored ``image_size`` (:func:`~sekd_plugin.io.checks.check_keypoints`)."""
     with open_h5(path, "r", "features") as fd:
         if not is_complete(fd, name):
             raise H5FileError(f"image '{name}' is not in features file {path}")
-        dataset = fd[name]["keypoints"]
+        group = fd[name]
+        if not isinstance(group.get("keypoints"), h5py.Dataset):
+            raise H5FileError(f"{path}: image '{name}' has no keypoints dataset")
+        dataset = group["keypoints"]
         keypoints = dataset[()]
         uncertainty = dataset.attrs.get("uncertainty")
+        size = group["image_size"][()] if isinstance(group.get("image_size"), h5py.Dataset) else None
+    keypoints = check_keypoints(keypoints, path, name, size)
     if return_uncertainty:
         return keypoints, (None if uncertainty is None else float(uncertainty))
     return keypoints

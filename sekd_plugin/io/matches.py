@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .checks import check_matches0
 from .h5_open import H5FileError, is_complete, needed_bytes, open_h5, write_entry
 
 
@@ -62,11 +63,14 @@ def has_matches(path: str | os.PathLike, name0: str, name1: str) -> bool:
         return find_pair(fd, name0, name1) is not None
 
 
-def get_matches(path: str | os.PathLike, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray]:
+def get_matches(path: str | os.PathLike, name0: str, name1: str,
+                counts: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Matches of a pair as ``(M x 2 int array of (idx0, idx1), M scores float32)``.
 
     The pair may be stored in either order and with the nested or the legacy key; a pair
-    stored as (name1, name0) is flipped so that column 0 always indexes ``name0``.
+    stored as (name1, name0) is flipped so that column 0 always indexes ``name0``. Indices are
+    checked (:func:`~sekd_plugin.io.checks.check_matches0`): integers >= -1 always, and with
+    ``counts`` (the keypoint counts of ``name0`` and ``name1``) within the keypoints of each image.
     """
     with open_h5(path, "r", "matches") as fd:
         found = find_pair(fd, name0, name1)
@@ -75,6 +79,11 @@ def get_matches(path: str | os.PathLike, name0: str, name1: str) -> tuple[np.nda
         key, reverse = found
         matches0 = fd[key]["matches0"][()]
         scores0 = fd[key]["matching_scores0"][()]
+    stored_counts = None if counts is None else (tuple(counts)[::-1] if reverse else tuple(counts))
+    matches0 = check_matches0(matches0, path, key, stored_counts)
+    if np.shape(scores0) != matches0.shape:
+        raise H5FileError(f"{path}: pair '{key}': matching_scores0 has shape {np.shape(scores0)}, "
+                          f"expected {matches0.shape}")
     idx = np.flatnonzero(matches0 != -1)
     matches = np.stack([idx, matches0[idx]], -1).astype(np.int64)
     if reverse:

@@ -51,6 +51,8 @@ import pycolmap
 from omegaconf import OmegaConf
 
 from ..common import PartialFailure, run_cli
+from ..common.cli import finite_float
+from ..io.colmap_model import camera_num_params, known_camera_models
 from ..io.images import list_images, parse_image_list
 from . import mapping, options as _options
 from .database import (FeatureInputs, build_database, check_match_indices, read_inputs, scaled_K,  # noqa: F401
@@ -92,6 +94,10 @@ def reconstruct(
     random seed (None: not set). ``overwrite``: replace a previous reconstruction in ``sfm_dir``.
     """
     sfm_dir, image_dir = Path(sfm_dir), Path(image_dir)
+    if camera_num_params(camera_model) is None:  # pycolmap would fail deep in the import, with a traceback
+        raise ReconstructionError(f"unknown camera model {camera_model!r}; valid: {', '.join(known_camera_models())}")
+    if min_match_score is not None and not np.isfinite(min_match_score):
+        raise ReconstructionError(f"min_match_score must be a finite number, got {min_match_score}")
     inputs = read_inputs(image_dir, Path(pairs), Path(features), Path(matches), image_list, min_match_score)
     mode = _options.camera_mode(camera_mode)  # an unknown mode fails before any work
     options = mapping_options(mapper_options, fixed=fixed_intrinsics is not None, num_threads=num_threads, seed=seed)
@@ -147,7 +153,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gt-intrinsics", type=Path,
                         help="folder of Strecha .camera files: fix every camera to its GT K")
     parser.add_argument("--skip-geometric-verification", action="store_true")
-    parser.add_argument("--min-match-score", type=float)
+    parser.add_argument("--min-match-score", type=finite_float)
     parser.add_argument("--mapper-option", action="append", default=[], metavar="KEY=VALUE",
                         help="IncrementalPipelineOptions entry (e.g. mapper.init_min_num_inliers=50)")
     parser.add_argument("--overwrite", action="store_true",

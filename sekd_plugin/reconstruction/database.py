@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pycolmap
 
-from ..io.h5 import get_keypoints, get_matches, list_names
+from ..io.matched_features import MatchedFeatures
 from ..io.images import list_images, parse_image_list
 from ..pairs import read_pairs, unique_pairs, write_pairs
 from .mapping import colmap_output
@@ -103,12 +103,13 @@ def read_inputs(image_dir: Path, pairs: Path, features: Path, matches: Path,
     for path, what in ((features, "features file"), (matches, "matches file"), (pairs, "pairs file")):
         if not path.exists():
             raise FileNotFoundError(f"{what} not found: {path}")
+    inputs = MatchedFeatures(features, matches)  # the matches must be of these features
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_dir}")
     names = parse_image_list(image_list) if image_list is not None else list_images(image_dir)
     if not names:
         raise ReconstructionError(f"no images to reconstruct in {image_dir}")
-    missing = sorted(set(names) - set(list_names(features)))
+    missing = sorted(set(names) - set(inputs.names()))
     if missing:
         raise ReconstructionError(f"{len(missing)} image(s) have no features in {features}: {missing[:10]}")
     pair_list = unique_pairs(read_pairs(pairs))
@@ -119,10 +120,10 @@ def read_inputs(image_dir: Path, pairs: Path, features: Path, matches: Path,
     pair_list = [p for p in pair_list if p[0] in known and p[1] in known]
     if not pair_list:
         raise ReconstructionError(f"no pair of {pairs} is between the images to reconstruct")
-    keypoints = {name: np.asarray(get_keypoints(features, name), dtype=np.float64) + 0.5 for name in names}
+    keypoints = {name: inputs.keypoints(name) + 0.5 for name in names}
     pair_matches = []
     for name0, name1 in pair_list:
-        m, scores = get_matches(matches, name0, name1)
+        m, scores = inputs.matches_of(name0, name1)
         if min_match_score is not None:
             m = m[scores > min_match_score]
         check_match_indices(m, (name0, name1), (len(keypoints[name0]), len(keypoints[name1])), matches, features)

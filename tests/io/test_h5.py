@@ -23,7 +23,7 @@ from sekd_plugin.io.h5 import (
 def _pred(n=5, d=8, seed=0):
     rng = np.random.default_rng(seed)
     return {
-        "keypoints": rng.random((n, 2), dtype=np.float32) * 100,
+        "keypoints": rng.random((n, 2), dtype=np.float32) * np.float32([119, 79]),  # inside the 120 x 80 image
         "scores": rng.random(n, dtype=np.float32),
         "descriptors": rng.random((d, n), dtype=np.float32),
         "image_size": np.array([120, 80]),

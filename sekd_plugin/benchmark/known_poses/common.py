@@ -34,7 +34,7 @@ def plan_scenes(configs: Sequence[str | Path], methods: Sequence[str], work: Pat
             scene = resolve_scene(cfg, method)
             if scene.gt_dir is None:
                 raise ConfigError(f"scene {scene_name} has no gt_cameras: this benchmark needs GT cameras")
-            gt[scene_name] = load_gt_cameras(scene.gt_dir, scene.names)
+            gt[scene_name] = load_gt_cameras(scene.gt_dir, scene.names, image_dir=scene.image_dir)  # K fitted to the images
     return plans, gt
 
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ...common import ConfigError, InputError
+from ...common.conf_layers import check_layer, load_text_guarded, resolve
 from ..methods import COLMAP, default_matcher
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -79,7 +80,7 @@ def _load_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        cfg = OmegaConf.load(path)
+        cfg = load_text_guarded(lambda: OmegaConf.load(path), str(path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -90,6 +91,11 @@ def _load_yaml(path: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of config keys")
     return cfg
+
+
+def _shown(overrides: Sequence[str], width: int = 80) -> list[str]:
+    """The overrides as named in an error line (each cut to ``width`` characters)."""
+    return [o if len(o) <= width else o[: width - 3] + "..." for o in overrides]
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -103,17 +109,21 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     if bad:
         raise ConfigError(f"overrides must be key=value, got {bad}")
     try:
-        layers.append((OmegaConf.from_dotlist(list(overrides)), "the overrides"))
+        layers.append((load_text_guarded(lambda: OmegaConf.from_dotlist(list(overrides)), "the overrides"),
+                       "the overrides"))
     except OmegaConfBaseException as error:
-        raise ConfigError(f"invalid override in {list(overrides)}: {error.msg.splitlines()[0]}") from None
+        raise ConfigError(f"invalid override in {_shown(overrides)}: {error.msg.splitlines()[0]}") from None
+    except yaml.YAMLError as error:  # a value OmegaConf parses as YAML
+        raise ConfigError(f"invalid override value in {_shown(overrides)}: {str(error).splitlines()[0]}") from None
     for layer, where in layers:
         _check_keys(layer, where)
+        check_layer(layer, where)  # depth and resolvers (no ${oc.env:...} value into the results)
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as error:
             key = getattr(error, "full_key", None) or ""
             raise ConfigError(f"{where}: invalid value for key '{key}': {error.msg.splitlines()[0]}") from None
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = resolve(cfg, [(layer, where) for layer, where in layers if len(layer)])  # a missing or circular interpolation: one line naming the key
     validate(plain)
     return plain
 
@@ -136,6 +146,10 @@ def validate(cfg: dict[str, Any]) -> None:
         raise ConfigError("intrinsics=gt needs gt_cameras (a folder of .camera files)")
     if str(cfg["camera_mode"]).upper() not in R.CAMERA_MODES:
         raise ConfigError(f"camera_mode must be one of {list(R.CAMERA_MODES)}, got {cfg['camera_mode']!r}")
+    from ...io.colmap_model import camera_num_params
+
+    if camera_num_params(cfg["camera_model"]) is None:
+        raise ConfigError(f"camera_model must be a COLMAP camera model (e.g. SIMPLE_RADIAL), got {cfg['camera_model']!r}")
     if cfg["resize_max"] is not None and cfg["resize_max"] <= 0:
         raise ConfigError(f"resize_max must be a positive integer or null, got {cfg['resize_max']!r}")
     if cfg["device"] is not None:

@@ -187,7 +187,7 @@ class HlocPipeline(Pipeline):
         return rec, stats
 
     def pair_matches(self, cfg: dict[str, Any], scene: Scene, pairs: list[tuple[str, str]]):
-        from ...io.h5 import get_keypoints, get_matches
+        from ...io.matched_features import MatchedFeatures
         from ...pairs import write_pairs
 
         every = len(pairs) == len(scene.names) * (len(scene.names) - 1) // 2  # shares the SfM run's matches
@@ -195,8 +195,9 @@ class HlocPipeline(Pipeline):
         em = extract_and_match(cfg, scene, scene.names,
                                lambda names: write_pairs(scene.output / f"{stem}.txt",
                                                          [p for p in pairs if p[0] in names and p[1] in names]))
-        keypoints = {n: get_keypoints(em["features"], n) for n in scene.names if n not in em["failed"]}
-        matches = {p: get_matches(em["matches"], *p)[0] for p in pairs if p[0] in keypoints and p[1] in keypoints}
+        inputs = MatchedFeatures(em["features"], em["matches"])  # checked against each other
+        keypoints = {n: inputs.keypoints(n) for n in scene.names if n not in em["failed"]}
+        matches = {p: inputs.matches_of(*p)[0] for p in pairs if p[0] in keypoints and p[1] in keypoints}
         return keypoints, matches, em["timings"], em["matcher"], em["failed"]
 
     def hloc_files(self, cfg: dict[str, Any], scene: Scene) -> dict[str, Any]:
