@@ -93,6 +93,23 @@ def _sky(rays_world: np.ndarray) -> np.ndarray:
     return ((1 - t) * np.array([205, 215, 230]) + t * np.array([110, 150, 210])).astype(np.float32)
 
 
+def _pixel_window(K: np.ndarray, R_wc: np.ndarray, t_wc: np.ndarray, O: np.ndarray, u: np.ndarray,
+                  v: np.ndarray, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+    """The pixel rectangle a quad can cover (``None``: none), to ray-cast only there; the whole
+    image when a corner is behind the camera (its projection would be meaningless)."""
+    corners = np.stack([O, O + u, O + u + v, O + v]) @ R_wc.T + t_wc
+    if (corners[:, 2] <= NEAR).all():
+        return None
+    if (corners[:, 2] <= NEAR).any():
+        return slice(None), slice(None)
+    xy = corners @ K.T
+    xy = xy[:, :2] / xy[:, 2:]
+    (x0, y0), (x1, y1) = np.floor(xy.min(0)) - 1, np.ceil(xy.max(0)) + 2
+    x0, x1 = int(max(x0, 0)), int(min(x1, shape[1]))
+    y0, y1 = int(max(y0, 0)), int(min(y1, shape[0]))
+    return (slice(y0, y1), slice(x0, x1)) if x0 < x1 and y0 < y1 else None
+
+
 def render_view(quads: Sequence[Quad], texture: Callable[[Quad], np.ndarray], K: np.ndarray, R: np.ndarray,
                 C: np.ndarray, size: tuple[int, int], supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Render one view.
@@ -121,25 +138,28 @@ def render_view(quads: Sequence[Quad], texture: Callable[[Quad], np.ndarray], K:
     depth = np.full(xs.shape, np.inf)
     for quad in quads:
         O, u, v = (np.asarray(a, float) for a in (quad.origin, quad.u, quad.v))
-        # Camera-from-texture homography of the plane: X_cam = [R u | R v | R O + t] [a b 1]^T.
+        window = _pixel_window(Ks, R_wc, t_wc, O, u, v, depth.shape)
+        if window is None:
+            continue
+        # Camera-from-texture homography of the plane: X_cam = [R u | R v | R O + t] [a b 1]^T,
+        # so M^-1 ray = (a, b, 1) / z for the hit at camera depth z (rays have z = 1).
         M = np.stack([R_wc @ u, R_wc @ v, R_wc @ O + t_wc], axis=1)
-        ab = rays @ np.linalg.inv(M).T  # (a, b, 1/z-ish) up to the scale of each ray
-        w = ab[..., 2]
+        abw = rays[window] @ np.linalg.inv(M).T
         with np.errstate(divide="ignore", invalid="ignore"):
-            a, b, z = ab[..., 0] / w, ab[..., 1] / w, 1.0 / w  # z: camera depth of the hit (ray z = 1)
-        hit = (z > NEAR) & (a >= 0) & (a <= 1) & (b >= 0) & (b <= 1) & (z < depth)
+            z = 1.0 / abw[..., 2]
+            a, b = abw[..., 0] * z, abw[..., 1] * z
+        hit = (z > NEAR) & (a >= 0) & (a <= 1) & (b >= 0) & (b <= 1) & (z < depth[window])
         if not hit.any():
             continue
         tex = texture(quad)
         th, tw = tex.shape[:2]
-        map_x = (a * tw - 0.5).astype(np.float32)
-        map_y = (b * th - 0.5).astype(np.float32)
-        map_x[~hit] = map_y[~hit] = 0
+        map_x = np.where(hit, a * tw - 0.5, 0).astype(np.float32)
+        map_y = np.where(hit, b * th - 0.5, 0).astype(np.float32)
         sampled = cv2.remap(tex, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         normal = np.cross(u, v)
         shade = 0.45 + 0.55 * abs(float(normal @ LIGHT)) / np.linalg.norm(normal)  # two-sided Lambert
-        image[hit] = sampled[hit].astype(np.float32) * shade
-        depth[hit] = z[hit]
+        image[window][hit] = sampled[hit].astype(np.float32) * shade
+        depth[window][hit] = z[hit]
     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     depth = depth.reshape(height, s, width, s).mean(axis=(1, 3)).astype(np.float32)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), depth
