@@ -5,7 +5,9 @@
 
 ``fetch`` downloads the archive with :func:`sekd_plugin.assets.fetch` and unpacks it safely into
 ``DIR/<folder>`` (default: the cache, ``$SEKD_PLUGIN_CACHE``); ``demo`` builds the offline demo
-set of :mod:`sekd_plugin.datasets.demo`. Errors print one line and exit with code 2.
+set of :mod:`sekd_plugin.datasets.demo` (photos, HPatches-style sequences, and a rendered
+multi-view 3D scene with ground-truth cameras for the SfM walk-through). Errors print one line
+and exit with code 2.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     add_commands(sub, "dataset")
     sub.choices["fetch"].add_argument("--keep-archive", action="store_true",
                                       help="keep the downloaded archive after unpacking")
-    demo = sub.add_parser("demo", help="build the offline demo images and HPatches-style sequences")
+    demo = sub.add_parser("demo", help="build the offline demo images, HPatches-style sequences and multi-view scene")
     demo.add_argument("--output", help="target folder (default: <cache>/demo)")
-    demo.add_argument("--seed", type=non_negative_int, default=0)
+    demo.add_argument("--seed", type=non_negative_int, default=0,
+                      help="seed of the HPatches-style sequences (the scene is fixed)")
     args = parser.parse_args(argv)
     return run_cli(_run, args=args, on_success=lambda code: code)
 
@@ -69,13 +72,15 @@ def _run(args) -> int:
         print(path)
         return 0
     if args.command == "demo":
-        from .demo import build_demo_hpatches, build_demo_images
+        from .demo import SCENE_CAMERAS, build_demo_hpatches, build_demo_images, build_demo_scene
 
         out = Path(args.output) if args.output else assets.cache_dir() / "demo"
         images = build_demo_images(out / "images")
         sequences = build_demo_hpatches(out / "hpatches", seed=args.seed)
         print(f"{len(images)} images in {out / 'images'}")
         print(f"{len(sequences)} sequences in {out / 'hpatches'}")
+        views = build_demo_scene(out / "scene")
+        print(f"{len(views)} views of a 3D scene in {out / 'scene'} (cameras: {out / 'scene' / SCENE_CAMERAS})")
         return 0
     return run(args, kind="dataset")
 

@@ -4,6 +4,9 @@ No download is needed: every photo used here ships inside the scikit-image wheel
 (``skimage.data``), so demos, tests and CI can run offline.
 
 * :func:`build_demo_images` writes the photos as PNGs (long side <= 640 px).
+* :func:`build_demo_scene` renders one rigid 3D scene (textured boxes on a textured ground in
+  front of a textured wall) from 8 cameras on an arc, with their ground-truth cameras: the
+  multi-view set for the SfM walk-through (see :mod:`sekd_plugin.datasets.scene_render`).
 * :func:`build_demo_hpatches` writes HPatches-layout sequences (``<seq>/1.png .. 6.png`` and
   ``H_1_2 .. H_1_6``, plain-text 3x3 matrices mapping image-1 pixels to image-k pixels):
   viewpoint sequences ``v_<photo>`` with seeded random homographies of increasing strength,
@@ -210,3 +213,109 @@ def build_demo_hpatches(out_dir: str | os.PathLike, seed: int = 0) -> list[Path]
         files += _write_sequence(out_dir, name, images, homographies)
     _write_manifest(out_dir, "demo_hpatches.json", header, files)
     return [out_dir / n for n in names]
+
+
+# --------------------------------------------------------------------------- demo 3D scene
+
+SCENE_VIEWS = 8
+SCENE_SIZE = (640, 480)
+SCENE_FOCAL = 1.2 * max(SCENE_SIZE)  # = COLMAP's default focal prior for images without EXIF
+SCENE_CAMERAS = "gt_dense_cameras"
+_W = (0.5, 0.5, 1.0)  # whole photo (largest window of the quad's aspect)
+
+
+def demo_scene_quads() -> list:
+    """The demo scene (metres, z up): a 12 m x 12 m ground of 9 photo tiles, a folded 3.5 m
+    wall of 3 photos behind, and 4 boxes of different sizes (one in front of the others, so
+    views differ by occlusions as well as by parallax)."""
+    from .scene_render import Quad, box_quads
+
+    ground = [["gravel", "grass", "immunohistochemistry"], ["hubble_deep_field", "coffee", "gravel"],
+              ["cell", "grass", "camera"]]
+    windows = [[_W, _W, _W], [_W, (0.7, 0.5, 0.6), (0.3, 0.3, 0.5)], [_W, (0.7, 0.7, 0.5), _W]]
+    quads = [Quad((-6 + 4 * i, -2 + 4 * j, 0), (4, 0, 0), (0, -4, 0), ground[j][i], windows[j][i])
+             for j in range(3) for i in range(3)]
+    wall = [(-5.5, 2.5), (-2.0, 4.5), (2.0, 4.5), (5.5, 2.5)]
+    for (x0, y0), (x1, y1), name in zip(wall, wall[1:], ("chelsea", "astronaut", "motorcycle")):
+        quads.append(Quad((x0, y0, 3.5), (x1 - x0, y1 - y0, 0), (0, 0, -3.5), name))
+    boxes = [((0.0, 0.3), (2.0, 1.4, 1.2), ("coffee", "retina", "page", "coins", "rocket"),
+              (_W, _W, _W, _W, _W)),
+             ((1.7, 1.6), (0.7, 0.7, 2.3), ("astronaut", "immunohistochemistry", "text", "hubble_deep_field", "clock"),
+              ((0.35, 0.5, 1.0), (0.3, 0.5, 1.0), _W, _W, _W)),
+             ((-1.8, 1.3), (1.2, 0.9, 0.7), ("rocket", "chelsea", "moon", "camera", "coffee"),
+              ((0.2, 0.6, 0.6), (0.3, 0.4, 0.7), _W, _W, (0.8, 0.5, 0.5))),
+             ((1.3, -1.6), (0.6, 0.6, 0.5), ("motorcycle", "coins", "grass", "retina", "astronaut"),
+              ((0.6, 0.5, 0.6), (0.4, 0.4, 0.5), _W, (0.3, 0.3, 0.5), (0.5, 0.2, 0.4)))]
+    for centre, size, names, wins in boxes:
+        quads += box_quads(centre, size, names, wins)
+    return quads
+
+
+def demo_scene_cameras(num_views: int = SCENE_VIEWS) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(K, R camera-to-world, C)`` of each view: an arc of radius 5.5 m in front of the scene,
+    20 degrees between neighbours (140 degrees for 8 views), heights alternating 2.6 / 2.9 m."""
+    from .scene_render import look_at
+
+    w, h = SCENE_SIZE
+    K = np.array([[SCENE_FOCAL, 0, w / 2], [0, SCENE_FOCAL, h / 2], [0, 0, 1.0]])
+    cameras = []
+    for k in range(num_views):
+        azimuth = np.deg2rad(-90 - 20 * (num_views - 1) / 2 + 20 * k)
+        C = np.array([5.5 * np.cos(azimuth), 5.5 * np.sin(azimuth), 2.6 + 0.3 * (k % 2)])
+        cameras.append((K, look_at(C, (0.0, 0.6, 0.7)), C))
+    return cameras
+
+
+def render_demo_scene(num_views: int = SCENE_VIEWS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(image H x W x 3 uint8 RGB, depth H x W float32)`` of each view of the demo scene."""
+    from .scene_render import crop_texture, render_view
+
+    photos: dict[str, np.ndarray] = {}
+    textures: dict = {}
+
+    def texture(quad):
+        key = (quad.texture, quad.window, round(quad.aspect, 6))
+        if key not in textures:
+            if quad.texture not in photos:
+                photos[quad.texture] = load_photo(quad.texture)
+            textures[key] = crop_texture(photos[quad.texture], quad.aspect, quad.window)
+        return textures[key]
+
+    quads = demo_scene_quads()
+    return [render_view(quads, texture, K, R, C, SCENE_SIZE) for K, R, C in demo_scene_cameras(num_views)]
+
+
+def format_strecha_camera(K: np.ndarray, R: np.ndarray, C: np.ndarray, size: tuple[int, int]) -> str:
+    """A Strecha ``.camera`` file's text (K, zero distortion, R camera-to-world, centre, size)."""
+    rows = [*K, np.zeros(3), *R, C]
+    return "".join(" ".join(f"{v:.12g}" for v in row) + "\n" for row in rows) + f"{size[0]} {size[1]}\n"
+
+
+def build_demo_scene(out_dir: str | os.PathLike) -> list[Path]:
+    """Render the demo scene into ``out_dir/0000.png ..`` with ground-truth cameras in
+    ``out_dir/gt_dense_cameras/<image name>.camera``; returns the image paths (cached).
+
+    The images are a real multi-view set (one rigid scene, 20 degrees between neighbouring
+    views), so ``sekd_plugin.reconstruction`` registers them all with default options. The focal
+    length is COLMAP's own default guess for images without EXIF (1.2 x the long side) and the
+    principal point the image centre, so self-calibration starts from the true camera.
+    Deterministic (no randomness) and cached via ``out_dir/demo_scene.json``.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / SCENE_CAMERAS).mkdir(parents=True, exist_ok=True)
+    names = [f"{k:04d}.png" for k in range(SCENE_VIEWS)]
+    paths = [out_dir / n for n in names]
+    header = {"generator": "sekd_plugin.datasets.demo.build_demo_scene", "version": GENERATOR_VERSION,
+              "views": SCENE_VIEWS, "size": list(SCENE_SIZE)}
+    if _manifest_matches(out_dir, "demo_scene.json", header):
+        return paths
+    files = []
+    for name, path, (image, _), (K, R, C) in zip(names, paths, render_demo_scene(), demo_scene_cameras()):
+        for target, data in ((path, _encode_png(image)),
+                             (out_dir / SCENE_CAMERAS / f"{name}.camera",
+                              format_strecha_camera(K, R, C, SCENE_SIZE).encode())):
+            if not (target.is_file() and target.read_bytes() == data):
+                write_atomic(target, data)
+            files.append(target)
+    _write_manifest(out_dir, "demo_scene.json", header, files)
+    return paths
