@@ -52,14 +52,37 @@ def test_walkthrough_uses_the_shipped_offline_commands():
 
 
 @pytest.mark.integration
-def test_walkthrough_runs_as_written(tmp_path, monkeypatch):
-    monkeypatch.delenv("SEKD_PLUGIN_WEIGHTS_DIR", raising=False)  # shipped models only
+def test_walkthrough_runs_as_written_and_registers_every_view_at_the_true_poses(tmp_path, monkeypatch):
+    """From an empty folder, each README line a fresh process, the shipped models only."""
+    import os
+
+    import pycolmap
+
+    import sekd_plugin
+    from sekd_plugin.datasets.demo import SCENE_CAMERAS, SCENE_VIEWS
+    from sekd_plugin.datasets.strecha import load_gt_cameras
+    from sekd_plugin.metrics.sfm import evaluate_poses
+
+    monkeypatch.delenv("SEKD_PLUGIN_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("SEKD_PLUGIN_CACHE", str(tmp_path / "cache"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(sekd_plugin.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
     for cmd in walkthrough_commands():
         argv = shlex.split(cmd)
         assert argv[0] == "python"
-        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True,
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=900)
         assert done.returncode == 0, f"{cmd}\n{done.stderr[-2000:]}"
-    assert (tmp_path / "out" / "sfm" / "images.bin").is_file()
+
+    rec = pycolmap.Reconstruction(tmp_path / "out" / "sfm")
+    names = sorted(image.name for image in rec.images.values())
+    assert names == [f"{k:04d}.png" for k in range(SCENE_VIEWS)] and rec.num_points3D() > 500
+    gt = load_gt_cameras(tmp_path / "demo" / "scene" / SCENE_CAMERAS, names)
+    poses = {}
+    for image in rec.images.values():
+        pose = image.cam_from_world() if callable(image.cam_from_world) else image.cam_from_world
+        poses[image.name] = (pose.rotation.matrix(), pose.translation)
+    result = evaluate_poses(poses, gt)
+    assert not result["failed"], result["failure"]
+    assert result["median_rotation_error_deg"] < 0.5 and result["median_center_error_m"] < 0.05
     assert list((tmp_path / "out" / "pictures").glob("*.png"))
