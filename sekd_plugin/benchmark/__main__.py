@@ -132,7 +132,8 @@ def main(argv=None) -> int:
     hp.add_argument("--dataset", action="append", help="HPatches- or Oxford-layout folder (repeatable)")
     hp.add_argument("--output", default="outputs/hpatches", help="output folder (default: outputs/hpatches)")
     hp.add_argument("--methods", type=comma_list, help="comma-separated extractor confs or LABEL=CONF "
-                    "(default: sekd-best,sekd-evolved,sekd-selftrained,sift,orb,akaze,brisk,sekd,superpoint,d2net)")
+                    "(default: every method at its recommended conf, e.g. sekd-best, sift-best, superpoint-demo, "
+                    "the shipped sekd-evolved and sekd-selftrained, and sekd, the paper's setting)")
     hp.add_argument("--weights", action="append", metavar="LABEL=PATH",
                     help="checkpoint for one method, e.g. --methods sekd,ours=sekd --weights ours=runs/x/model.pth")
     hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])

@@ -102,6 +102,13 @@ confs: dict[str, dict[str, Any]] = {
                   "max_keypoints": 8192},
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
+    # The recommended SIFT for the homography benchmark (chosen on DEV, docs/results.md): RootSIFT
+    # on the image upsampled once (first octave -1, as COLMAP), hloc's peak threshold.
+    "sift-best": {
+        "output": "feats-rootsift-o-1-r1600",
+        "model": {"name": "sift", "rootsift": True, "first_octave": -1},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
     # RootSIFT with a keypoint budget comparable to the learned detectors.
     "sift-n4096": {
         "output": "feats-rootsift-n4096-r1600",
@@ -163,6 +170,14 @@ confs: dict[str, dict[str, Any]] = {
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
 }
+# The recommended conf of each method on the homography benchmark, chosen on DEV by the mean of
+# MMA@3, H@3, AUC@3 and rep@3 (docs/results.md, "Recommended settings"); the main job runs these.
+# For reconstruction, benchmark.methods.METHODS holds the SfM choice (e.g. SIFT with COLMAP's settings).
+RECOMMENDED: dict[str, str] = {
+    "sekd": "sekd-best", "sift": "sift-best", "superpoint": "superpoint-demo", "d2net": "d2net",
+    "orb": "orb", "akaze": "akaze", "brisk": "brisk",
+}
+
 
 def get_conf(name: str) -> dict[str, Any]:
     """A deep copy of ``confs[name]``; an unknown name raises ConfigError listing the valid ones."""

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ...datasets.hpatches import Sequence, load_dataset
 from ...common import ConfigError, pick_device, write_json
 from ...extractors.base import get_extractor, missing_weights_reason
-from ...extractors.confs import get_conf
+from ...extractors.confs import RECOMMENDED, get_conf
 from ...io.h5 import list_names, read_features
 from ...matchers import get_matcher_conf, load_matcher
 from ...metrics import homography as M
@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 # each method at its recommended setting (docs/results.md: the DEV tables that chose them), the paper's
 # SEKD setting for parity; methods whose weights are missing are listed as skipped with their fetch line
-DEFAULT_METHODS = ("sekd-best", "sekd-evolved", "sekd-selftrained", "sift", "orb", "akaze", "brisk",
-                   "sekd", "superpoint", "d2net")
+DEFAULT_METHODS = ("sekd-best", "sekd-evolved", "sekd-selftrained", *(c for m, c in RECOMMENDED.items() if m != "sekd"),
+                   "sekd")
 DEFAULT_MATCHER = "NN-mutual"  # the SEKD paper's protocol: mutual nearest neighbours
 
 
