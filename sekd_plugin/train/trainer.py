@@ -272,9 +272,11 @@ class Trainer:
     def interrupted(self, what: str = "interrupted") -> None:
         """Record the interruption in the report; the last saved state stays the resume point."""
         if self.main and (self.out / "state.pth").exists():
+            kept = self.labels_kept
             self.history["status"] = (
                 f"{what} at round {self.progress['round']}, step {self.progress['step']}, "
-                f"epoch {self.progress['epoch']} (resumable)"
+                f"epoch {self.progress['epoch']}"
+                + (f", labels of {kept[0]}/{kept[1]} images kept" if kept else "") + " (resumable)"
             )
             try:
                 write_report(self.out, self.history, plots=False)
