@@ -199,13 +199,14 @@ def main(
                     raise RunError(f"{out} already holds a run; add --resume to continue it or choose another --output")
                 replace_unfinished(out)
         ctx.barrier()
+        given = config_mod.to_yaml(conf)  # as given: the trainer adapts a few values to the photos (crop size)
         trainer = Trainer(conf, out, resume=resume, ctx=ctx, device=device, progress=progress,
                           dev_eval=dev_eval if ctx.is_main else None)
         session["trainer"] = trainer
         if lock is not None and not resume:
             # the config of this run, written at start (a stale one from a run killed
-            # before its first checkpoint must not survive)
-            write_atomic(out / "config.yaml", config_mod.to_yaml(conf))
+            # before its first checkpoint must not survive); --resume compares a command with it
+            write_atomic(out / "config.yaml", given)
         try:
             return trainer.run()
         except KeyboardInterrupt as interrupt:
