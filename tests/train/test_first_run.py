@@ -22,15 +22,18 @@ def _args(images, out, *extra):
 
 def test_init_weights_name_with_resume_auto_resumes_the_identical_command(image_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    args = [*_args(image_dir, out), "--init-weights", "sekd_evolved", "--resume", "auto"]
+    # data.crop_size=48 needs 72 px windows on 64 px photos: the run fits it to 40 px, and the
+    # repeated command is still the same command
+    args = [*_args(image_dir, out, "data.crop_size=48"), "--init-weights", "sekd_evolved", "--resume", "auto"]
     assert cli(args) == 0
     saved = (out / "config.yaml").read_text()
     assert "sekd_evolved" in saved  # the resolved file of the name is what the run records
+    assert json.loads((out / "metrics.json").read_text())["crop"]["crop_size"] < 48
     capsys.readouterr()
     assert cli(args) == 0  # the same command again: resumes (the run is complete), no "keys differ"
     assert "differ" not in capsys.readouterr().err
     # another starting model is still a different run
-    assert cli([*_args(image_dir, out), "--init-weights", "sekd_selftrained", "--resume"]) == 2
+    assert cli([*_args(image_dir, out, "data.crop_size=48"), "--init-weights", "sekd_selftrained", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "init_weights" in err and len(err.strip().splitlines()) == 1
 
