@@ -223,6 +223,9 @@ def from_yaml(text: str, source: str = "config.yaml") -> DictConfig:
             raise TrainConfigError(f"{source}: not a mapping of config keys")
         _check_keys(_flat_keys(data), source)
         conf = OmegaConf.merge(OmegaConf.structured(TrainConfig), data)
+        if "val" in data and "conf" not in data.val:
+            # saved by the trainer before val.conf existed: it measured the paper's setting only
+            conf.val.conf, conf.val.report_confs = "sekd", []
     except TrainConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - YAML / schema errors of any kind

@@ -74,3 +74,11 @@ def test_a_run_reports_both_settings(image_dir, tmp_path):
         assert 0.0 <= row["settings"]["sekd"]["mma@3"] <= 1.0
     report = (out / "report.md").read_text()
     assert "Extraction setting: `sekd-best`" in report and "Setting `sekd` (reported, not used for selection)" in report
+
+
+def test_a_run_saved_before_val_conf_keeps_measuring_the_paper_setting():
+    text = config.to_yaml(config.load_config())
+    old = "\n".join(line for line in text.splitlines() if not line.strip().startswith(("conf:", "report_confs:", "- sekd")))
+    conf = config.from_yaml(old)
+    assert conf.val.conf == "sekd" and list(conf.val.report_confs) == []
+    assert config.from_yaml(text).val.conf == "sekd-best"
