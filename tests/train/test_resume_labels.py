@@ -6,7 +6,6 @@ import json
 
 import h5py
 import numpy as np
-import pytest
 import torch
 
 from sekd_plugin.models.sekd import SEKDNet

@@ -2,10 +2,11 @@
 (``val.conf``, default ``sekd-best``: multi-scale + sub-pixel), the paper's single scale is
 reported beside it."""
 
-import numpy as np
-import pytest
-import torch
+import json
 from types import SimpleNamespace
+
+import numpy as np
+import torch
 
 from sekd_plugin.distributed import Context
 from sekd_plugin.extractors.sekd import SEKD
@@ -66,8 +67,6 @@ def test_a_run_reports_both_settings(image_dir, tmp_path):
     over = [o for o in TINY if not o.startswith("schedule.rounds")] + [
         "schedule.rounds=1", "schedule.epochs_descriptor=0", "schedule.epochs_detector=0"]
     assert cli(["--images", str(image_dir), "--output", str(out), "--no-progress", *over]) == 0
-    import json
-
     m = json.loads((out / "metrics.json").read_text())
     for row in m["validation"]:
         assert row["conf"] == "sekd-best" and set(row["settings"]) == {"sekd"}
