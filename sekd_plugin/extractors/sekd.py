@@ -144,19 +144,12 @@ class SEKD(BaseExtractor):
         if not conf["multi_scale"]:
             return packed
         parts = [packed]
-        b, h, w = gray.shape
-        factor = 2.0
-        img_np = None
-        while int(h / factor) > conf["multi_scale_min_size"] and int(w / factor) > conf["multi_scale_min_size"]:
-            hs, ws = int(h / factor), int(w / factor)
-            if img_np is None:
-                img_np = gray.float().cpu().numpy()
-            # cv2 bilinear on the float image, as the release (bit-exact pyramid); one call per image
-            small = torch.stack([torch.from_numpy(cv2.resize(img_np[i], (ws, hs))) for i in range(b)]).to(gray)
+        h, w = gray.shape[-2:]
+        for small in pyramid(gray, conf["multi_scale_min_size"]):
+            hs, ws = small.shape[-2:]
             bi, k, s, d = self.detect_packed(small)
             ratio = k.new_tensor([w / ws, h / hs])
             parts.append((bi, (k + 0.5) * ratio - 0.5, s, d))
-            factor *= 2.0
         batch = torch.cat([p[0] for p in parts])
         kpts = torch.cat([p[1] for p in parts])
         scores = torch.cat([p[2] for p in parts])
@@ -200,6 +193,21 @@ class SEKD(BaseExtractor):
         prob, desc_map, padded_size = self.network_batch(gray)
         batch, pos, scores = select(prob, peaks(prob, (h, w), self.conf), (h, w), self.conf)
         return batch, pos, scores, describe(desc_map, batch, pos, padded_size, self.conf)
+
+
+def pyramid(gray: torch.Tensor, min_size: int) -> list[torch.Tensor]:
+    """The smaller levels of multi-scale detection of ``B x H x W`` gray images: halved, quartered,
+    ... while both sides stay above ``min_size`` (the release's rule); cv2 bilinear on the float
+    image, one call per image, as the release (bit-exact pyramid). Also the trainer's validation."""
+    b, h, w = gray.shape
+    levels, factor, img_np = [], 2.0, None
+    while int(h / factor) > min_size and int(w / factor) > min_size:
+        hs, ws = int(h / factor), int(w / factor)
+        if img_np is None:
+            img_np = gray.float().cpu().numpy()
+        levels.append(torch.stack([torch.from_numpy(cv2.resize(img_np[i], (ws, hs))) for i in range(b)]).to(gray))
+        factor *= 2.0
+    return levels
 
 
 # The stages after the network, one definition for the extractor, the trainer's validation and

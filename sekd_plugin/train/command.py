@@ -1,17 +1,19 @@
-"""``python -m sekd_plugin.train``: the command line, config resolution and :func:`main`.
+"""The train command's library half: the command line, config resolution and :func:`main`.
 
 A run folder holds one run (:mod:`.run_lock`); ``--resume`` continues from the last completed
-epoch (``--resume auto``: when there is a run). With ``val.dev_datasets`` the DEV benchmark of
-every round is the homography benchmark's :data:`DEV_EVALUATOR`, loaded by name (like hloc
-loads an extractor), so that the trainer never imports the benchmarks.
+epoch, or inside a label step from the first unfinished image (``--resume auto``: when there
+is a run). The DEV benchmark of ``val.dev_datasets`` is a callback the caller passes in
+(``dev_eval``): ``python -m sekd_plugin.train`` (:mod:`sekd_plugin.training`) passes the
+package's HPatches benchmark, so that nothing in ``train/`` imports the benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import logging
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,25 +23,17 @@ from ..common.errors import UserError
 from ..common.text import first_line
 from . import config as config_mod
 from . import ddp
+from .evaluation import DevEval
 from .run_lock import RunLock
-from .state import RunError
-from .trainer import DevEval, Trainer
+from .state import RunError, StateFileError, load_state
+from .trainer import Trainer
 
-DEV_EVALUATOR = "sekd_plugin.benchmark.homography.dev:dev_benchmark"
+logger = logging.getLogger("sekd_plugin.train")
 
-
-def load_dev_evaluator(conf, name: str = DEV_EVALUATOR) -> DevEval | None:
-    """The DEV callback of ``val.dev_datasets`` (``None`` without them), loaded by ``module:function``."""
-    if not conf.val.dev_datasets:
-        return None
-    module, _, func = name.partition(":")
-    bench = getattr(importlib.import_module(module), func)
-    datasets = list(conf.val.dev_datasets)
-
-    def dev_eval(weights: str, output: Path, label: str, device) -> dict:
-        return bench(weights, datasets, output, device.type, label=label)
-
-    return dev_eval
+# what a run writes into its folder: replaced together when a run without a finished round is restarted
+RUN_FILES = ("state.pth", "model.pth", "best.pth", "config.yaml", "report.md", "metrics.json", "losses.png",
+             "keypoints.png", "validation.png", "dev.png")
+RUN_FOLDERS = ("labels", "dev")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +81,8 @@ def resolve_config(output: str | Path, *, resume: bool, images=None, config=None
         if images:
             conf.images = [str(Path(d).resolve()) for d in images]
         if init_weights:
-            conf.init_weights = str(Path(init_weights).resolve())
+            # like with like: the run stored the resolved path of a name ("sekd") or a file
+            conf.init_weights = _resolved_like(init_weights, base.init_weights)
         changed = [k for k in config_mod.diff(base, conf) if k not in config_mod.RESUME_MUTABLE]
         if changed:
             raise RunError(
@@ -102,6 +97,19 @@ def resolve_config(output: str | Path, *, resume: bool, images=None, config=None
     if init_weights:
         conf.init_weights = str(resolve_init_weights(init_weights))
     return conf
+
+
+def _resolved_like(value: str, saved: str | None) -> str:
+    """``--init-weights`` given on resume, resolved as at the start of the run (a weights name
+    to its file); the saved value when both name the same file (the weights are not read on
+    resume: the state holds the model)."""
+    try:
+        path = resolve_init_weights(value)
+    except RunError:
+        return str(Path(value).expanduser().resolve())
+    if saved and Path(saved).exists() and Path(saved).resolve().samefile(path):
+        return saved
+    return str(path)
 
 
 def resolve_init_weights(value: str) -> Path:
@@ -125,6 +133,38 @@ def resolve_init_weights(value: str) -> Path:
     return located.path.resolve()
 
 
+def finished_rounds(out: Path) -> int | None:
+    """Rounds the run in ``out`` has finished (``None``: no run, or a state that cannot be read)."""
+    try:
+        return int(load_state(out / "state.pth")["progress"]["round"])
+    except (StateFileError, OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def replace_unfinished(out: Path) -> None:
+    """Remove a run that finished no round (only the files a run writes; anything else stays)."""
+    logger.warning("[sekd-train] %s holds a run that finished no round: replaced by this one", out)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+def _config(out: Path, resume: bool | str, **kw):
+    """``(config, resume)``: ``--resume auto`` resumes the run in ``out`` when it has one, and
+    starts anew over a run that finished no round when the command differs from it."""
+    if resume != "auto":
+        return resolve_config(out, resume=bool(resume), **kw), bool(resume)
+    if not (out / "state.pth").exists():
+        return resolve_config(out, resume=False, **kw), False
+    try:
+        return resolve_config(out, resume=True, **kw), True
+    except UserError:
+        if finished_rounds(out) != 0:
+            raise
+        return resolve_config(out, resume=False, **kw), False
+
+
 def main(
     *,
     output: str | Path,
@@ -140,31 +180,33 @@ def main(
     """Train (or resume) a run into ``output``; returns its history. Raises user errors.
 
     ``resume``: ``True`` continues the run in ``output``; ``"auto"`` continues it when
-    ``output/state.pth`` exists and starts one otherwise. ``dev_eval`` replaces the DEV
-    benchmark of ``val.dev_datasets`` (default: :data:`DEV_EVALUATOR`).
+    ``output/state.pth`` exists and starts one otherwise. ``dev_eval``: the DEV benchmark of
+    ``val.dev_datasets`` (:data:`.evaluation.DevEval`; required with them). The config is
+    checked completely before anything is written; a run in ``output`` that finished no round
+    is replaced by a new one.
     """
     out = Path(output)
     session = _session if _session is not None else {}
-    if resume == "auto":
-        resume = (out / "state.pth").exists()
-    resume = bool(resume)
-    conf = resolve_config(out, resume=resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
+    conf, resume = _config(out, resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
     ctx, device = ddp.setup(conf.device)
     session["ctx"] = ctx
     lock = RunLock(out) if ctx.is_main else None
     try:
         if lock is not None:
             lock.acquire()
-            if not resume:
-                if (out / "state.pth").exists():
+            if not resume and (out / "state.pth").exists():
+                if finished_rounds(out) != 0:
                     raise RunError(f"{out} already holds a run; add --resume to continue it or choose another --output")
-                # the config of this run, written at start (a stale one from a run killed
-                # before its first checkpoint must not survive)
-                write_atomic(out / "config.yaml", config_mod.to_yaml(conf))
+                replace_unfinished(out)
         ctx.barrier()
+        given = config_mod.to_yaml(conf)  # as given: the trainer adapts a few values to the photos (crop size)
         trainer = Trainer(conf, out, resume=resume, ctx=ctx, device=device, progress=progress,
-                          dev_eval=(dev_eval or load_dev_evaluator(conf)) if ctx.is_main else None)
+                          dev_eval=dev_eval if ctx.is_main else None)
         session["trainer"] = trainer
+        if lock is not None and not resume:
+            # the config of this run, written at start (a stale one from a run killed
+            # before its first checkpoint must not survive); --resume compares a command with it
+            write_atomic(out / "config.yaml", given)
         try:
             return trainer.run()
         except KeyboardInterrupt as interrupt:
@@ -178,8 +220,9 @@ def main(
         ctx.close()
 
 
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m sekd_plugin.train``: :func:`main` under :func:`sekd_plugin.common.run_cli`."""
+def cli(argv: list[str] | None = None, dev_eval: DevEval | None = None) -> int:
+    """The command line of :func:`main` under :func:`sekd_plugin.common.run_cli` (``dev_eval``:
+    the DEV benchmark; ``python -m sekd_plugin.train`` passes the package's)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     for i in range(len(argv) - 1):  # "--resume auto" (a flag cannot take an optional value safely)
         if argv[i] == "--resume" and argv[i + 1] == "auto":
@@ -195,6 +238,7 @@ def cli(argv: list[str] | None = None) -> int:
         init_weights=args.init_weights,
         overrides=args.overrides,
         progress=not args.no_progress,
+        dev_eval=dev_eval,
         _session=session,
     )
 
@@ -203,6 +247,10 @@ def cli(argv: list[str] | None = None) -> int:
         cmd = f"python -m sekd_plugin.train --output {shlex.quote(str(args.output))} --resume"
         if trainer is not None and (Path(args.output) / "state.pth").exists():
             p = trainer.progress
+            if trainer.labels_kept is not None:  # inside a label step: finished images are kept
+                kept, total = trainer.labels_kept
+                return (f"round {p['round']}, step {p['step']}: labels of {kept}/{total} images kept; --resume "
+                        f"continues there. Resume with:\n  {cmd}")
             return f"the last completed point (round {p['round']}, step {p['step']}, epoch {p['epoch']}) is saved. Resume with:\n  {cmd}"
         return "nothing was saved yet; nothing to resume"
 

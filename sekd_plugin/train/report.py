@@ -29,6 +29,16 @@ def _val_key(row: dict, name: str):
     return None
 
 
+def _measured_conf(history: dict) -> str:
+    rows = history.get("validation", [])
+    return rows[-1].get("conf", "sekd (paper setting)") if rows else "?"
+
+
+def _setting_names(history: dict) -> list[str]:
+    """The reported extraction settings beside the measured one, in order of appearance."""
+    return list(dict.fromkeys(n for row in history.get("validation", []) for n in row.get("settings", {})))
+
+
 def write_metrics(out: Path, history: dict) -> None:
     write_json(out / "metrics.json", history, indent=2)
 
@@ -45,6 +55,9 @@ def render_markdown(history: dict) -> str:
           for c in history.get("world_size_changes", [])),
         "",
         "## Validation (synthetic pairs of held-out images; mean over the groups, top-500 keypoints)",
+        "",
+        f"Extraction setting: `{_measured_conf(history)}` (the one that selects `best.pth`)."
+        + (" The other settings are below." if _setting_names(history) else ""),
         "",
         "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches | keypoints > 0.55 (at most 500) | NMS peaks > 0.55 | median top-500 score |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -74,6 +87,14 @@ def render_markdown(history: dict) -> str:
                     + "/".join(_fmt(d.get(k), 2) for k in ("mma@1", "mma@3", "homography_accuracy@3", "repeatability@3"))
                 )
             lines.append(f"| {row.get('after')} | " + " | ".join(cells) + " |")
+    for name in _setting_names(history):
+        lines += ["", f"Setting `{name}` (reported, not used for selection):", "",
+                  "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints > 0.55 (at most 500) |", "|---|---|---|---|---|"]
+        for row in rows:
+            v = row.get("settings", {}).get(name)
+            if v:
+                lines.append(f"| {row.get('after')} | {_fmt(v.get('mma@3'))} | {_fmt(v.get('homography_accuracy@3'))} "
+                             f"| {_fmt(v.get('repeatability@3'))} | {_fmt(v.get('deploy_keypoints'), 1)} |")
     best = history.get("best")
     if best:
         which = "the starting model (no round improved on it)" if best["round"] < 0 else f"round {best['round']}"
@@ -83,13 +104,17 @@ def render_markdown(history: dict) -> str:
         lines += ["", "Not eligible as best: " + "; ".join(f"round {v['round']}: {v['not_eligible']}" for v in vetoed) + "."]
     dev = history.get("dev", [])
     if dev or (off and off.get("dev")):
-        lines += ["", "## Real DEV sequences (package HPatches benchmark, `--protocol sekd`)", "",
-                  "| model | MMA@1 | MMA@3 | H@3 | pairs |", "|---|---|---|---|---|"]
-        if off and off.get("dev"):
-            o = off["dev"]
-            lines.append(f"| official sekd.pth | {_fmt(o.get('mma@1'))} | {_fmt(o.get('mma@3'))} | {_fmt(o.get('homography_accuracy@3'))} | {o.get('pairs', '-')} |")
-        for v in dev:
-            lines.append(f"| round {v['round']} | {_fmt(v.get('mma@1'))} | {_fmt(v.get('mma@3'))} | {_fmt(v.get('homography_accuracy@3'))} | {v.get('pairs', '-')} |")
+        lines += ["", "## Real DEV sequences (package HPatches benchmark, `--protocol sekd`)"]
+        dev_rows = ([("official sekd.pth", off["dev"])] if off and off.get("dev") else []) + [(f"round {v['round']}", v) for v in dev]
+        names = list(dict.fromkeys(n for _, v in dev_rows for n in v.get("settings", {})))
+        for name in [None, *names]:
+            title = f"`{dev_rows[-1][1].get('conf', 'sekd')}` (the DEV veto's setting)" if name is None else f"`{name}` (reported)"
+            lines += ["", f"Setting {title}:", "", "| model | MMA@1 | MMA@3 | H@3 | rep@3 | pairs |", "|---|---|---|---|---|---|"]
+            for label, v in dev_rows:
+                v = v if name is None else v.get("settings", {}).get(name)
+                if v:
+                    lines.append(f"| {label} | {_fmt(v.get('mma@1'))} | {_fmt(v.get('mma@3'))} | {_fmt(v.get('homography_accuracy@3'))} "
+                                 f"| {_fmt(v.get('repeatability@3'))} | {v.get('pairs', '-')} |")
     lines += ["", "## Rounds", ""]
     for rnd in history.get("rounds", []):
         if not rnd:

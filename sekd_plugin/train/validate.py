@@ -30,6 +30,7 @@ import torch
 
 from ..metrics import homography as metrics
 from ..extractors import sekd as sekd_stages
+from ..ops import topk_in_groups
 from ..ops.gray import rgb_to_gray_u8
 from .data import derive_seed
 
@@ -136,30 +137,85 @@ def make_groups(images: list[np.ndarray], conf) -> dict[str, list]:
     return {g: make_pairs(images, conf, g) for g in conf.groups}
 
 
+# the options of an extraction conf that change what validation measures (the rest -- threshold,
+# NMS, keypoint cap -- is the validation's own protocol: top-500 and the deployment threshold)
+SETTING_KEYS = ("multi_scale", "multi_scale_min_size", "sub_pixel", "subpixel_score", "sampling")
+PAPER_SETTING = {"multi_scale": False, "multi_scale_min_size": 128, "sub_pixel": False, "subpixel_score": "peak",
+                 "sampling": "official"}
+
+
+def setting_of(conf_name: str) -> dict:
+    """The :data:`SETTING_KEYS` of a named SEKD extraction conf (``sekd_plugin.extractors.confs``).
+
+    Raises ``ValueError`` with one line for an unknown name or a conf of another extractor."""
+    from ..extractors.base import ConfigError
+    from ..extractors.confs import confs, get_conf
+
+    try:
+        model = get_conf(conf_name)["model"]
+    except ConfigError:
+        raise ValueError(f"unknown extraction conf '{conf_name}'; SEKD confs: "
+                         f"{sorted(n for n, c in confs.items() if c['model']['name'] == 'sekd')}") from None
+    if model["name"] != "sekd":
+        raise ValueError(f"extraction conf '{conf_name}' is a {model['name']} conf, not a SEKD one")
+    return {k: model.get(k, sekd_stages.SEKD.default_conf[k]) for k in SETTING_KEYS}
+
+
+def _network(net, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """``prob B x Hp x Wp``, ``desc`` and the padded size of ``B x 1 x H x W`` padded to multiples
+    of 4 by edge replication (as the extractor)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % 4, -w % 4
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    prob, desc = net(x)
+    return prob[:, 0], desc, (h + ph, w + pw)
+
+
 @torch.no_grad()
-def extract(net, images: torch.Tensor, conf, thresholds: tuple[float, ...]) -> tuple[list[list], torch.Tensor]:
-    """Keypoints and descriptors of ``B x 1 x H x W`` images for each threshold, from one forward,
-    by the extractor's own stages (:func:`sekd_plugin.extractors.sekd.peaks`, ``select``,
-    ``describe``; no sub-pixel refinement, no border strip).
+def extract(net, images: torch.Tensor, conf, thresholds: tuple[float, ...], setting: dict | None = None,
+            base: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[list], torch.Tensor, torch.Tensor]:
+    """Keypoints and descriptors of ``B x 1 x H x W`` images for each threshold, by the
+    extractor's own stages (:func:`sekd_plugin.extractors.sekd.peaks`, ``select``, ``describe``,
+    ``pyramid``) in ``setting`` (:data:`SETTING_KEYS`; default :data:`PAPER_SETTING`: one scale,
+    no sub-pixel refinement); no border strip. ``base``: the network's output on ``images``
+    when already computed (several settings share it).
 
     Returns ``(feats, peaks, heights)``: ``feats[t][b] = (keypoints N x 2 (x, y), unit
     descriptors N x C)`` for threshold ``thresholds[t]`` (at most ``conf.max_keypoints``),
-    ``peaks`` ``T x B``, the NMS maxima above each threshold without that cap (a saturated count
-    says nothing), and ``heights`` ``T x B``, the median detector probability of the kept
-    keypoints (NaN for none): the calibration that decides how many clear a fixed threshold.
+    ``peaks`` ``T x B``, the NMS maxima of the full-size map above each threshold without that
+    cap (a saturated count says nothing), and ``heights`` ``T x B``, the median detector
+    probability of the kept keypoints (NaN for none): the calibration that decides how many
+    clear a fixed threshold.
     """
-    prob, desc = net(images)
-    prob = prob[:, 0]
+    setting = {**PAPER_SETTING, **(setting or {})}
     size = tuple(images.shape[-2:])
     stage = {"nms_radius": int(conf.nms_radius), "remove_borders": 0, "max_keypoints": int(conf.max_keypoints),
-             "sub_pixel": False, "sampling": "official"}
-    mask = sekd_stages.peaks(prob, size, stage)
+             **setting}
+    prob, desc = base if base is not None else net(images)
+    levels = [(prob[:, 0], desc, size, size)]
+    if setting["multi_scale"]:
+        for small in sekd_stages.pyramid(images[:, 0], int(setting["multi_scale_min_size"])):
+            p, d, padded = _network(net, small[:, None])
+            levels.append((p, d, tuple(small.shape[-2:]), padded))
+    masks = [sekd_stages.peaks(p, sz, stage) for p, _, sz, _ in levels]
     thr = torch.tensor(thresholds, dtype=prob.dtype, device=prob.device)
-    counts = (mask[None] & (prob[None] > thr[:, None, None, None])).sum((-1, -2))
+    counts = (masks[0][None] & (levels[0][0][None] > thr[:, None, None, None])).sum((-1, -2))
     feats, heights = [], []
     for t in thresholds:
-        batch, pos, scores = sekd_stages.select(prob, mask, size, {**stage, "confidence_threshold": t})
-        d = sekd_stages.describe(desc, batch, pos, size, stage).T.cpu().float()
+        parts = []
+        for (p, d, sz, padded), mask in zip(levels, masks):
+            batch, pos, scores = sekd_stages.select(p, mask, sz, {**stage, "confidence_threshold": t})
+            dd = sekd_stages.describe(d, batch, pos, padded, stage)
+            if sz != size:  # back to the full image's pixels, as the extractor
+                pos = (pos + 0.5) * pos.new_tensor([size[1] / sz[1], size[0] / sz[0]]) - 0.5
+            parts.append((batch, pos, scores, dd))
+        batch, pos, scores = (torch.cat([q[i] for q in parts]) for i in range(3))
+        dd = torch.cat([q[3] for q in parts], dim=1)
+        if len(parts) > 1:
+            order = topk_in_groups(batch, scores, int(conf.max_keypoints))
+            batch, pos, scores, dd = batch[order], pos[order], scores[order], dd[:, order]
+        d = dd.T.cpu().float()
         batch, pos, scores = batch.cpu(), pos.cpu().double().numpy(), scores.cpu().float()
         per_image = [batch == b for b in range(images.shape[0])]
         feats.append([(pos[m.numpy()], d[m]) for m in per_image])
@@ -234,46 +290,66 @@ def _summary(rows: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, batch: int = 16) -> dict:
+def evaluate(net, groups: dict[str, list] | list, conf, device: torch.device, batch: int = 16,
+             settings: dict[str, dict] | None = None, progress: bool = False, desc: str = "validation") -> dict:
     """Metrics per group and setting (``net(image) -> (prob, desc)``).
 
-    Returns ``{"groups": {group: {setting: {metric: mean}}}, "mma@3": ..., ...}`` where the
-    top-level metrics are the means over the groups in the ``top500`` setting (the model
-    selection metric; also what the plots show).
+    ``settings``: extraction settings by name (:func:`setting_of`; default the paper's single
+    scale); the first is the measured one, the others ride on the same network passes and are
+    reported under ``"settings"``. Returns ``{"groups": {group: {threshold setting: {metric:
+    mean}}}, "mma@3": ..., ..., "settings": {name: {the same}}}`` where the top-level metrics are
+    the means over the groups with the ``top500`` keypoints (the model selection metric; also
+    what the plots show). ``progress``: a bar over the batches.
     """
+    from tqdm import tqdm
+
     if isinstance(groups, list):
         groups = {"mild": groups}
+    settings = settings or {"paper": PAPER_SETTING}
     was_training = net.training
     net.eval()
-    out: dict = {"groups": {}}
+    res = {name: {g: {s: [] for s in SETTINGS} for g in groups} for name in settings}
+    total = sum((len(p) + batch - 1) // batch for p in groups.values())
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     try:
         for name, pairs in groups.items():
-            res = {s: [] for s in SETTINGS}
             for a in range(0, len(pairs), batch):
                 chunk = pairs[a : a + batch]
                 imgs = np.stack([im for p in chunk for im in p[:2]])
                 x = torch.from_numpy(imgs).float().div_(255.0)[:, None].to(device)
                 thresholds = (float(conf.deploy_threshold), 0.0)
-                feats, peaks, heights = extract(net, x, conf, thresholds)
-                for t, setting in enumerate(SETTINGS):
-                    for j, (_, _, H) in enumerate(chunk):
-                        (k0, d0), (k1, d1) = feats[t][2 * j], feats[t][2 * j + 1]
-                        row = pair_metrics(k0, d0, k1, d1, H, chunk[0][0].shape, conf.pixel_threshold, conf.matcher)
-                        row["peaks"] = 0.5 * float(peaks[t, 2 * j] + peaks[t, 2 * j + 1])
-                        row["peak_height"] = _nanmean(heights[t, 2 * j : 2 * j + 2].tolist())
-                        res[setting].append(row)
-            out["groups"][name] = {s: _summary(r) for s, r in res.items()}
+                base = net(x)  # one full-size pass for every setting
+                for sname, setting in settings.items():
+                    feats, peaks, heights = extract(net, x, conf, thresholds, setting, base=base)
+                    for t, thr_setting in enumerate(SETTINGS):
+                        for j, (_, _, H) in enumerate(chunk):
+                            (k0, d0), (k1, d1) = feats[t][2 * j], feats[t][2 * j + 1]
+                            row = pair_metrics(k0, d0, k1, d1, H, chunk[0][0].shape, conf.pixel_threshold, conf.matcher)
+                            row["peaks"] = 0.5 * float(peaks[t, 2 * j] + peaks[t, 2 * j + 1])
+                            row["peak_height"] = _nanmean(heights[t, 2 * j : 2 * j + 2].tolist())
+                            res[sname][name][thr_setting].append(row)
+                bar.update(1)
     finally:
+        bar.close()
         net.train(was_training)
-    if not out["groups"]:
+    if not groups:
         return {}
+    names = list(settings)
+    out = _overall({g: {s: _summary(r) for s, r in v.items()} for g, v in res[names[0]].items()})
+    out["settings"] = {n: _overall({g: {s: _summary(r) for s, r in v.items()} for g, v in res[n].items()}) for n in names[1:]}
+    return out
+
+
+def _overall(per_group: dict) -> dict:
+    """The means over the groups of one extraction setting (see :func:`evaluate`)."""
+    out: dict = {"groups": per_group}
     for m in ("mma@1", "mma@3", "homography_accuracy@3", "repeatability@3", "keypoints", "matches"):
-        out[m] = float(np.mean([g["top500"].get(m, 0.0) for g in out["groups"].values()]))
+        out[m] = float(np.mean([g["top500"].get(m, 0.0) for g in per_group.values()]))
     # keypoints per image that clear the extractor's threshold (best-checkpoint eligibility)
-    out["deploy_keypoints"] = float(np.mean([g["deploy"].get("keypoints", 0.0) for g in out["groups"].values()]))
+    out["deploy_keypoints"] = float(np.mean([g["deploy"].get("keypoints", 0.0) for g in per_group.values()]))
     # the same without the max_keypoints cap: a random detector saturates the capped count
-    out["deploy_peaks"] = float(np.mean([g["deploy"].get("peaks", 0.0) for g in out["groups"].values()]))
+    out["deploy_peaks"] = float(np.mean([g["deploy"].get("peaks", 0.0) for g in per_group.values()]))
     # median detector probability of the top-500 keypoints: where the map's peaks sit against 0.55
-    out["peak_height"] = _nanmean([g["top500"].get("peak_height", np.nan) for g in out["groups"].values()])
-    out["deploy_mma@3"] = float(np.mean([g["deploy"].get("mma@3", 0.0) for g in out["groups"].values()]))
+    out["peak_height"] = _nanmean([g["top500"].get("peak_height", np.nan) for g in per_group.values()])
+    out["deploy_mma@3"] = float(np.mean([g["deploy"].get("mma@3", 0.0) for g in per_group.values()]))
     return out

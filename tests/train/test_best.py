@@ -10,7 +10,7 @@ import torch
 
 from sekd_plugin.distributed import Context
 from sekd_plugin.models.sekd import SEKDNet
-from sekd_plugin.train import command as train_cli, config, trainer
+from sekd_plugin.train import command as train_cli, config, evaluation, trainer
 from sekd_plugin.train.data import context_size, fit_crop_to_photos
 
 from .conftest import TINY
@@ -22,13 +22,13 @@ def _trainer(tmp_path, validation, dev=(), min_keypoints=100.0):
         conf=conf, main=True, ctx=Context(), device=torch.device("cpu"), out=tmp_path, net=SEKDNet(),
         progress={"round": 0, "step": "validate", "epoch": 0}, history={"validation": list(validation), "dev": list(dev), "best": None},
     )
-    t._model_file = lambda model, yaml: trainer.Trainer._model_file(t, model, yaml)
+    t.model_file = lambda model, yaml: trainer.Trainer.model_file(t, model, yaml)
     t.log = lambda msg: None
     return t
 
 
 def _select(t, r):
-    trainer.Trainer._select_best(t, r)
+    evaluation.select_best(t, r)
     return t.history["best"]
 
 
@@ -141,16 +141,18 @@ def test_the_dev_benchmark_is_a_callback_the_caller_gives(tmp_path, image_dir):
     """The trainer runs ``dev_eval`` on the start and after each round; it never imports the benchmarks."""
     calls = []
 
-    def fake(weights, output, label, device):
+    def fake(weights, datasets, output, label, device, conf):
         calls.append(label)
+        assert datasets == ["unused"] and conf in ("sekd-best", "sekd")
         assert Path(weights).is_file() and device.type == "cpu"
         return {"mma@3": 0.5, "homography_accuracy@3": 0.5, "pairs": 1}
 
     over = [o for o in TINY if not o.startswith("schedule.rounds")] + ["schedule.rounds=1", "val.dev_datasets=[unused]"]
     conf_over = [*over, "schedule.epochs_descriptor=0", "schedule.epochs_detector=0"]
     h = train_cli.main(output=tmp_path / "run", images=[str(image_dir)], overrides=conf_over, progress=False, dev_eval=fake)
-    assert calls == ["round0"] and [d["round"] for d in h["dev"]] == [0]  # the start only with --init-weights
+    # the start only with --init-weights; the measured setting, then the paper's
+    assert calls == ["round0", "round0"] and [d["round"] for d in h["dev"]] == [0]
+    assert h["dev"][0]["conf"] == "sekd-best" and set(h["dev"][0]["settings"]) == {"sekd"}
     conf = config.load_config(overrides=["val.dev_datasets=[x]"])
     with pytest.raises(train_cli.RunError, match="no DEV evaluator"):
         trainer.Trainer(conf, tmp_path / "other", dev_eval=None)
-    assert train_cli.load_dev_evaluator(config.load_config()) is None

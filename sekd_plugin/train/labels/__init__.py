@@ -19,6 +19,8 @@ The modules: :mod:`.files` (storage), :mod:`.selection` (budget, NMS selection, 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -27,10 +29,11 @@ from .detect import detect_keypoints, detector_score, random_keypoints
 from .files import (LABEL_FORMAT, STEP_IDS, LabelFileError, Labels, label_stats, maxima_stats, read_labels,
                     read_labels_with_sizes, write_labels)
 from .network import LabelNet, label_network
+from .partial import PartialLabels, network_fingerprint
 from .reliability import reliability_keypoints, reliability_score
 from .selection import budget, select_labels
 
-__all__ = ["LABEL_FORMAT", "STEP_IDS", "LabelFileError", "LabelNet", "Labels", "budget", "compute_labels",
+__all__ = ["LABEL_FORMAT", "STEP_IDS", "LabelFileError", "LabelNet", "Labels", "PartialLabels", "budget", "network_fingerprint", "compute_labels",
            "detect_keypoints", "detector_score", "label_network", "label_stats", "maxima_stats", "random_keypoints",
            "read_labels", "read_labels_with_sizes", "reliability_keypoints", "reliability_score", "select_labels",
            "write_labels"]
@@ -47,10 +50,16 @@ def compute_labels(
     device: torch.device,
     progress: bool = True,
     desc: str | None = None,
+    on_image: Callable[[str, tuple[np.ndarray, np.ndarray], tuple[int, int], np.ndarray | None], None] | None = None,
+    done: int = 0,
 ) -> tuple[Labels, dict[str, tuple[int, int]], list[np.ndarray]]:
     """Labels of ``indices`` for ``kind`` in {"random", "detect", "reliability"}.
 
     Returns ``(labels, sizes (H, W), per-image NMS statistics)`` (see :func:`select_labels`).
+    ``on_image(key, (yx, scores), size, nms statistics or None)`` sees every finished image (the
+    caller keeps them across interruptions); ``done`` images of the step were finished before
+    (the progress bar starts there). Each image's labels depend only on the network and a
+    generator seeded by ``(seed, round, step, image index)``: any subset gives the same labels.
     """
     from tqdm import tqdm
 
@@ -63,7 +72,9 @@ def compute_labels(
     stats: list[np.ndarray] = []
     step = STEP_IDS["reliability" if kind == "reliability" else "detect"]
     try:
-        for idx in tqdm(indices, desc=desc or kind, disable=not progress, leave=False, dynamic_ncols=True):
+        bar = tqdm(indices, desc=desc or kind, disable=not progress, leave=False, dynamic_ncols=True,
+                   initial=done, total=done + len(indices))
+        for idx in bar:
             img = images.image(idx)
             key = images.keys[idx]
             sizes[key] = tuple(img.shape[:2])
@@ -76,6 +87,8 @@ def compute_labels(
                 yx, sc, st = fn(label_net, x, conf, gen)
                 stats.append(st.cpu().numpy())
             out[key] = (yx.cpu().numpy().astype(np.int16), sc.float().cpu().numpy().astype(np.float16))
+            if on_image is not None:
+                on_image(key, out[key], sizes[key], stats[-1] if kind != "random" else None)
     finally:
         net.train(was_training)
     return out, sizes, stats

@@ -23,8 +23,10 @@ class LabelFileError(InputError):
 
 
 # --------------------------------------------------------------------------- storage
-def write_labels(path: str | Path, labels: Labels, sizes: dict[str, tuple[int, int]] | None = None, **attrs) -> None:
-    """Write labels atomically (:func:`sekd_plugin.common.write_atomic`)."""
+def write_labels(path: str | Path, labels: Labels, sizes: dict[str, tuple[int, int]] | None = None,
+                 image_stats: dict[str, np.ndarray] | None = None, **attrs) -> None:
+    """Write labels atomically (:func:`sekd_plugin.common.write_atomic`); ``image_stats``: the
+    per-image NMS statistics (:func:`maxima_stats`), stored as ``nms_stats`` beside the labels."""
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -41,12 +43,16 @@ def write_labels(path: str | Path, labels: Labels, sizes: dict[str, tuple[int, i
                     g.attrs["height"], g.attrs["width"] = sizes[key][:2]
                 g.create_dataset("keypoints", data=np.asarray(yx, dtype=np.int16).reshape(-1, 2))
                 g.create_dataset("scores", data=np.asarray(sc, dtype=np.float16).reshape(-1))
+                if image_stats and key in image_stats:
+                    g.create_dataset("nms_stats", data=np.asarray(image_stats[key]))  # dtype kept: equal statistics
 
     write_atomic(path, write)
 
 
-def read_labels_with_sizes(path: str | Path) -> tuple[Labels, dict[str, tuple[int, int]], dict]:
-    """``(labels, image sizes (H, W), root attributes)`` of a label file.
+def read_labels_with_sizes(path: str | Path, image_stats: dict[str, np.ndarray] | None = None
+                           ) -> tuple[Labels, dict[str, tuple[int, int]], dict]:
+    """``(labels, image sizes (H, W), root attributes)`` of a label file (the per-image NMS
+    statistics go into ``image_stats`` when given).
 
     A truncated, corrupt or malformed file raises :class:`LabelFileError` naming it.
     """
@@ -66,6 +72,8 @@ def read_labels_with_sizes(path: str | Path) -> tuple[Labels, dict[str, tuple[in
                 out[name] = (yx, sc)
                 if "height" in g.attrs:
                     sizes[name] = (int(g.attrs["height"]), int(g.attrs["width"]))
+                if image_stats is not None and "nms_stats" in g:
+                    image_stats[name] = g["nms_stats"][()]
             if len(out) != int(attrs.get("num_images", -1)):
                 raise LabelFileError(f"{path}: holds {len(out)} images, its header says {attrs.get('num_images')}")
     except LabelFileError:
