@@ -43,14 +43,6 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "sekd", "checkpoint": "sekd_evolved"},  # shipped: sekd_plugin/trained/
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
-    # The recommended SEKD setting (issue 33: the lead names and measures it; the trainer's
-    # validation and DEV veto default to it, train.config ValConf.conf): the evolved weights,
-    # multi-scale detection and sub-pixel keypoints.
-    "sekd-best": {
-        "output": "feats-sekd-best-n500-r1600",
-        "model": {"name": "sekd", "checkpoint": "sekd_evolved", "multi_scale": True, "sub_pixel": True},
-        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
-    },
     # SEKD for reconstruction (chosen on the DEV scenes fountain-P11 / Herz-Jesu-P8, README
     # "Reconstruction"): a keypoint budget like hloc's SuperPoint setting, a low confidence
     # threshold so that the budget is reached, sub-pixel refinement, full resolution.
