@@ -179,9 +179,9 @@ def main(argv=None) -> int:
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
-    rc.add_argument("--methods", type=comma_list, help="comma-separated methods (colmap-sift, sift, sekd, sekd-sfm, sekd-evolved-sfm, sekd-selftrained, "
-                    "sekd-selftrained-sfm, superpoint, d2net or any extractor conf; default: "
-                    "colmap-sift,sift,sekd,sekd-sfm,sekd-evolved-sfm,sekd-selftrained,sekd-selftrained-sfm)")
+    rc.add_argument("--methods", type=comma_list, help="comma-separated methods (colmap-sift, sift (COLMAP's extraction settings), sift-hloc, sekd-best, "
+                    "sekd-sfm, superpoint, d2net or any extractor conf; default: "
+                    "colmap-sift,sift,sekd-best,sekd-sfm,sekd-selftrained-sfm,superpoint,d2net)")
     rc.add_argument("--extractors", type=comma_list, help="the same as --methods (older name)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
     rc.add_argument("--work", help="folder of the per-run caches (features, matches, models); default: --output")
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     po.set_defaults(func=_pose)
     tr = sub.add_parser("triangulation", help="triangulation with the GT cameras fixed (Schoenberger et al. 2017)")
     tr.add_argument("--config", action="append", required=True, help="scene config YAML with gt_cameras (repeatable)")
-    tr.add_argument("--methods", help="comma-separated methods (as for reconstruction; default colmap-sift,sift,sekd,sekd-sfm)")
+    tr.add_argument("--methods", help="comma-separated methods (as for reconstruction; default colmap-sift,sift,sekd-best,sekd-sfm)")
     tr.add_argument("--extractors", help=argparse.SUPPRESS)
     tr.add_argument("--verification", default="poses", help="poses (GT epipolar check) | colmap | none")
     tr.add_argument("--max-error", type=finite_positive_float, default=4.0, help="poses: Sampson distance threshold in px (default 4)")

@@ -41,7 +41,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "superpoint": {"extractor": "superpoint", "matcher": "NN-superpoint"},
     "d2net": {"extractor": "d2net-ss", "matcher": "NN-mutual"},
 }
-DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm", "sekd-evolved-sfm", "sekd-selftrained", "sekd-selftrained-sfm")
+# each method at its recommended SfM setting (docs/results.md, docs/sfm.md), COLMAP's own pipeline as the
+# reference row, the earlier SEKD SfM setting for comparison; missing weights are listed as skipped
+DEFAULT_METHODS = ("colmap-sift", "sift", "sekd-best", "sekd-sfm", "sekd-selftrained-sfm", "superpoint", "d2net")
 
 
 def parse_method(spec: str) -> tuple[str, str]:

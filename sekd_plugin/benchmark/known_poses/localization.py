@@ -32,7 +32,7 @@ from .common import Timer, gt_camera, method_files, plan_scenes
 from ...metrics.localization import THRESHOLDS, pose_errors, summarize
 
 PROTOCOL = "leave-one-out localization in the GT-pose triangulation of the others"
-DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm")
+DEFAULT_METHODS = ("colmap-sift", "sift", "sekd-best", "sekd-sfm")
 QUERY_INTRINSICS = ("gt", "exif")
 COLUMNS = ("scene", "method", "matcher", "localized", *(f"{100 * m:g} cm, {d:g} deg (%)" for m, d in THRESHOLDS),
            "med pos err (cm)", "med rot err (deg)", "med inliers", "model s/query", "localize s/query")

@@ -27,7 +27,7 @@ from .common import method_files, plan_scenes
 PROTOCOL = "triangulation (Schoenberger et al. CVPR 2017, GT cameras fixed)"
 ROW_KEYS = ("num_images", "num_points3D", "mean_track_length", "num_observations", "mean_reprojection_error_px",
             "num_matches", "num_verified_matches")
-DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm")
+DEFAULT_METHODS = ("colmap-sift", "sift", "sekd-best", "sekd-sfm")
 COLUMNS = ("scene", "method", "matcher", "images", "kpts/img", "#3D pts", "track len", "#obs", "reproj (px)",
            "matches / verified", "verif + triang (s)", "extract/match (s)")
 
