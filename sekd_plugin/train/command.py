@@ -1,7 +1,7 @@
 """``python -m sekd_plugin.train``: the command line, config resolution and :func:`main`.
 
-A run folder holds one run (:mod:`.run_lock`); ``--resume`` continues from the last completed
-epoch (``--resume auto``: when there is a run). With ``val.dev_datasets`` the DEV benchmark of
+A run folder holds one run (``<run>/.lock``, :class:`~sekd_plugin.common.locks.ProcessLock`);
+``--resume`` continues from the last completed epoch (``--resume auto``: when there is a run). With ``val.dev_datasets`` the DEV benchmark of
 every round is the homography benchmark's :data:`DEV_EVALUATOR`, loaded by name (like hloc
 loads an extractor), so that the trainer never imports the benchmarks.
 """
@@ -18,10 +18,10 @@ from typing import Any
 
 from ..common import run_cli, write_atomic
 from ..common.errors import UserError
+from ..common.locks import ProcessLock
 from ..common.text import first_line
 from . import config as config_mod
 from . import ddp
-from .run_lock import RunLock
 from .state import RunError
 from .trainer import DevEval, Trainer
 
@@ -151,7 +151,8 @@ def main(
     conf = resolve_config(out, resume=resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
     ctx, device = ddp.setup(conf.device)
     session["ctx"] = ctx
-    lock = RunLock(out) if ctx.is_main else None
+    lock = ProcessLock(out / ".lock", str(out), "one run folder holds one run: wait for it or choose another --output",
+                       error=RunError, wait=False) if ctx.is_main else None
     try:
         if lock is not None:
             lock.acquire()
