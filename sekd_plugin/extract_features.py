@@ -242,7 +242,7 @@ def extract(
         feature_path = Path(export_dir, conf["output"] + ".h5")
     feature_path = Path(feature_path)
     result = ExtractionResult(feature_path)
-    shard = ShardedFile(feature_path, "features")
+    shard = ShardedFile(feature_path, "features", unit="images")
     ctx = shard.ctx
 
     names = _image_names(image_dir, image_list, preprocessing["globs"], allow_outside)
@@ -320,7 +320,7 @@ def _extract_into(shard: ShardedFile, conf: dict[str, Any], image_dir: Path, nam
         persistent_workers=False,
     )
     noise = getattr(model, "detection_noise", 1.0)
-    writer = shard.writer(wanted, depth=2 * batch_size, unit="images")
+    writer = shard.writer(wanted, depth=2 * batch_size)
     try:
         with torch.inference_mode(), sigterm_as_interrupt(), \
                 tqdm(total=len(names), desc="extract", unit="img") as bar:  # after pycolmap's import (see there)

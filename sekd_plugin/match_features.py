@@ -177,7 +177,7 @@ def match_from_paths(
         raise FileNotFoundError(f"pairs file not found: {pairs_path}")
     match_path.parent.mkdir(parents=True, exist_ok=True)
 
-    shard = ShardedFile(match_path, "matches")
+    shard = ShardedFile(match_path, "matches", unit="pairs")
     ctx = shard.ctx
     wanted = provenance(conf["model"]["name"], matcher, Path(feature_path_q), Path(feature_path_ref))
     shard.prepare(lambda path: _check_provenance(path, wanted, overwrite, Path(feature_path_q)), wanted, overwrite)
@@ -223,7 +223,7 @@ def match_from_paths(
                        "without checking that they are comparable", match_path)
         record = None
     grouped = hasattr(matcher, "match_one_to_many")
-    writer = shard.writer(wanted, depth=256, unit="pairs")
+    writer = shard.writer(wanted, depth=256)
     todo = sum(len(by_first[a]) for a in firsts)
     try:
         with torch.inference_mode(), tqdm(total=todo, desc="match", unit="pair", disable=not ctx.is_main) as bar:

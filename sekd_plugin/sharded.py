@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import distributed
+from .common.errors import DiskFullError
 from .io.h5 import PartWriter, finished_parts, publish
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,18 @@ logger = logging.getLogger(__name__)
 class ShardedFile:
     """The output ``path`` (a ``kind`` .h5 file) as seen by this rank of ``ctx``."""
 
-    def __init__(self, path: str | Path, kind: str, ctx: distributed.Context | None = None):
-        self.path, self.kind = Path(path), kind
+    def __init__(self, path: str | Path, kind: str, ctx: distributed.Context | None = None, unit: str = "entries"):
+        self.path, self.kind, self.unit = Path(path), kind, unit
         self.ctx = ctx if ctx is not None else distributed.context()
+        self.written = 0  # entries this process's writer wrote into parts
+        self._writer: PartWriter | None = None
+
+    def _publish(self, conf: dict[str, Any] | None, drop: bool = False) -> None:
+        """Publish; a full disk says how many entries were written (kept in the parts)."""
+        try:
+            publish(self.path, self.kind, conf, drop=drop)
+        except DiskFullError as error:
+            raise DiskFullError(self.path, written=self.written, unit=self.unit) from None
 
     def parts(self) -> list[Path]:
         """The finished parts there are now (sorted)."""
@@ -44,7 +54,7 @@ class ShardedFile:
                 rebuild |= check(path)
             if rebuild:
                 self.path.unlink(missing_ok=True)
-            publish(self.path, self.kind, conf, drop=overwrite)  # what an interrupted run finished
+            self._publish(conf, drop=overwrite)  # what an interrupted run finished
 
         self.ctx.on_main(run)
 
@@ -54,15 +64,18 @@ class ShardedFile:
             return list(range(len(costs)))
         return distributed.balanced_split(costs, self.ctx.world)[self.ctx.rank]
 
-    def writer(self, conf: dict[str, Any] | None, depth: int, unit: str) -> PartWriter:
-        """This process's writer of finished parts (``conf`` recorded in each part)."""
-        return PartWriter(self.path, self.kind, conf, depth=depth, unit=unit)
+    def writer(self, conf: dict[str, Any] | None, depth: int) -> PartWriter:
+        """This process's writer of finished parts (``conf`` recorded in each part); close it
+        before :meth:`finish`."""
+        self._writer = PartWriter(self.path, self.kind, conf, depth=depth, unit=self.unit)
+        return self._writer
 
     def finish(self, conf: dict[str, Any] | None, mine: Any = None) -> list[Any]:
         """Every rank's ``mine`` (also the barrier: every part is written), after rank 0 has
         published the parts into the output recording ``conf`` (None: the output's own)."""
+        self.written = self._writer.written if self._writer is not None else 0
         everyone = self.ctx.gather(mine)
-        self.ctx.on_main(lambda: publish(self.path, self.kind, conf))
+        self.ctx.on_main(lambda: self._publish(conf))
         return everyone
 
     def publish_interrupted(self, conf: dict[str, Any] | None) -> None:

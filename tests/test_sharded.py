@@ -178,7 +178,7 @@ def test_two_rank_parts_are_merged_by_rank_0(tmp_path):
     shares = [s.share([5, 1, 1, 3]) for s in ranks]
     assert sorted(shares[0] + shares[1]) == [0, 1, 2, 3] and not set(shares[0]) & set(shares[1])
     for rank, name in zip(ranks, "ab"):
-        writer = rank.writer(conf, depth=2, unit="images")
+        writer = rank.writer(conf, depth=2)
         writer.put(**features_entry(name, _feats("ab".index(name))))
         writer.close()
     assert len(ranks[0].parts()) == 2 and not out.exists()  # nothing published before the end
