@@ -33,16 +33,8 @@ from .common.errors import ConfigError, DiskFullError, InputError
 from .common.files import ensure_free_space
 from .extractors.base import get_extractor, load_extractor, weights_fingerprint
 from .extractors.confs import confs, get_conf
-from .io.h5 import (
-    H5FileError,
-    PartWriter,
-    check_name,
-    conf_differences,
-    entry_name,
-    features_entry,
-    list_names,
-    read_conf,
-)
+from .io.h5 import (H5FileError, PartWriter, check_name, conf_differences, entry_name, features_entry, list_names,
+                    read_conf)
 from .io.images import (
     IMAGE_EXTENSIONS,
     ImageDataset,

@@ -56,6 +56,7 @@ def holders_text(path: str | os.PathLike) -> str:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             cmd = ""
+        cmd = " ".join(cmd.split())  # one line, whatever the command held
         names.append(f"{pid} ({cmd[:120]})" if cmd else str(pid))
     return ("process " + ", ".join(names)) if names else \
         "a process this machine cannot name (another user, host or container)"
