@@ -17,6 +17,7 @@ what was queued), computed again on resume.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
@@ -81,12 +82,12 @@ def _dead(host: str, pid: str) -> bool:
 
 def _clean(path: Path) -> None:
     """Delete what dead writers left unfinished (called under the publish lock)."""
-    for tmp in path.parent.glob(f".{path.name}.tmp*"):  # a publish's copy: publishers hold the lock
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):  # a publish's copy: publishers hold the lock
         tmp.unlink(missing_ok=True)
     folder = parts_dir(path)
     for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:  # ".<host>_<pid>_<token>_<n>.h5.tmp"
-        host, pid, *_ = tmp.name[1:].rsplit("_", 3)
-        if _dead(host, pid):
+        fields = tmp.name[1:].rsplit("_", 3)
+        if len(fields) == 4 and _dead(fields[0], fields[1]):
             tmp.unlink(missing_ok=True)
 
 
