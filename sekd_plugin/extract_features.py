@@ -29,21 +29,12 @@ from tqdm import tqdm
 
 from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.cli import non_negative_int, positive_int
-from .common.files import BackgroundWriter
 from .common.errors import ConfigError, DiskFullError, InputError
+from .common.files import ensure_free_space
 from .extractors.base import get_extractor, load_extractor, weights_fingerprint
 from .extractors.confs import confs, get_conf
-from .io.h5 import (
-    H5FileError,
-    check_name,
-    conf_differences,
-    entry_name,
-    list_names,
-    read_conf,
-    record_conf,
-    release_backup,
-    write_features,
-)
+from .io.h5 import (H5FileError, PartWriter, check_name, conf_differences, entry_name, features_entry, list_names,
+                    read_conf)
 from .io.images import (
     IMAGE_EXTENSIONS,
     ImageDataset,
@@ -152,6 +143,9 @@ def _check_provenance(path: Path, wanted: dict[str, Any], overwrite: bool, weigh
     found = read_conf(path)
     if found is None or found == wanted:
         return False
+    if not list_names(path):  # e.g. left by a run that failed before its first image: nothing to defend
+        logger.info("%s holds no features; replacing it", path)
+        return True
     if overwrite:
         logger.warning("%s holds features of another conf; --overwrite: rebuilding it (%s)",
                        path, "; ".join(conf_differences(found, wanted)))
@@ -223,8 +217,8 @@ def extract(
     ``batch_size > 1`` groups images of equal (resized) size into one forward pass where the
     extractor supports it (``extract_batch``; SEKD does), with identical features. Under
     ``torchrun`` the images are split across the ranks (balanced by pixel count); each rank
-    writes ``<output>.parts/rank<r>-of<N>.h5`` and rank 0 merges them into the output
-    atomically (see :mod:`sekd_plugin.sharded`). Every rank returns the totals.
+    writes parts ``<output>.parts/*.h5`` and rank 0 publishes them into the output atomically
+    (alone, the process does; see :mod:`sekd_plugin.sharded`). Every rank returns the totals.
     """
     image_dir = Path(image_dir)
     if "model" not in conf or "name" not in conf["model"]:
@@ -240,7 +234,7 @@ def extract(
         feature_path = Path(export_dir, conf["output"] + ".h5")
     feature_path = Path(feature_path)
     result = ExtractionResult(feature_path)
-    shard = ShardedFile(feature_path, "features")
+    shard = ShardedFile(feature_path, "features", unit="images")
     ctx = shard.ctx
 
     names = _image_names(image_dir, image_list, preprocessing["globs"], allow_outside)
@@ -267,17 +261,25 @@ def extract(
     sizes = _probe_sizes(image_dir, todo, preprocessing) if (batch_size > 1 or ctx.active) else [None] * len(todo)
     share = shard.share([(s[0] * s[1]) if s else 1 for s in sizes])
     todo, sizes = [todo[i] for i in share], [sizes[i] for i in share]
-    output = shard.rank_path()
+    record = wanted  # an hloc file's entries are not ours to vouch for: None
+    if feature_path.exists() and read_conf(feature_path) is None and done:
+        logger.warning("%s holds features without a recorded conf (e.g. written by hloc); adding to it "
+                       "without checking that they are comparable", feature_path)
+        record = None
 
     if todo:
         logger.info("Extracting %d images (%d already done) into %s%s with:\n%s", len(todo), len(result.skipped),
-                    output, f" (rank {ctx.rank} of {ctx.world})" if ctx.active else "", pprint.pformat(conf))
-        _extract_into(output, conf, image_dir, todo, sizes, preprocessing, wanted, as_half,
-                      ctx.device(device), num_workers, batch_size, result)
+                    feature_path, f" (rank {ctx.rank} of {ctx.world})" if ctx.active else "", pprint.pformat(conf))
+        try:
+            _extract_into(shard, conf, image_dir, todo, sizes, preprocessing, wanted, as_half,
+                          ctx.device(device), num_workers, batch_size, result)
+        except BaseException:
+            shard.publish_interrupted(record)
+            raise
     elif not ctx.active:
         logger.info("All %d images are already in %s; nothing to extract.", len(result.skipped), feature_path)
 
-    everyone = shard.finish(wanted, (result.extracted, result.failed, result.summary, result.timings))
+    everyone = shard.finish(record, (result.extracted, result.failed, result.summary, result.timings))
     if ctx.active:
         result.extracted = sorted({n for e, _, _, _ in everyone for n in e})
         result.failed = {k: v for _, f, _, _ in everyone for k, v in f.items()}
@@ -292,19 +294,15 @@ def extract(
     return result
 
 
-def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: list[str],
+def _extract_into(shard: ShardedFile, conf: dict[str, Any], image_dir: Path, names: list[str],
                   sizes: list[tuple[int, int] | None], preprocessing: dict[str, Any], wanted: dict[str, Any],
                   as_half: bool, device: torch.device, num_workers: int, batch_size: int,
                   result: ExtractionResult) -> None:
-    """Extract ``names`` into ``output`` (records ``wanted`` as its conf first)."""
-    if output.exists() and read_conf(output) is None and list_names(output):
-        logger.warning("%s holds features without a recorded conf (e.g. written by hloc); adding to it "
-                       "without checking that they are comparable", output)
-    else:
-        try:
-            record_conf(output, wanted)
-        except DiskFullError as error:
-            raise DiskFullError(error.path, written=0, unit="images") from None
+    """Extract ``names`` into finished parts of the output (each recording ``wanted``)."""
+    try:  # no work started on a full disk
+        ensure_free_space(shard.path)
+    except DiskFullError as error:
+        raise DiskFullError(error.path, written=0, unit="images") from None
     model = load_extractor(conf["model"], device)
     batched = batch_size > 1 and hasattr(model, "extract_batch")
     batches = make_batches(sizes, batch_size if batched else 1)
@@ -314,9 +312,7 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
         persistent_workers=False,
     )
     noise = getattr(model, "detection_noise", 1.0)
-    writer = BackgroundWriter(
-        lambda name, pred, unc: write_features(output, name, pred, as_half=as_half, uncertainty=unc),
-        depth=2 * batch_size, name="h5-writer", unit="images")
+    writer = shard.writer(wanted, depth=2 * batch_size)
     try:
         with torch.inference_mode(), sigterm_as_interrupt(), \
                 tqdm(total=len(names), desc="extract", unit="img") as bar:  # after pycolmap's import (see there)
@@ -325,17 +321,14 @@ def _extract_into(output: Path, conf: dict[str, Any], image_dir: Path, names: li
                     result.failed[name] = error
                     logger.warning("skipping %s: %s", name, error)
                 for batch in item["batches"]:
-                    _run_batch(model, batch, batched, device, noise, writer, result)
+                    _run_batch(model, batch, batched, device, noise, as_half, writer, result)
                 bar.update(sum(len(b["names"]) for b in item["batches"]) + len(item["errors"]))
     finally:
-        try:
-            writer.close()
-        finally:
-            release_backup(output)  # only a hard kill leaves the copy behind
+        writer.close()
 
 
-def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device, noise: float,
-               writer: BackgroundWriter, result: ExtractionResult) -> None:
+def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device, noise: float, as_half: bool,
+               writer: PartWriter, result: ExtractionResult) -> None:
     names = batch["names"]
     images = batch["image"].to(device, non_blocking=True)
     try:
@@ -356,7 +349,7 @@ def _run_batch(model, batch: dict[str, Any], batched: bool, device: torch.device
         return
     for name, pred, original_size, size in zip(names, preds, batch["original_size"], batch["size"]):
         pred, uncertainty = postprocess(pred, original_size, size, noise)
-        writer.put(name, pred, uncertainty if "keypoints" in pred else None)
+        writer.put(**features_entry(name, pred, as_half, uncertainty if "keypoints" in pred else None))
         result.timings[name] = elapsed
         result.extracted.append(name)
         n = len(pred["keypoints"]) if "keypoints" in pred else 0

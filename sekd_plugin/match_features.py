@@ -43,9 +43,9 @@ from tqdm import tqdm
 from . import distributed
 from .common import ConfigError, run_cli
 from .common.errors import DiskFullError, InputError
-from .common.files import BackgroundWriter
+from .common.files import ensure_free_space
 from .io.h5 import (H5FileError, conf_differences, features_fingerprint, list_names, open_h5, read_conf,
-                    read_features, record_conf, release_backup, write_matches)
+                    matches_entry, read_features)
 from .io.matches import find_pair
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
@@ -107,6 +107,9 @@ def _check_provenance(path: Path, wanted: dict[str, Any], overwrite: bool, featu
     found = read_conf(path, "matches")
     if found is None or found == wanted:
         return False
+    if not _has_entries(path):  # e.g. left by a run that failed before its first pair: nothing to defend
+        logger.info("%s holds no matches; replacing it", path)
+        return True
     differences = "; ".join(conf_differences(found, wanted))
     if overwrite:
         logger.warning("%s holds matches of another matcher or features; --overwrite: rebuilding it (%s)",
@@ -174,17 +177,19 @@ def match_from_paths(
         raise FileNotFoundError(f"pairs file not found: {pairs_path}")
     match_path.parent.mkdir(parents=True, exist_ok=True)
 
-    shard = ShardedFile(match_path, "matches")
+    shard = ShardedFile(match_path, "matches", unit="pairs")
     ctx = shard.ctx
     wanted = provenance(conf["model"]["name"], matcher, Path(feature_path_q), Path(feature_path_ref))
     shard.prepare(lambda path: _check_provenance(path, wanted, overwrite, Path(feature_path_q)), wanted, overwrite)
     all_pairs = unique_pairs(read_pairs(pairs_path))
     pairs = find_new_pairs(all_pairs, None if overwrite else match_path)
     counts = {"pairs": len(all_pairs), "matched": len(pairs), "skipped": len(all_pairs) - len(pairs)}
-    if match_path.exists() and pairs:  # a foreign or corrupt file fails here, before any work
-        try:
-            with open_h5(match_path, "a", "matches"):
+    if pairs:  # a foreign or corrupt file, or a full disk, fails here, before any work
+        if match_path.exists():
+            with open_h5(match_path, "r", "matches"):
                 pass
+        try:
+            ensure_free_space(match_path)
         except DiskFullError as error:
             raise DiskFullError(error.path, written=0, unit="pairs") from None
     if not pairs:
@@ -212,18 +217,13 @@ def match_from_paths(
     firsts = list(by_first)
     costs = [shapes_q[a][0][1] * sum(shapes_r[b][0][1] for b in by_first[a]) + 1 for a in firsts]
     firsts = [firsts[i] for i in shard.share(costs)]
-    output = shard.rank_path()
-    if output.exists() and read_conf(output, "matches") is None and _has_entries(output):
+    record = wanted  # an hloc file's entries are not ours to vouch for: None
+    if match_path.exists() and read_conf(match_path, "matches") is None and _has_entries(match_path):
         logger.warning("%s holds matches without a recorded conf (e.g. written by hloc); adding to it "
-                       "without checking that they are comparable", output)
-    else:
-        try:
-            record_conf(output, wanted, "matches")
-        except DiskFullError as error:
-            raise DiskFullError(error.path, written=0, unit="pairs") from None
+                       "without checking that they are comparable", match_path)
+        record = None
     grouped = hasattr(matcher, "match_one_to_many")
-    writer = BackgroundWriter(lambda *pair: write_matches(output, *pair), depth=256, name="h5-match-writer",
-                              unit="pairs")
+    writer = shard.writer(wanted, depth=256)
     todo = sum(len(by_first[a]) for a in firsts)
     try:
         with torch.inference_mode(), tqdm(total=todo, desc="match", unit="pair", disable=not ctx.is_main) as bar:
@@ -240,20 +240,22 @@ def match_from_paths(
                         matches0 = pred["matches0"].cpu().numpy()  # one transfer per group
                         scores0 = pred["matching_scores0"].cpu().numpy()
                         for k, name1 in enumerate(chunk):
-                            writer.put(name0, name1, matches0[k], scores0[k])
+                            writer.put(**matches_entry(name0, name1, matches0[k], scores0[k]))
                         bar.update(len(chunk))
                 else:
                     for name1 in partners:
                         pred = matcher({"descriptors0": desc_q(name0)[None], "descriptors1": desc_r(name1)[None]})
-                        writer.put(name0, name1, pred["matches0"][0].cpu().numpy(),
-                                   pred["matching_scores0"][0].cpu().numpy())
+                        writer.put(**matches_entry(name0, name1, pred["matches0"][0].cpu().numpy(),
+                                                   pred["matching_scores0"][0].cpu().numpy()))
                         bar.update(1)
-    finally:
+        writer.close()
+    except BaseException:
         try:
-            writer.close()
+            writer.close()  # what is queued is computed already
         finally:
-            release_backup(output)  # only a hard kill leaves the copy behind
-    shard.finish(wanted)
+            shard.publish_interrupted(record)
+        raise
+    shard.finish(record)
     logger.info("Wrote matches of %d pairs to %s", len(pairs), match_path)
     return counts
 

@@ -1,52 +1,60 @@
-"""One .h5 output written by every rank of a ``torchrun``: shard -> per-rank part -> merge.
+"""One .h5 output written by one process or by every rank of a ``torchrun``: parts -> publish.
 
-Under torchrun each rank writes its share into ``<output>.parts/rank<r>-of<N>.h5`` and rank 0
-merges the parts into the output atomically (:func:`sekd_plugin.io.h5.merge_files`); alone,
-the process writes the output itself. Parts left by an interrupted run are checked like the
-output and merged into it before anything is read, so a resumed run (with any number of
-ranks) skips what they hold. Extraction and matching both go through :class:`ShardedFile`.
+Every writing process (each rank under torchrun, or the process alone) writes finished parts
+``<output>.parts/*.h5`` through a :class:`~sekd_plugin.io.h5.PartWriter`; the entries reach the
+output only when rank 0 publishes them atomically (:func:`sekd_plugin.io.h5.publish`): at the
+end, at an interruption of a process alone, and, for what an interrupted run left, before
+anything is read, so a resumed run (with any number of ranks) skips what they hold.
+Extraction and matching both go through :class:`ShardedFile`.
 """
 
 from __future__ import annotations
 
-import shutil
+import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import distributed
-from .io.h5 import merge_files
+from .common.errors import DiskFullError
+from .io.h5 import PartWriter, finished_parts, publish
+
+logger = logging.getLogger(__name__)
 
 
 class ShardedFile:
     """The output ``path`` (a ``kind`` .h5 file) as seen by this rank of ``ctx``."""
 
-    def __init__(self, path: str | Path, kind: str, ctx: distributed.Context | None = None):
-        self.path, self.kind = Path(path), kind
+    def __init__(self, path: str | Path, kind: str, ctx: distributed.Context | None = None, unit: str = "entries"):
+        self.path, self.kind, self.unit = Path(path), kind, unit
         self.ctx = ctx if ctx is not None else distributed.context()
-        self.parts_dir = self.path.with_name(self.path.name + ".parts")
+        self.written = 0  # entries this process's writer wrote into parts
+        self._writer: PartWriter | None = None
+
+    def _publish(self, conf: dict[str, Any] | None, drop: bool = False) -> None:
+        """Publish; a full disk says how many entries were written (kept in the parts)."""
+        try:
+            publish(self.path, self.kind, conf, drop=drop)
+        except DiskFullError as error:
+            raise DiskFullError(self.path, written=self.written, unit=self.unit) from None
 
     def parts(self) -> list[Path]:
-        """The part files there are now (sorted)."""
-        return sorted(self.parts_dir.glob("*.h5")) if self.parts_dir.is_dir() else []
+        """The finished parts there are now (sorted)."""
+        return finished_parts(self.path)
 
     def prepare(self, check: Callable[[Path], bool], conf: dict[str, Any], overwrite: bool) -> None:
         """Rank 0 checks the output and any parts with ``check(path)`` (raises on entries of
-        another conf; True: rebuild, the output is deleted), then merges the parts into the
+        another conf; True: rebuild, the output is deleted), then publishes the parts into the
         output (dropped instead with ``overwrite``) recording ``conf``. Every rank raises
         rank 0's error and, after it returns, reads the same output."""
 
         def run() -> None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            parts = self.parts()
             rebuild = False
-            for path in [self.path, *parts]:  # e.g. the part of an NN-mutual run in an NN-ratio run
+            for path in [self.path, *self.parts()]:  # e.g. the part of an NN-mutual run in an NN-ratio run
                 rebuild |= check(path)
             if rebuild:
                 self.path.unlink(missing_ok=True)
-            if self.parts_dir.is_dir():  # parts of an interrupted torchrun: keep what they hold
-                if parts and not overwrite:
-                    merge_files(parts, self.path, self.kind, conf=conf)
-                shutil.rmtree(self.parts_dir, ignore_errors=True)
+            self._publish(conf, drop=overwrite)  # what an interrupted run finished
 
         self.ctx.on_main(run)
 
@@ -56,25 +64,26 @@ class ShardedFile:
             return list(range(len(costs)))
         return distributed.balanced_split(costs, self.ctx.world)[self.ctx.rank]
 
-    def rank_path(self) -> Path:
-        """The file this rank writes: its part under torchrun (folder created), else the output."""
-        if not self.ctx.active:
-            return self.path
-        path = self.parts_dir / f"rank{self.ctx.rank}-of{self.ctx.world}.h5"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+    def writer(self, conf: dict[str, Any] | None, depth: int) -> PartWriter:
+        """This process's writer of finished parts (``conf`` recorded in each part); close it
+        before :meth:`finish`."""
+        self._writer = PartWriter(self.path, self.kind, conf, depth=depth, unit=self.unit)
+        return self._writer
 
-    def finish(self, conf: dict[str, Any], mine: Any = None) -> list[Any]:
+    def finish(self, conf: dict[str, Any] | None, mine: Any = None) -> list[Any]:
         """Every rank's ``mine`` (also the barrier: every part is written), after rank 0 has
-        merged the parts into the output recording ``conf`` and removed them."""
+        published the parts into the output recording ``conf`` (None: the output's own)."""
+        self.written = self._writer.written if self._writer is not None else 0
         everyone = self.ctx.gather(mine)
-        if self.ctx.active or self.parts_dir.is_dir():
-
-            def merge() -> None:
-                parts = self.parts()
-                if parts:
-                    merge_files(parts, self.path, self.kind, conf=conf)
-                shutil.rmtree(self.parts_dir, ignore_errors=True)
-
-            self.ctx.on_main(merge)
+        self.ctx.on_main(lambda: self._publish(conf))
         return everyone
+
+    def publish_interrupted(self, conf: dict[str, Any] | None) -> None:
+        """A process alone that is being interrupted publishes what it finished (best effort:
+        on a full disk the parts stay for the next run); under torchrun the next run does."""
+        if self.ctx.active:
+            return
+        try:
+            publish(self.path, self.kind, conf)
+        except Exception as error:  # noqa: BLE001 - the interruption is what is reported
+            logger.debug("parts of %s left for the next run: %s", self.path, error)

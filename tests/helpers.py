@@ -72,3 +72,16 @@ def only_error_line(capsys) -> str:
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     return lines[0]
+
+
+def lock_is_free(run) -> bool:
+    """Whether a run folder's lock is free (the kernel-held lock; its file may stay)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True

@@ -228,3 +228,27 @@ def test_cli_wrong_checkpoint_is_one_line(tmp_path, capsys):
                 "--weights", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "missing keys" in err and "Traceback" not in err
+
+
+def test_a_failed_extraction_leaves_no_file_and_a_file_without_entries_is_replaced(tmp_path, capsys):
+    """Issue 33: a run failing before its first image (weights missing) left an empty features
+    file that refused the corrected command ("another conf ... weights_sha256 <unset>")."""
+    pytest.importorskip("pycolmap")
+    import cv2
+
+    from sekd_plugin.io.h5 import finished_parts, list_names, record_conf
+    from tests.helpers import texture
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(images / f"{i}.png"), texture(96, 128, i))
+    out = tmp_path / "f.h5"
+    args = ["--images", str(images), "--output", str(out), "--quiet", "--num-workers", "0"]
+    assert ef.cli(["--conf", "sekd", "--weights", str(tmp_path / "missing.pth"), *args]) == 2
+    assert "missing.pth" in capsys.readouterr().err
+    assert not out.exists() and not finished_parts(out)  # no file before the first entry
+    record_conf(out, {"model": {"name": "sekd"}, "preprocessing": {}})  # what older releases left
+    assert list_names(out) == []
+    assert ef.cli(["--conf", "sift", *args]) == 0  # replaced, not defended
+    assert list_names(out) == ["0.png", "1.png"]

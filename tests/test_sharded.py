@@ -98,7 +98,8 @@ def test_torchrun_extraction_and_matching_equal_one_process(tmp_path):
     # resume: a previous 2-rank run was interrupted after rank 1 had written one image
     sharded = tmp_path / "sharded.h5"
     parts = sharded.with_name(sharded.name + ".parts")
-    ef.extract(get_conf("sift"), images, image_list=["im5.png"], feature_path=parts / "rank1-of2.h5", num_workers=0)
+    ef.extract(get_conf("sift"), images, image_list=["im5.png"], feature_path=tmp_path / "im5.h5", num_workers=0)
+    _leave_part(tmp_path / "im5.h5", sharded)
     run = _torchrun(["-m", "sekd_plugin.extract_features", "--conf", "sift", "--images", str(images),
                      "--output", str(sharded), "--num-workers", "0"])
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-4000:]  # 1: broken.png failed (rank 0 reports)
@@ -135,8 +136,8 @@ def test_parts_of_an_interrupted_sharded_matching_are_kept(tmp_path):
     pairs.write_text("a b\na c\nb c\n")
     out = tmp_path / "m.h5"
     marker = np.full(20, 7, np.int16)  # not what matching would give: proves the part was kept
-    out.with_name("m.h5.parts").mkdir()
-    write_matches(out.with_name("m.h5.parts") / "rank1-of2.h5", "b", "c", marker, np.ones(20))
+    write_matches(tmp_path / "part.h5", "b", "c", marker, np.ones(20))
+    _leave_part(tmp_path / "part.h5", out)
     counts = mf.match_from_paths(mf.get_conf("NN-mutual"), pairs, out, feats, feats)
     assert counts == {"pairs": 3, "matched": 2, "skipped": 1}
     assert not out.with_name("m.h5.parts").exists()
@@ -156,22 +157,31 @@ class _Rank(distributed.Context):
         return [obj if r == self.rank else (self.main if r == 0 else obj) for r in range(self.world)]
 
 
+def _leave_part(written: Path, output: Path, name: str = "rank1-of2.h5") -> Path:
+    """Move the file ``written`` into the parts of ``output``: what an interrupted run left."""
+    part = output.with_name(output.name + ".parts") / name
+    part.parent.mkdir(exist_ok=True)
+    os.replace(written, part)
+    return part
+
+
 def _feats(value: float) -> dict:
     return {"keypoints": np.full((3, 2), value, np.float32), "descriptors": np.ones((4, 3), np.float32)}
 
 
 def test_two_rank_parts_are_merged_by_rank_0(tmp_path):
-    from sekd_plugin.io.h5 import read_conf, read_features, write_features
+    from sekd_plugin.io.h5 import features_entry, read_conf, read_features
     from sekd_plugin.sharded import ShardedFile
 
     out, conf = tmp_path / "f.h5", {"model": {"name": "fake"}}
     ranks = [ShardedFile(out, "features", _Rank(r, 2)) for r in range(2)]
     shares = [s.share([5, 1, 1, 3]) for s in ranks]
     assert sorted(shares[0] + shares[1]) == [0, 1, 2, 3] and not set(shares[0]) & set(shares[1])
-    paths = [s.rank_path() for s in ranks]
-    assert paths == [out.with_name("f.h5.parts") / f"rank{r}-of2.h5" for r in range(2)]
-    write_features(paths[0], "a", _feats(0))
-    write_features(paths[1], "b", _feats(1))
+    for rank, name in zip(ranks, "ab"):
+        writer = rank.writer(conf, depth=2)
+        writer.put(**features_entry(name, _feats("ab".index(name))))
+        writer.close()
+    assert len(ranks[0].parts()) == 2 and not out.exists()  # nothing published before the end
     assert ranks[0].finish(conf, "mine") == ["mine", "mine"]
     assert list_names(out) == ["a", "b"] and read_conf(out) == conf
     assert (read_features(out, "b")["keypoints"] == 1).all()
@@ -185,17 +195,18 @@ def test_parts_of_an_interrupted_run_are_checked_then_merged_before_reading(tmp_
     out = tmp_path / "f.h5"
     write_features(out, "a", _feats(0))
     shard = ShardedFile(out, "features", distributed.Context())
-    shard.parts_dir.mkdir()
-    write_features(shard.parts_dir / "rank1-of2.h5", "b", _feats(1))
+    parts = out.with_name("f.h5.parts")
+    write_features(tmp_path / "b.h5", "b", _feats(1))
+    _leave_part(tmp_path / "b.h5", out)
     checked = []
     shard.prepare(lambda path: checked.append(path.name) or False, {"v": 1}, overwrite=False)
     assert checked == ["f.h5", "rank1-of2.h5"] and list_names(out) == ["a", "b"]
-    assert not shard.parts_dir.exists() and shard.rank_path() == out
+    assert not parts.exists()
 
-    shard.parts_dir.mkdir()
-    write_features(shard.parts_dir / "rank0-of2.h5", "c", _feats(2))
+    write_features(tmp_path / "c.h5", "c", _feats(2))
+    _leave_part(tmp_path / "c.h5", out, "rank0-of2.h5")
     shard.prepare(lambda path: path == out, {"v": 2}, overwrite=True)  # rebuild: output and parts dropped
-    assert not out.exists() and not shard.parts_dir.exists()
+    assert not out.exists() and not parts.exists()
 
 
 def test_an_error_of_rank_0_is_raised_on_every_rank(tmp_path):

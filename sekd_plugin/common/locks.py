@@ -1,23 +1,23 @@
-"""One process at a time in a work folder (an ``fcntl`` lock file, released when the holder ends).
+"""One process at a time: the lock of a work folder and of a training run folder (:mod:`filelock`).
 
-Two benchmark runs into one ``--work`` folder share its per-scene / per-method folders (cached
-features, matches, COLMAP databases); without a lock both write the same SQLite database and
-one "succeeds" with a disk I/O error. :func:`folder_lock` takes ``<folder>/.sekd_plugin.lock``:
-a second run waits for the first (saying whom it waits for, once) and goes on when it is done,
-reusing what it cached; with ``$SEKD_PLUGIN_LOCK_TIMEOUT`` (seconds) it is refused after that
-long, naming the folder and the holder. The kernel releases the lock when the holder exits,
-killed or not, so a stale file never blocks.
+Two benchmark runs into one ``--work`` folder would share its cached features, matches and
+COLMAP databases (one "succeeds" with a disk I/O error), and two trainers in one run folder
+would overwrite each other's checkpoints. :class:`ProcessLock` holds a lock file
+(``fcntl.flock`` through filelock): the kernel releases it when the holder ends, killed or not,
+so a lock file left on disk never blocks. A second process waits (saying for whom, once) or
+is refused at once; ``$SEKD_PLUGIN_LOCK_TIMEOUT`` (seconds) bounds the wait of both. A refusal
+is one line naming the folder and, where this machine can tell (Linux ``/proc``), the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Iterator
+
+from filelock import FileLock, Timeout
 
 from .errors import UserError
 
@@ -28,57 +28,99 @@ TIMEOUT_ENV = "SEKD_PLUGIN_LOCK_TIMEOUT"
 
 
 class FolderLockedError(UserError):
-    """Another process holds the folder (the message names it and the holder's process id)."""
+    """Another process holds the folder (the message names it and, where known, the holder)."""
 
 
-def _holder(path: Path) -> str:
+def holders(path: str | os.PathLike) -> list[int]:
+    """Ids of the other local processes that have ``path`` open (Linux ``/proc``; else [])."""
     try:
-        pid = path.read_text().strip()
+        target = os.path.realpath(path)
+        pids = [p for p in Path("/proc").iterdir() if p.name.isdigit() and int(p.name) != os.getpid()]
     except OSError:
-        pid = ""
-    return f"process {pid}" if pid else "another process"
+        return []
+    found = []
+    for pid in pids:
+        try:
+            if any(os.path.realpath(fd) == target for fd in (pid / "fd").iterdir()):
+                found.append(int(pid.name))
+        except OSError:  # gone, or not ours to inspect
+            continue
+    return sorted(found)
 
 
-def _timeout() -> float | None:
+def holders_text(path: str | os.PathLike) -> str:
+    """``process 123 (python -m ...)``, or what can be said when no holder can be named."""
+    names = []
+    for pid in holders(path):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            cmd = ""
+        cmd = " ".join(cmd.split())  # one line, whatever the command held
+        names.append(f"{pid} ({cmd[:120]})" if cmd else str(pid))
+    return ("process " + ", ".join(names)) if names else \
+        "a process this machine cannot name (another user, host or container)"
+
+
+def timeout_s(default: float) -> float:
+    """``$SEKD_PLUGIN_LOCK_TIMEOUT`` in seconds (``default`` when unset; -1 waits for ever)."""
     value = os.environ.get(TIMEOUT_ENV, "").strip()
     if not value:
-        return None
+        return default
     try:
         return max(0.0, float(value))
     except ValueError:
         raise FolderLockedError(f"${TIMEOUT_ENV} must be a number of seconds, got {value!r}") from None
 
 
+class ProcessLock:
+    """``path`` held by this process between :meth:`acquire` and :meth:`release` (or ``with``).
+
+    ``wait``: wait for the holder (by default for ever) instead of refusing at once; either
+    way ``$SEKD_PLUGIN_LOCK_TIMEOUT`` sets how long. ``refusal`` is the message after
+    ``<what> is in use by <holder>``; ``error`` the exception raised with it.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str, refusal: str, error: type[Exception] = FolderLockedError,
+                 wait: bool = True):
+        self.path, self.what, self.refusal, self.error, self.wait = Path(path), what, refusal, error, wait
+        self.lock: FileLock | None = None
+
+    def acquire(self) -> None:
+        timeout = timeout_s(-1.0 if self.wait else 0.0)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if timeout != 0:
+                logger.warning("waiting for %s, which is using %s", holders_text(self.path), self.what)
+            try:
+                lock.acquire(timeout=timeout)
+            except Timeout:
+                raise self.error(f"{self.what} is in use by {holders_text(self.path)}; {self.refusal}") from None
+        self.lock = lock
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> "ProcessLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, what: str = "") -> Iterator[Path]:
-    """Hold ``folder`` (created if needed) for this process within the block; see the module
-    docstring. ``what`` names the work in messages (e.g. ``fountain-P11/colmap-sift``)."""
+    """Hold the work folder ``folder`` (created if needed) within the block: a second run waits
+    for the first and goes on when it is done, reusing what it cached. ``what`` names the work
+    in messages (e.g. ``fountain-P11/colmap-sift``)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        timeout, start, said = _timeout(), time.monotonic(), False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                label = f"{what} ({folder})" if what else str(folder)
-                if timeout is not None and time.monotonic() - start >= timeout:
-                    raise FolderLockedError(
-                        f"{label} is in use by {_holder(path)} (another run into the same work folder); "
-                        "wait for it to finish or use another --work") from None
-                if not said:
-                    logger.warning("waiting for %s, which is using %s", _holder(path), label)
-                    said = True
-                time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        try:
-            yield path
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    label = f"{what} ({folder})" if what else str(folder)
+    with ProcessLock(folder / LOCK_NAME, label, "another run into the same work folder; "
+                     "wait for it to finish or use another --work"):
+        yield folder / LOCK_NAME

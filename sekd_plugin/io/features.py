@@ -8,8 +8,21 @@ import h5py
 import numpy as np
 
 from .checks import check_features, check_keypoints
-from .h5_open import (FORMAT_ATTR, H5FileError, check_entries, list_entries, is_complete, check_name, needed_bytes,
-                      open_h5, write_entry)
+from .h5_open import FORMAT_ATTR, H5FileError, check_entries, check_name, is_complete, list_entries, open_h5
+from .h5_parts import write_entry
+
+
+def features_entry(name: str, pred: dict[str, np.ndarray], as_half: bool = False,
+                    uncertainty: float | None = None) -> dict:
+    """The entry :func:`write_features` stores, as keyword arguments of
+    :meth:`~sekd_plugin.io.h5_parts.PartWriter.put` (``key``, ``arrays``, ``attrs``)."""
+    check_name(name)
+    arrays = {}
+    for key, value in pred.items():
+        value = np.asarray(value)
+        arrays[key] = value.astype(np.float16) if as_half and value.dtype == np.float32 else value
+    attrs = {"keypoints": {"uncertainty": float(uncertainty)}} if uncertainty is not None else None
+    return {"key": name, "arrays": arrays, "attrs": attrs}
 
 
 def write_features(
@@ -24,17 +37,11 @@ def write_features(
     ``pred`` maps dataset names to numpy arrays (``keypoints`` N x 2, ``scores`` N,
     ``descriptors`` D x N, ``image_size`` (W, H), ...). With ``as_half`` float32 arrays
     are stored as float16. ``uncertainty`` becomes the ``keypoints`` attribute of that name.
-    An existing group ``name`` (complete or not) is replaced. A name that is not valid
-    UTF-8 raises :class:`H5FileError` before the file is touched.
+    An existing group ``name`` is replaced. A name that is not valid UTF-8 raises
+    :class:`H5FileError` before the file is touched. Each call publishes (copies) the file:
+    many images are written with a :class:`~sekd_plugin.io.h5_parts.PartWriter`.
     """
-    check_name(name)
-    needed = needed_bytes(pred.values())
-    arrays = {}
-    for key, value in pred.items():
-        value = np.asarray(value)
-        arrays[key] = value.astype(np.float16) if as_half and value.dtype == np.float32 else value
-    attrs = {"keypoints": {"uncertainty": float(uncertainty)}} if uncertainty is not None else None
-    write_entry(path, "features", name, arrays, needed, attrs=attrs)
+    write_entry(path, "features", **features_entry(name, pred, as_half, uncertainty))
 
 
 def list_names(path: str | os.PathLike) -> list[str]:

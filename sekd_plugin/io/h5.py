@@ -16,23 +16,18 @@ Layout (identical to what hloc's ``extract_features.py`` and ``match_features.py
 
 Completeness guarantee
 ----------------------
-Every group is written in its own open -> write -> flush -> close cycle, and the attribute
-``complete = 1`` is set on the group as the **last** write. Readers (``list_names``,
-``read_features``, ``get_matches``...) treat a group without it as missing, and writers
-delete such a group before writing it again. A Python-level interruption (an exception,
-Ctrl-C, SIGTERM turned into an exception) therefore leaves every earlier group intact and
-the current one marked incomplete. HDF5 has no journal: a hard kill (SIGKILL, the OOM killer,
-power loss) while HDF5 writes metadata can still make the whole file unreadable. Against that,
-a writing process keeps a copy of the file as it was before it wrote (``<file>.backup-<pid>``,
-refreshed every minute or so, deleted when the job ends), and the next process to open a
-damaged file restores the copy a killed writer left (:mod:`~sekd_plugin.io.h5_backup`): a
-hard kill costs at most the entries written since that copy, computed again on resume.
+No process writes a user's file in place (:mod:`~sekd_plugin.io.h5_parts`): a writer puts its
+entries into finished parts of its own (``<file>.parts/*.h5``, each built under a temporary
+name and renamed, every group marked ``complete = 1``), and they reach ``<file>`` only by an
+atomic publish (a merged copy moved into place under the file's lock, ``.<file>.lock``). An
+interruption of any kind, SIGKILL and the OOM killer included, leaves the file as it was before or
+after a publish, and finished parts that the next run publishes before it starts; a hard kill
+costs at most the last half second of work. Readers treat a group without ``complete = 1`` as
+missing.
 
-A full disk is the other way to damage an HDF5 file (a metadata write that fails half way),
-so writers never let HDF5 meet one: the file is opened for writing, and every group
-written, only while the entry's size plus a safety margin is free
-(:func:`sekd_plugin.common.files.ensure_free_space`); otherwise, or when a write fails with
-ENOSPC all the same, nothing more is written to the file and a
+On a full disk a part or a publish is refused before it starts when its size plus a safety
+margin is not free (:func:`sekd_plugin.common.files.ensure_free_space`); a write that fails
+with ENOSPC all the same removes its temporary file; either way the file is untouched and a
 :class:`~sekd_plugin.common.errors.DiskFullError` names it.
 
 Files written by this module carry a root attribute ``sekd_plugin_format`` ("features" or
@@ -42,9 +37,7 @@ are marked complete and the root attribute is added. A file that is not HDF5, or
 file of another kind, raises :class:`H5FileError` naming the file.
 """
 
-from .features import get_keypoints, list_names, read_features, write_features
-from .h5_backup import BACKUP_ENV
-from .h5_backup import release as release_backup
+from .features import features_entry, get_keypoints, list_names, read_features, write_features
 from .h5_merge import merge_files
 from .h5_open import (
     COMPLETE_ATTR,
@@ -57,12 +50,14 @@ from .h5_open import (
     entry_name,
     open_h5,
 )
-from .matches import get_matches, has_matches, names_to_pair, names_to_pair_old, write_matches
+from .h5_parts import PartWriter, finished_parts, publish
+from .matches import get_matches, has_matches, matches_entry, names_to_pair, names_to_pair_old, write_matches
 from .provenance import CONF_ATTR, conf_differences, features_fingerprint, file_sha256, read_conf, record_conf
 
 __all__ = [
-    "BACKUP_ENV", "COMPLETE_ATTR", "CONF_ATTR", "DEFAULT_LOCK_TIMEOUT", "FORMAT_ATTR", "LIBVER", "LOCK_TIMEOUT_ENV", "H5FileError",
-    "check_name", "conf_differences", "entry_name", "features_fingerprint", "file_sha256", "get_keypoints",
-    "get_matches", "has_matches", "list_names", "merge_files", "names_to_pair", "names_to_pair_old", "open_h5",
-    "read_conf", "read_features", "record_conf", "release_backup", "write_features", "write_matches",
+    "COMPLETE_ATTR", "CONF_ATTR", "DEFAULT_LOCK_TIMEOUT", "FORMAT_ATTR", "LIBVER", "LOCK_TIMEOUT_ENV", "H5FileError",
+    "PartWriter", "check_name", "conf_differences", "entry_name", "features_entry", "features_fingerprint",
+    "file_sha256", "finished_parts", "get_keypoints", "get_matches", "has_matches", "list_names", "matches_entry",
+    "merge_files", "names_to_pair", "names_to_pair_old", "open_h5", "publish", "read_conf", "read_features",
+    "record_conf", "write_features", "write_matches",
 ]

@@ -14,15 +14,14 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import h5py
-import numpy as np
 
 from ..common.errors import InputError
 from ..common.files import disk_full_error, ensure_free_space, is_disk_full, quiet_disk_full_reports
+from ..common.locks import holders_text
 from ..common.text import first_line
-from . import h5_backup
 
 logger = logging.getLogger(__name__)
 
@@ -92,39 +91,21 @@ def _check_kind(fd: h5py.File, path: Path, kind: str, adopt: bool) -> None:
 
 
 # The HDF5 1.8 file format: read by every HDF5 since 2008 and, unlike the newest format, no
-# "open for write" superblock flags that a killed writer would leave set (see h5_recovery).
+# "open for write" superblock flags that a killed writer would leave set.
 LIBVER = ("earliest", "v108")
 
 
-def _open_file(path: Path, mode: str) -> h5py.File:
-    try:
-        return h5py.File(path, mode, libver=LIBVER)
-    except OSError as error:
-        if "already open for write" not in str(error):
-            raise
-        # HDF5 took the file lock before reading the flags: no live process has the file
-        # open, the flags were left by a writer that was killed. Clear them and go on.
-        from .h5_recovery import clear_write_flags
-
-        if not clear_write_flags(path):
-            raise
-        logger.warning("%s was left open by a process that was killed; reopened it "
-                       "(its complete entries are kept)", path)
-        return h5py.File(path, mode, libver=LIBVER)
-
-
 @contextmanager
-def open_h5(path: str | os.PathLike, mode: str, kind: str, backup: bool = True) -> Iterator[h5py.File]:
+def open_h5(path: str | os.PathLike, mode: str, kind: str) -> Iterator[h5py.File]:
     """Open an hloc ``kind`` ("features" or "matches") file with a clear error if it is not one.
 
-    ``mode`` is ``"r"`` or ``"a"`` (created when missing; a 0-byte file counts as missing).
-    A file damaged by a writer killed inside HDF5 is first restored from the copy that writer
-    left; ``backup=False`` makes no such copy when writing (temporary files).
+    ``mode`` is ``"r"`` or ``"a"`` (created when missing; a 0-byte file counts as missing);
+    ``"a"`` is for files private to one process (parts, a merge's temporary copy): a user's
+    file is only ever replaced (:mod:`sekd_plugin.io.h5_parts`).
     """
     path = Path(path)
     if path.is_dir():
         raise H5FileError(f"expected a {kind} .h5 file, got a directory: {path}")
-    h5_backup.restore_if_damaged(path)
     if mode == "r" and not path.exists():
         raise H5FileError(f"{kind} file not found: {path}")
     if mode == "a" and path.exists() and path.is_file() and path.stat().st_size == 0:
@@ -138,8 +119,6 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str, backup: bool = True) 
     done = False
     try:
         _check_kind(fd, path, kind, adopt=(mode != "r"))
-        if mode != "r" and backup:
-            h5_backup.after_open_for_write(fd, path)
         yield fd
         done = True
     except (RuntimeError, OSError) as error:  # h5py's errors for damaged metadata or data
@@ -158,41 +137,13 @@ def open_h5(path: str | os.PathLike, mode: str, kind: str, backup: bool = True) 
         except (RuntimeError, OSError) as error:  # closing a damaged file: the error above says it
             if done and is_disk_full(error):
                 raise disk_full_error(path, error) from None
-        else:
-            if mode != "r" and done:
-                h5_backup.after_close(path)
-
-
-def _holders(path: Path) -> list[int]:
-    """Ids of the other local processes that have ``path`` open (Linux ``/proc``; else [])."""
-    try:
-        target = os.path.realpath(path)
-        proc = Path("/proc")
-        pids = [p for p in proc.iterdir() if p.name.isdigit() and int(p.name) != os.getpid()]
-    except OSError:
-        return []
-    found = []
-    for pid in pids:
-        try:
-            if any(os.path.realpath(fd) == target for fd in (pid / "fd").iterdir()):
-                found.append(int(pid.name))
-        except OSError:  # gone, or not ours to inspect
-            continue
-    return sorted(found)
-
-
-def _process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
-    except OSError:
-        return ""
 
 
 def _open_waiting(path: Path, mode: str) -> h5py.File:
     """``h5py.File(path, mode)``, waiting while another process holds HDF5's file lock.
 
-    HDF5 locks a file for as long as a writer has it open. Our writers hold it for one image
-    (or pair) at a time, so two runs writing one file take turns; a lock held longer than
+    HDF5 locks a file for as long as a writer has it open (ours only write private files; this
+    waits for other programs, e.g. hloc writing the file in place); a lock held longer than
     ``$SEKD_PLUGIN_H5_LOCK_TIMEOUT`` seconds (default 120) is an :class:`H5FileError` that
     names the process holding it when it can be known (same machine, Linux).
     """
@@ -201,16 +152,14 @@ def _open_waiting(path: Path, mode: str) -> h5py.File:
     delay = 0.01
     while True:
         try:
-            return _open_file(path, mode)
+            return h5py.File(path, mode, libver=LIBVER)
         except OSError as error:
             if is_disk_full(error):
                 raise disk_full_error(path, error) from None
             if "unable to lock file" not in str(error).lower():  # not e.g. "sblock->base_addr"
                 raise H5FileError(f"cannot open {path} as HDF5: {first_line(error)}") from None
             if time.monotonic() >= deadline:
-                pids = _holders(path)
-                who = ("process " + ", ".join(f"{pid} ({_process_name(pid)})" for pid in pids)) if pids else \
-                    "a process this machine cannot name (another user, host or container)"
+                who = holders_text(path)
                 raise H5FileError(
                     f"another process holds {path} open (HDF5 file lock): {who}; waited {timeout:g} s. "
                     f"Wait for it to finish or write to another file (${LOCK_TIMEOUT_ENV} sets the wait)"
@@ -237,41 +186,3 @@ def entry_name(name: str) -> str:
     parts (``./a.jpg``, ``/abs/a.jpg`` and ``x//a.jpg`` are stored as ``a.jpg``, ``abs/a.jpg``
     and ``x/a.jpg``); what :func:`list_names` returns for it."""
     return "/".join(part for part in name.split("/") if part not in ("", "."))
-
-
-def needed_bytes(arrays: Iterable[Any]) -> int:
-    """Bytes to have free (besides the margin) before writing one entry of ``arrays``."""
-    return 2 * sum(np.asarray(a).nbytes for a in arrays) + 64 * 1024
-
-
-def write_entry(path: str | os.PathLike, kind: str, key: str, arrays: dict[str, np.ndarray], needed: int,
-                replace: Iterable[str] = (), attrs: dict[str, dict[str, Any]] | None = None) -> None:
-    """Write group ``key`` of ``arrays`` in its own open -> write -> flush -> mark -> close cycle.
-
-    The one writer behind the completeness guarantee: ``complete = 1`` is the last write; the
-    group (and the ``replace`` keys) is deleted first; on an error the half-written group is
-    deleted unless the disk is full (then nothing more is written). ``needed`` bytes (besides
-    the margin) must be free; ``attrs`` maps a dataset name to attributes to set on it.
-    """
-    ensure_free_space(path, needed)
-    with open_h5(path, "a", kind) as fd:
-        for old in (key, *replace):
-            if old in fd:
-                del fd[old]
-        group = fd.create_group(key)
-        try:
-            for name, value in arrays.items():
-                group.create_dataset(name, data=value)
-            for name, values in (attrs or {}).items():
-                if name in group:
-                    group[name].attrs.update(values)
-            fd.flush()
-            group.attrs[COMPLETE_ATTR] = 1  # last: the group counts only from here on
-            fd.flush()
-        except BaseException as error:
-            if not is_disk_full(error):  # on a full disk, write nothing more
-                try:  # best effort; an incomplete group is ignored by readers anyway
-                    del fd[key]
-                except Exception:
-                    pass
-            raise

@@ -10,7 +10,8 @@ import h5py
 import numpy as np
 
 from .checks import check_matches0
-from .h5_open import H5FileError, is_complete, needed_bytes, open_h5, write_entry
+from .h5_open import H5FileError, is_complete, open_h5
+from .h5_parts import write_entry
 
 
 def names_to_pair(name0: str, name1: str, separator: str = "/") -> str:
@@ -36,23 +37,30 @@ def find_pair(fd: h5py.File, name0: str, name1: str) -> tuple[str, bool] | None:
     return None
 
 
+def matches_entry(name0: str, name1: str, matches0: np.ndarray, scores0: np.ndarray) -> dict:
+    """The entry :func:`write_matches` stores, as keyword arguments of
+    :meth:`~sekd_plugin.io.h5_parts.PartWriter.put` (``key``, ``arrays``, ``replace``)."""
+    matches0 = np.asarray(matches0).reshape(-1)
+    scores0 = np.asarray(scores0).reshape(-1)
+    if matches0.shape != scores0.shape:
+        raise ValueError(f"matches0 {matches0.shape} and scores0 {scores0.shape} differ in length")
+    dtype = np.int16 if matches0.size == 0 or matches0.max() < np.iinfo(np.int16).max else np.int32
+    arrays = {"matches0": matches0.astype(dtype), "matching_scores0": scores0.astype(np.float16)}
+    return {"key": names_to_pair(name0, name1), "arrays": arrays,
+            "replace": (names_to_pair(name1, name0), names_to_pair_old(name0, name1), names_to_pair_old(name1, name0))}
+
+
 def write_matches(
     path: str | os.PathLike, name0: str, name1: str, matches0: np.ndarray, scores0: np.ndarray
 ) -> None:
     """Store one pair: ``matches0`` (N0 ints, index into image 1 or -1), ``scores0`` (N0).
 
     ``matches0`` is stored as int16 like hloc when every index fits, else as int32;
-    scores as float16. An existing group for this pair (in either order) is replaced.
+    scores as float16. An existing group for this pair (in either order) is replaced. Each
+    call publishes (copies) the file: many pairs go through a
+    :class:`~sekd_plugin.io.h5_parts.PartWriter`.
     """
-    matches0 = np.asarray(matches0).reshape(-1)
-    scores0 = np.asarray(scores0).reshape(-1)
-    if matches0.shape != scores0.shape:
-        raise ValueError(f"matches0 {matches0.shape} and scores0 {scores0.shape} differ in length")
-    dtype = np.int16 if matches0.size == 0 or matches0.max() < np.iinfo(np.int16).max else np.int32
-    needed = needed_bytes((matches0, scores0))
-    arrays = {"matches0": matches0.astype(dtype), "matching_scores0": scores0.astype(np.float16)}
-    write_entry(path, "matches", names_to_pair(name0, name1), arrays, needed,
-                replace=(names_to_pair(name1, name0), names_to_pair_old(name0, name1), names_to_pair_old(name1, name0)))
+    write_entry(path, "matches", **matches_entry(name0, name1, matches0, scores0))
 
 
 def has_matches(path: str | os.PathLike, name0: str, name1: str) -> bool:

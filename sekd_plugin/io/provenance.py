@@ -34,9 +34,11 @@ def read_conf(path: str | os.PathLike, kind: str = "features") -> dict[str, Any]
 
 
 def record_conf(path: str | os.PathLike, conf: dict[str, Any], kind: str = "features") -> None:
-    """Store ``conf`` (JSON-serialisable) as the file's provenance (creating the file)."""
-    with open_h5(path, "a", kind) as fd:
-        fd.attrs[CONF_ATTR] = json.dumps(conf, sort_keys=True)
+    """Store ``conf`` (JSON-serialisable) as the file's provenance (creating the file), by an
+    atomic publish like every write (:mod:`sekd_plugin.io.h5_parts`)."""
+    from .h5_parts import publish  # it builds on this module
+
+    publish(path, kind, conf, force=True)
 
 
 def conf_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -1,6 +1,6 @@
 """The train command's library half: the command line, config resolution and :func:`main`.
 
-A run folder holds one run (:mod:`.run_lock`); ``--resume`` continues from the last completed
+A run folder holds one run (``<run>/.lock``, :class:`~sekd_plugin.common.locks.ProcessLock`); ``--resume`` continues from the last completed
 epoch, or inside a label step from the first unfinished image (``--resume auto``: when there
 is a run). The DEV benchmark of ``val.dev_datasets`` is a callback the caller passes in
 (``dev_eval``): ``python -m sekd_plugin.train`` (:mod:`sekd_plugin.training`) passes the
@@ -20,11 +20,11 @@ from typing import Any
 
 from ..common import run_cli, write_atomic
 from ..common.errors import UserError
+from ..common.locks import ProcessLock
 from ..common.text import first_line
 from . import config as config_mod
 from . import ddp
 from .evaluation import DevEval
-from .run_lock import RunLock
 from .state import RunError, StateFileError, load_state
 from .trainer import Trainer
 
@@ -190,7 +190,8 @@ def main(
     conf, resume = _config(out, resume, images=images, config=config, overrides=overrides, init_weights=init_weights)
     ctx, device = ddp.setup(conf.device)
     session["ctx"] = ctx
-    lock = RunLock(out) if ctx.is_main else None
+    lock = ProcessLock(out / ".lock", str(out), "one run folder holds one run: wait for it or choose another --output",
+                       error=RunError, wait=False) if ctx.is_main else None
     try:
         if lock is not None:
             lock.acquire()

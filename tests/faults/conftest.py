@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import sekd_plugin
+from sekd_plugin.io.h5 import finished_parts
 
 PACKAGE_ROOT = Path(sekd_plugin.__file__).resolve().parents[1]
 
@@ -37,7 +38,13 @@ def kill_during_work(cmd: list[str], cwd: Path, watch: Path, rng: random.Random,
             return None
         if watch.is_file():
             return watch.stat().st_mtime_ns, watch.stat().st_size
-        return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in watch.rglob("*") if p.is_file()))
+        found = []
+        for p in watch.rglob("*"):
+            try:
+                found.append((str(p), p.stat().st_mtime_ns))
+            except OSError:  # renamed or removed meanwhile
+                continue
+        return tuple(sorted(found))
 
     before, start = stamp(), time.monotonic()
     while proc.poll() is None and stamp() == before and time.monotonic() - start < timeout:
@@ -48,3 +55,9 @@ def kill_during_work(cmd: list[str], cwd: Path, watch: Path, rng: random.Random,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return True
+
+
+def finished_files(path: Path) -> list[Path]:
+    """Where the finished entries of an output are: the output (when there is one) and its
+    finished parts, which the next run publishes into it before anything else."""
+    return [p for p in [path, *finished_parts(path)] if p.exists()]

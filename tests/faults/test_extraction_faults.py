@@ -17,7 +17,7 @@ import pytest
 
 from sekd_plugin.io.h5 import list_names, read_features
 
-from .conftest import cli_command, kill_during_work, run_cli
+from .conftest import cli_command, finished_files, kill_during_work, run_cli
 from tests.helpers import texture  # noqa: E402
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -39,6 +39,11 @@ def _features(path):
     return {n: {k: np.asarray(v) for k, v in read_features(path, n).items()} for n in list_names(path)}
 
 
+def _finished(path):
+    """Every finished image: in the output or in a finished part (each opens)."""
+    return {n: v for p in finished_files(path) for n, v in _features(p).items()}
+
+
 def _same(a, b):
     return a.keys() == b.keys() and all(
         a[n].keys() == b[n].keys() and all(np.array_equal(a[n][k], b[n][k]) for k in a[n]) for n in a)
@@ -52,10 +57,10 @@ def _kill_extraction(photos, tmp_path, kills, seed):
     done: dict = {}
     killed = 0
     while killed < kills:
-        if not kill_during_work(cmd, tmp_path, out, rng):
+        if not kill_during_work(cmd, tmp_path, out.with_name(out.name + ".parts"), rng):
             break  # finished before the kill: nothing left to interrupt
         killed += 1
-        now = _features(out)  # opens after every kill
+        now = _finished(out)  # opens after every kill
         assert all(_same({n: done[n]}, {n: now[n]}) for n in done), "a finished image changed or was lost"
         done = now
     final = run_cli(cmd, tmp_path)

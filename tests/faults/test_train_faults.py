@@ -25,6 +25,7 @@ import torch
 
 from sekd_plugin.train import labels, state as train_state, steps
 from sekd_plugin.train.command import cli
+from tests.helpers import lock_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,7 +127,7 @@ def _run_faults(images, reference, tmp_path, kills, seed):
     assert [len(r["steps"]["descriptor"]["epochs"]) for r in mb["rounds"]] == [2, 2]
     assert [len(r["steps"]["detector"]["epochs"]) for r in mb["rounds"]] == [2, 2]
     assert ma["validation"][-1]["mma@3"] == pytest.approx(mb["validation"][-1]["mma@3"], abs=1e-6)
-    assert not (run / ".lock").exists()
+    assert lock_is_free(run)
 
 
 @pytest.mark.faults

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -85,8 +86,8 @@ def test_a_torchrun_part_of_another_conf_is_not_merged(root, capsys):
     parts = root / "m.h5.parts"
     parts.mkdir()
     # what an interrupted NN-mutual torchrun leaves: a part with some pairs and its provenance
-    mf.match_from_paths(mf.get_conf("NN-mutual"), root / "pairs.txt", parts / "rank0-of2.h5",
-                        root / "a.h5", root / "a.h5")
+    mf.match_from_paths(mf.get_conf("NN-mutual"), root / "pairs.txt", root / "part.h5", root / "a.h5", root / "a.h5")
+    os.replace(root / "part.h5", parts / "rank0-of2.h5")
     assert _match(root, "NN-ratio") == 2
     line = only_error_line(capsys)
     assert "rank0-of2.h5" in line and "ratio_threshold" in line

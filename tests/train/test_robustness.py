@@ -16,6 +16,7 @@ import torch
 
 from sekd_plugin.train import state as train_state, trainer
 from sekd_plugin.train.command import cli
+from tests.helpers import lock_is_free
 
 from .conftest import TINY, synthetic_image
 
@@ -55,20 +56,20 @@ def test_tiny_images_are_skipped_at_indexing(one_round, with_tiny_images, capsys
 
 def test_second_process_on_the_same_folder_is_refused(one_round, capsys):
     lock = one_round / ".lock"
-    import socket
-
-    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    busy = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom filelock import FileLock\n"
+                             "lock = FileLock(sys.argv[1])\nlock.acquire()\nprint('locked', flush=True)\n"
+                             "time.sleep(30)", str(lock)], stdout=subprocess.PIPE, text=True)
     try:
-        lock.write_text(f"{busy.pid}@{socket.gethostname()}\n")
+        assert busy.stdout.readline().strip() == "locked"
         assert cli(["--output", str(one_round), "--resume", "--no-progress"]) == 2
         err = capsys.readouterr().err
-        assert "in use by process" in err and len(err.strip().splitlines()) == 1
+        assert f"in use by process {busy.pid}" in err and len(err.strip().splitlines()) == 1
     finally:
         busy.kill()
         busy.wait()
-    # the owner is gone: its lock is stale and taken over
+    # the owner was killed: the kernel released its lock (the file stays)
+    assert lock.exists()
     assert cli(["--output", str(one_round), "--resume", "--no-progress"]) == 0
-    assert not lock.exists()
 
 
 def test_config_is_written_at_start(with_tiny_images, tmp_path):
@@ -154,4 +155,4 @@ def test_sigterm_saves_reports_and_exits_143(with_tiny_images, tmp_path):
     status = json.loads((out / "metrics.json").read_text())["status"]
     assert status.startswith("terminated at round 0") and "resumable" in status
     assert "status: terminated" in (out / "report.md").read_text()
-    assert not (out / ".lock").exists()
+    assert lock_is_free(out)

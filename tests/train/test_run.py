@@ -10,6 +10,7 @@ from sekd_plugin.extractors.sekd import SEKD
 from sekd_plugin.train import labels, state, steps
 from sekd_plugin.train.command import cli as main
 from sekd_plugin.training import cli as top_level_cli
+from tests.helpers import lock_is_free
 
 from .conftest import TINY
 
@@ -28,7 +29,7 @@ def tiny_run(image_dir, tmp_path_factory):
 def test_end_to_end_outputs(tiny_run):
     for name in ("model.pth", "best.pth", "state.pth", "config.yaml", "report.md", "metrics.json", "losses.png", "keypoints.png", "validation.png"):
         assert (tiny_run / name).is_file(), name
-    assert not (tiny_run / ".lock").exists()  # released at exit
+    assert lock_is_free(tiny_run)  # released at exit
     for r in range(2):
         for kind in ("detect", "reliability"):
             path = tiny_run / "labels" / f"round{r}_{kind}.h5"

@@ -255,7 +255,7 @@ class ColmapPipeline(Pipeline):
     def hloc_files(self, cfg: dict[str, Any], scene: Scene) -> dict[str, Any]:
         """COLMAP's SIFT and matcher (unverified matches), written into hloc's layout once
         (``colmap-feats.h5``, ``colmap-matches.h5``)."""
-        from ...io.h5 import get_keypoints, list_names, release_backup, write_features, write_matches
+        from ...io.h5 import PartWriter, features_entry, get_keypoints, list_names, matches_entry, publish
         from ...pairs import write_pairs
         from . import colmap
 
@@ -275,14 +275,19 @@ class ColmapPipeline(Pipeline):
                                           extraction=cfg["colmap_extraction"], matching=cfg["colmap_matching"],
                                           skip_verification=True, num_threads=cfg["num_threads"])
             keypoints, raw = colmap.read_features_and_matches(database)
-            for name, kp in keypoints.items():
-                write_features(features, name, {"keypoints": kp.astype(np.float64)})
-            for (name0, name1), m in raw.items():
-                m0 = np.full(len(keypoints[name0]), -1, np.int64)
-                m0[m[:, 0]] = m[:, 1]
-                write_matches(matches, name0, name1, m0, np.ones(len(m0), np.float32))
-            release_backup(features)
-            release_backup(matches)
+            writers = PartWriter(features, "features"), PartWriter(matches, "matches")
+            try:
+                for name, kp in keypoints.items():
+                    writers[0].put(**features_entry(name, {"keypoints": kp.astype(np.float64)}))
+                for (name0, name1), m in raw.items():
+                    m0 = np.full(len(keypoints[name0]), -1, np.int64)
+                    m0[m[:, 0]] = m[:, 1]
+                    writers[1].put(**matches_entry(name0, name1, m0, np.ones(len(m0), np.float32)))
+            finally:
+                for writer in writers:
+                    writer.close()
+            publish(features, "features")
+            publish(matches, "matches")
             np.save(timings_path, np.array([built["extract_s"], built["match_s"]]))
             database.unlink(missing_ok=True)
         write_pairs(pairs, [(a, b) for i, a in enumerate(scene.names) for b in scene.names[i + 1:]])
