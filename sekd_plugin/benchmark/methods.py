@@ -20,6 +20,8 @@ DEFAULT_MATCHERS = {
     "superpoint": "NN-superpoint",  # mutual + L2 distance 0.7, hloc's setting for SuperPoint
     "sekd": "NN-mutual",  # the SEKD release matches by mutual nearest neighbour
     "d2net": "NN-mutual",  # D2-Net's evaluation: mutual nearest neighbours
+    "alike": "NN-mutual",  # ALIKE's evaluation: mutual nearest neighbours
+    "r2d2": "NN-mutual",  # R2D2's evaluation: mutual nearest neighbours
 }
 FALLBACK_MATCHER = "NN-mutual"
 
@@ -36,6 +38,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "sekd-selftrained-sfm": {"extractor": "sekd-selftrained-sfm", "matcher": "NN-mutual"},
     "superpoint": {"extractor": "superpoint", "matcher": "NN-superpoint"},
     "d2net": {"extractor": "d2net-ss", "matcher": "NN-mutual"},
+    **{name: {"extractor": name, "matcher": "NN-mutual"}
+       for name in ("alike-t", "alike-s", "alike-n", "alike-l", "r2d2", "r2d2-ss")},
 }
 DEFAULT_METHODS = ("colmap-sift", "sift", "sekd", "sekd-sfm", "sekd-evolved-sfm", "sekd-selftrained", "sekd-selftrained-sfm")
 
