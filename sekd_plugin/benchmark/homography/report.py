@@ -55,6 +55,10 @@ def markdown_report(results: dict[str, Any]) -> str:
         "ms/img: median extraction time per image.",
         "",
     ]
+    note = (st.get("protocol_settings") or {}).get("note")
+    if note:  # e.g. gluefactory: what differs from published numbers on part of HPatches
+        pairs = 5 * len(seqs)
+        out += [f"Protocol note: {pairs} pair(s) here. {note[0].upper()}{note[1:]}.", ""]
     for split, title in SPLITS:
         out += [f"## {title} ({split})", "", markdown_table(results, split), ""]
     out += core.outcome_lines(results)
