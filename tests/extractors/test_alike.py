@@ -111,3 +111,15 @@ def test_registry_and_confs():
         assert conf["model"] == {"name": "alike", "model": f"alike-{size}"}
         entry = method_entry(f"alike-{size}")
         assert entry["matcher"] == "NN-mutual" and entry["extractor"] == f"alike-{size}"
+
+
+def test_scene_config_takes_alike():
+    from pathlib import Path
+
+    from sekd_plugin.benchmark.sfm.config import check_checkpoint, load_config, matcher_name, validate
+
+    path = Path(__file__).resolve().parents[2] / "benchmark_configs" / "reconstruction" / "fountain-P11.yaml"
+    cfg = load_config(path, ["extractor=alike-n", "extractor_options.alike-n.max_keypoints=2048"])
+    validate(cfg)
+    check_checkpoint(cfg)  # the asset is named after the size (alike-n), not a "checkpoint" key
+    assert matcher_name(cfg) == "NN-mutual"
