@@ -35,6 +35,8 @@ class BaseExtractor(BaseModel):
     required_inputs: list[str] = ["image"]
     # hloc stores ``uncertainty = detection_noise * mean(scale)`` with the keypoints.
     detection_noise: float = 1.0
+    # a licence users must be told about wherever the method is named (skip lines, reports)
+    licence_note: str | None = None
 
     @classmethod
     def checkpoint_name(cls, conf: dict[str, Any]) -> str:
@@ -133,8 +135,9 @@ def missing_weights_reason(model_conf: dict[str, Any], label: str | None = None)
         return None
     asset = located.asset
     manifest = f"third_party/{asset.manifest.name}" if asset.manifest else f"third_party/{asset.name}.toml"
+    note = get_extractor(model_conf["name"]).licence_note
     return (f"{label or model_conf['name']} skipped: weights not found at {located.where} "
-            f"(see {manifest}; get them with: {asset.fetch_command})")
+            f"(see {manifest}; get them with: {asset.fetch_command})" + (f"; {note}" if note else ""))
 
 
 def weights_fingerprint(model_conf: dict[str, Any]) -> str | None:

@@ -60,6 +60,7 @@ class R2D2(BaseExtractor):
     }
     required_inputs = ["image"]
     detection_noise = 1.0
+    licence_note = LICENSE_NOTE
 
     def _init(self, conf: dict[str, Any]) -> None:
         for key in ("max_keypoints", "top_k"):

@@ -96,6 +96,18 @@ def test_manifest_states_the_licence():
     assert result.status == "verified", result.message
 
 
+def test_skip_line_and_report_state_the_licence(monkeypatch, tmp_path):
+    from sekd_plugin.benchmark.homography.report import licence_lines
+    from sekd_plugin.extractors.base import missing_weights_reason
+
+    monkeypatch.delenv("SEKD_PLUGIN_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("SEKD_PLUGIN_CACHE", str(tmp_path))
+    reason = missing_weights_reason({"name": "r2d2"}, label="r2d2-ss")
+    assert reason.startswith("r2d2-ss skipped: weights not found") and "non-commercial" in reason
+    results = {"methods": {"r2d2": {"conf": {"model": {"name": "r2d2"}}}, "sift": {"conf": {"model": {"name": "sift"}}}}}
+    assert licence_lines(results) == ["- r2d2: R2D2 weights (naver/r2d2): CC BY-NC-SA 3.0, non-commercial use only"]
+
+
 def test_registry_and_confs():
     for name in ("r2d2", "r2d2-ss"):
         entry = method_entry(name)

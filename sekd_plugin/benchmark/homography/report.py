@@ -37,6 +37,19 @@ def markdown_table(results: dict[str, Any], split: str) -> str:
     return core.markdown_table(("method", *COLUMNS), table_rows(results, split))
 
 
+def licence_lines(results: dict[str, Any]) -> list[str]:
+    """One line per method whose weights carry a licence users must be told (e.g. R2D2: non-commercial)."""
+    from ...extractors.base import get_extractor
+
+    out = []
+    for method, r in results["methods"].items():
+        name = ((r.get("conf") or {}).get("model") or {}).get("name")
+        note = get_extractor(name).licence_note if name else None
+        if note:
+            out.append(f"- {method}: {note}")
+    return out
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     st, env = results["settings"], results["environment"]
     seqs = st["sequences"]
@@ -62,6 +75,7 @@ def markdown_report(results: dict[str, Any]) -> str:
     for split, title in SPLITS:
         out += [f"## {title} ({split})", "", markdown_table(results, split), ""]
     out += core.outcome_lines(results)
+    out += licence_lines(results)
     empty = st.get("empty_common_region") or {}
     if empty.get("count"):
         out.append(f"- {empty['count']} pair(s) without a common region (the homography maps image 1 entirely "
