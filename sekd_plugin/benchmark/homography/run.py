@@ -189,7 +189,8 @@ def run(
 
     settings = {
         "benchmark": "hpatches", "protocol_settings": describe(protocol), "matcher": matcher_conf,
-        "ransac": {"method": describe_estimator(estimator), "estimator": estimator, "threshold_px": PROTOCOLS[protocol].get("ransac_threshold", M.RANSAC_THRESHOLD),
+        "ransac": {"method": describe_estimator(estimator), "estimator": estimator,
+                   "threshold_px": PROTOCOLS[protocol].get("ransac_threshold", M.RANSAC_THRESHOLD),
                    "seed": M.RANSAC_SEED, "max_iters": 10000, "confidence": 0.9999},
         "datasets": [str(d) for d in datasets], "demo": demo, "methods": list(methods),
         "weights": {k: str(v) for k, v in (weights or {}).items()},
