@@ -136,7 +136,7 @@ def main(argv=None) -> int:
                     "the shipped sekd-evolved and sekd-selftrained, and sekd, the paper's setting)")
     hp.add_argument("--weights", action="append", metavar="LABEL=PATH",
                     help="checkpoint for one method, e.g. --methods sekd,ours=sekd --weights ours=runs/x/model.pth")
-    hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net"])
+    hp.add_argument("--protocol", default="sekd", choices=["sekd", "d2net", "gluefactory"])
     hp.add_argument("--ratio", type=finite_positive_float, help="Lowe ratio threshold (default: none)")
     hp.add_argument("--distance", type=finite_positive_float, help="descriptor distance threshold (default: none)")
     hp.add_argument("--no-mutual", action="store_true", help="disable the mutual check")

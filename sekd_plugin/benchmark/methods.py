@@ -20,6 +20,8 @@ DEFAULT_MATCHERS = {
     "superpoint": "NN-superpoint",  # mutual + L2 distance 0.7, hloc's setting for SuperPoint
     "sekd": "NN-mutual",  # the SEKD release matches by mutual nearest neighbour
     "d2net": "NN-mutual",  # D2-Net's evaluation: mutual nearest neighbours
+    "alike": "NN-mutual",  # ALIKE's evaluation: mutual nearest neighbours
+    "r2d2": "NN-mutual",  # R2D2's evaluation: mutual nearest neighbours
 }
 FALLBACK_MATCHER = "NN-mutual"
 
@@ -40,6 +42,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "sekd-selftrained-sfm": {"extractor": "sekd-selftrained-sfm", "matcher": "NN-mutual"},
     "superpoint": {"extractor": "superpoint", "matcher": "NN-superpoint"},
     "d2net": {"extractor": "d2net-ss", "matcher": "NN-mutual"},
+    **{name: {"extractor": name, "matcher": "NN-mutual"}
+       for name in ("alike-t", "alike-s", "alike-n", "alike-l", "r2d2", "r2d2-ss")},
 }
 # each method at its recommended SfM setting (docs/results.md, docs/sfm.md), COLMAP's own pipeline as the
 # reference row, the earlier SEKD SfM setting for comparison; missing weights are listed as skipped

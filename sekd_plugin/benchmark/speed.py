@@ -7,6 +7,9 @@
   (``torch``, and ``onnxruntime`` when installed), **interleaved** run by run, so that the
   ratio between the backends is measured under the same machine load; the network alone is
   timed too.
+* GFLOP per 640 x 480 image of every learned method, counted from its layers
+  (:mod:`sekd_plugin.models.flops`: 2 FLOP per multiply-add of the convolutions and matrix
+  products that run, every scale included; GMAC = half of it, the unit of e.g. ALIKE's table).
 * ``--breakdown``: the end-to-end path of one image split into its stages (JPEG decoding,
   conversion and resizing, network, NMS, selection, descriptor sampling, h5 writing).
 * ``--matching``: mutual-nearest-neighbour pairs/s on synthetic unit descriptors shaped like
@@ -31,6 +34,7 @@ from ..extractors.base import load_extractor
 from ..extractors.confs import get_conf
 from ..ops.gray import rgb_to_gray_u8
 from ..extractors.sekd import SEKD
+from ..models.flops import model_gflops
 from . import core
 
 DEFAULT_METHODS = ("sekd-best", "sekd", "sekd-ms", "sift", "superpoint", "d2net-ss", "orb", "akaze", "brisk")
@@ -209,12 +213,16 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
             if is_sekd:  # the network alone, to show the post-processing cost
                 gray = image[:, 0] if image.shape[1] == 1 else image.mean(1)
                 net = _time_interleaved({b: (lambda m=m: m.network_batch(gray)) for b, m in models.items()}, runs, dev)
+        # the operations of the network (the same for every backend): counted on the torch one
+        counted = models.get("torch", next(iter(models.values())))
+        ops = model_gflops(counted, {"image": image})
         rows = []
         for backend, model in models.items():
             with torch.inference_mode():
                 n = model({"image": image})["keypoints"].shape[1]
             rows.append({"kind": "extraction", "backend": backend or "-", "ms_end_to_end": total[backend],
                          "ms_network": net.get(backend), "keypoints": n,
+                         "gflop": ops["gflop"] if ops else None, "gmac": ops["gmac"] if ops else None,
                          "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None})
             if show_breakdown and is_sekd:
                 rows.append({"kind": "stages", "backend": backend, "ms": breakdown(model, runs, dev)})
@@ -244,9 +252,13 @@ def markdown(results: dict) -> str:
            f"(backends of one method interleaved run by run); device {env.get('device')}{threads}, torch {env['torch']}", ""]
     ext = [r for r in rows if r["kind"] == "extraction"]
     out.append(core.markdown_table(
-        ("method", "backend", "ms/img (end to end)", "ms/img (network only)", "end to end vs torch", "#kp"),
+        ("method", "backend", "ms/img (end to end)", "ms/img (network only)", "end to end vs torch", "#kp",
+         "GFLOP", "GMAC"),
         [(r["method"], r["backend"], core.fmt(r["ms_end_to_end"], ".1f"), core.fmt(r["ms_network"], ".1f"),
-          "-" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}x", r["keypoints"]) for r in ext]))
+          "-" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}x", r["keypoints"],
+          core.fmt(r.get("gflop"), ".2f"), core.fmt(r.get("gmac"), ".2f")) for r in ext]))
+    out += ["", "GFLOP: 2 per multiply-add of the convolutions and matrix products run for one image (every scale); "
+            "GMAC = multiply-adds (what e.g. ALIKE's table calls GFLOPs); '-' for methods without learned layers."]
     stages = {f"{r['method']} [{r['backend']}]": r["ms"] for r in rows if r["kind"] == "stages"}
     if stages:
         names = list(stages)

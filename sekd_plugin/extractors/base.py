@@ -35,6 +35,13 @@ class BaseExtractor(BaseModel):
     required_inputs: list[str] = ["image"]
     # hloc stores ``uncertainty = detection_noise * mean(scale)`` with the keypoints.
     detection_noise: float = 1.0
+    # a licence users must be told about wherever the method is named (skip lines, reports)
+    licence_note: str | None = None
+
+    @classmethod
+    def checkpoint_name(cls, conf: dict[str, Any]) -> str:
+        """The asset a (full) conf loads; extractors whose asset follows another key override it."""
+        return conf["checkpoint"]
 
     def load_checkpoint(self, net: nn.Module, loader: Callable[..., Any] | None = None) -> Path:
         """Load the weights named by ``conf["weights"]`` / ``conf["checkpoint"]`` into ``net``.
@@ -45,7 +52,7 @@ class BaseExtractor(BaseModel):
         from .. import assets
         from ..models.checkpoint import load_weights
 
-        located = assets.locate(self.conf["checkpoint"], self.conf.get("weights"))
+        located = assets.locate(self.checkpoint_name(self.conf), self.conf.get("weights"))
         if not located.found:
             raise assets.AssetNotFoundError(located.reason)
         (loader or load_weights)(net, located.path, map_location="cpu")
@@ -57,6 +64,8 @@ EXTRACTORS = Registry("extractor", BaseExtractor, {
     "sift": "sekd_plugin.extractors.sift",
     "superpoint": "sekd_plugin.extractors.superpoint",
     "d2net": "sekd_plugin.extractors.d2net",
+    "alike": "sekd_plugin.extractors.alike",
+    "r2d2": "sekd_plugin.extractors.r2d2",
     "orb": "sekd_plugin.extractors.opencv",
     "akaze": "sekd_plugin.extractors.opencv",
     "brisk": "sekd_plugin.extractors.opencv",
@@ -108,12 +117,13 @@ def locate_weights(model_conf: dict[str, Any]):
     extractor or asset name raises (a configuration error, not a missing file)."""
     if "name" not in model_conf:
         raise ConfigError(f"model conf needs a 'name' key (e.g. {{'name': 'sekd'}}), got {sorted(model_conf)}")
-    conf = {**get_extractor(model_conf["name"]).default_conf, **model_conf}
+    cls = get_extractor(model_conf["name"])
+    conf = {**cls.default_conf, **model_conf}
     if "checkpoint" not in conf:
         return None
     from .. import assets
 
-    return assets.locate(conf["checkpoint"], conf.get("weights"))
+    return assets.locate(cls.checkpoint_name(conf), conf.get("weights"))
 
 
 def missing_weights_reason(model_conf: dict[str, Any], label: str | None = None) -> str | None:
@@ -125,8 +135,9 @@ def missing_weights_reason(model_conf: dict[str, Any], label: str | None = None)
         return None
     asset = located.asset
     manifest = f"third_party/{asset.manifest.name}" if asset.manifest else f"third_party/{asset.name}.toml"
+    note = get_extractor(model_conf["name"]).licence_note
     return (f"{label or model_conf['name']} skipped: weights not found at {located.where} "
-            f"(see {manifest}; get them with: {asset.fetch_command})")
+            f"(see {manifest}; get them with: {asset.fetch_command})" + (f"; {note}" if note else ""))
 
 
 def weights_fingerprint(model_conf: dict[str, Any]) -> str | None:

@@ -169,13 +169,49 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "brisk", "max_keypoints": 2000},
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
+    # ---- peers at parity with their official code (issue 35) ----
+    # ALIKE (BSD 3-Clause weights alike-{t,s,n,l}.pth): the official threshold run (scores > 0.2,
+    # at most 5,000, sub-pixel), RGB, images up to 1600 px.
+    "alike-t": {
+        "output": "feats-alike-t-th02-r1600",
+        "model": {"name": "alike", "model": "alike-t"},
+        "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
+    },
+    "alike-s": {
+        "output": "feats-alike-s-th02-r1600",
+        "model": {"name": "alike", "model": "alike-s"},
+        "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
+    },
+    "alike-n": {
+        "output": "feats-alike-n-th02-r1600",
+        "model": {"name": "alike", "model": "alike-n"},
+        "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
+    },
+    "alike-l": {
+        "output": "feats-alike-l-th02-r1600",
+        "model": {"name": "alike", "model": "alike-l"},
+        "preprocessing": {"grayscale": False, "resize_max": 1600, "resize_force": False},
+    },
+    # R2D2 (naver/r2d2 README settings: scales 2^0.25 apart from 1024 to 256 px, thresholds 0.7,
+    # top 5,000), as hloc's r2d2 conf (images up to 1024 px). Weights CC BY-NC-SA 3.0: NON-COMMERCIAL.
+    "r2d2": {
+        "output": "feats-r2d2-n5000-r1024",
+        "model": {"name": "r2d2", "multiscale": True},
+        "preprocessing": {"grayscale": False, "resize_max": 1024, "resize_force": False},
+    },
+    # R2D2 at a single scale (scale 1 only).
+    "r2d2-ss": {
+        "output": "feats-r2d2-ss-n5000-r1024",
+        "model": {"name": "r2d2", "multiscale": False},
+        "preprocessing": {"grayscale": False, "resize_max": 1024, "resize_force": False},
+    },
 }
 # The recommended conf of each method on the homography benchmark, chosen on DEV by the mean of
 # MMA@3, H@3, AUC@3 and rep@3 (docs/results.md, "Recommended settings"); the main job runs these.
 # For reconstruction, benchmark.methods.METHODS holds the SfM choice (e.g. SIFT with COLMAP's settings).
 RECOMMENDED: dict[str, str] = {
     "sekd": "sekd-best", "sift": "sift-best", "superpoint": "superpoint-demo", "d2net": "d2net",
-    "orb": "orb", "akaze": "akaze", "brisk": "brisk",
+    "alike": "alike-s", "r2d2": "r2d2", "orb": "orb", "akaze": "akaze", "brisk": "brisk",
 }
 
 

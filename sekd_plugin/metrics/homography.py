@@ -43,17 +43,20 @@ def matching_accuracy(errors: np.ndarray, thresholds=THRESHOLDS) -> np.ndarray:
     return np.array([(errors <= t).mean() for t in thresholds])
 
 
-def image_corners(size: tuple[int, int]) -> np.ndarray:
-    """The four corner pixel centres of an image of ``size = (W, H)``."""
+def image_corners(size: tuple[int, int], outer: bool = False) -> np.ndarray:
+    """The four corner pixel centres of an image of ``size = (W, H)``; ``outer``: the outer
+    corners of the corner pixels (glue-factory's (0, 0) .. (W, H) in its corner-origin pixels)."""
     w, h = size
+    if outer:
+        return np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64) - 0.5
     return np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
 
 
-def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, size0: tuple[int, int]) -> float:
+def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, size0: tuple[int, int], outer: bool = False) -> float:
     """Mean distance between the image-0 corners mapped by the estimate and by the truth."""
     if H_est is None:
         return float("inf")
-    corners = image_corners(size0)
+    corners = image_corners(size0, outer)
     err = np.linalg.norm(warp_points(corners, H_est) - warp_points(corners, H_gt), axis=1).mean()
     return float(err) if np.isfinite(err) else float("inf")
 

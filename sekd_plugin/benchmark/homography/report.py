@@ -114,6 +114,19 @@ def demo_lines() -> list[str]:
             "`python -m sekd_plugin.benchmark hpatches --dataset <the folder it prints>`."]
 
 
+def licence_lines(results: dict[str, Any]) -> list[str]:
+    """One line per method whose weights carry a licence users must be told (e.g. R2D2: non-commercial)."""
+    from ...extractors.base import get_extractor
+
+    out = []
+    for method, r in results["methods"].items():
+        name = ((r.get("conf") or {}).get("model") or {}).get("name")
+        note = get_extractor(name).licence_note if name else None
+        if note:
+            out.append(f"- {method}: {note}")
+    return out
+
+
 def markdown_report(results: dict[str, Any], output: Path | None = None) -> str:
     st, env = results["settings"], results["environment"]
     seqs = st["sequences"]
@@ -135,9 +148,14 @@ def markdown_report(results: dict[str, Any], output: Path | None = None) -> str:
         "the best value of each column is in bold (#kp and #matches are counts, not ranked).",
         "",
     ]
+    note = (st.get("protocol_settings") or {}).get("note")
+    if note:  # e.g. gluefactory: what differs from published numbers on part of HPatches
+        pairs = 5 * len(seqs)
+        out += [f"Protocol note: {pairs} pair(s) here. {note[0].upper()}{note[1:]}.", ""]
     for split, title in SPLITS:
         out += [f"## {title} ({split})", "", markdown_table(results, split), ""]
     out += core.outcome_lines(results)
+    out += licence_lines(results)
     empty = st.get("empty_common_region") or {}
     if empty.get("count"):
         out.append(f"- {empty['count']} pair(s) without a common region (the homography maps image 1 entirely "

@@ -113,8 +113,9 @@ def extract_method(method, conf, image_root, names, feature_path, overwrite, dev
     return timings
 
 
-def evaluate_pair(f0, f1, H, matcher, estimator: str = "opencv") -> dict[str, Any]:
-    """All metrics of one image pair (1, k); ``matcher`` is a :class:`~sekd_plugin.matchers.BaseMatcher`."""
+def evaluate_pair(f0, f1, H, matcher, estimator: str = "opencv", protocol: str = "sekd") -> dict[str, Any]:
+    """All metrics of one image pair (1, k); ``matcher`` is a :class:`~sekd_plugin.matchers.BaseMatcher`.
+    The protocol may set the RANSAC threshold and the corners of the corner error (glue-factory's)."""
     kp0, kp1 = f0["keypoints"].astype(np.float64), f1["keypoints"].astype(np.float64)
     size0, size1 = tuple(int(v) for v in f0["image_size"]), tuple(int(v) for v in f1["image_size"])
     d0, d1 = torch.from_numpy(f0["descriptors"]), torch.from_numpy(f1["descriptors"])
@@ -124,10 +125,12 @@ def evaluate_pair(f0, f1, H, matcher, estimator: str = "opencv") -> dict[str, An
     valid = m0 >= 0
     matches = torch.stack([torch.nonzero(valid)[:, 0], m0[valid]], 1).numpy()
     err = M.reprojection_errors(kp0, kp1, matches, H)
-    H_est = M.estimate_homography(kp0, kp1, matches, estimator=estimator)
+    p = PROTOCOLS.get(protocol, {})
+    H_est = M.estimate_homography(kp0, kp1, matches, estimator=estimator,
+                                  threshold=p.get("ransac_threshold", M.RANSAC_THRESHOLD))
     return {
         "mma": M.matching_accuracy(err).tolist(),
-        "corner_error": M.corner_error(H_est, H, size0),
+        "corner_error": M.corner_error(H_est, H, size0, outer=p.get("corners") == "outer"),
         "repeatability": M.repeatability(kp0, kp1, H, size0, size1, 3.0),
         "matching_score": M.matching_score(kp0, kp1, err, H, size0, size1, 3.0),
         "num_keypoints": [len(kp0), len(kp1)],
@@ -218,7 +221,8 @@ def run(
 
     settings = {
         "benchmark": "hpatches", "protocol_settings": describe(protocol), "matcher": matcher_conf,
-        "ransac": {"method": describe_estimator(estimator), "estimator": estimator, "threshold_px": M.RANSAC_THRESHOLD,
+        "ransac": {"method": describe_estimator(estimator), "estimator": estimator,
+                   "threshold_px": PROTOCOLS[protocol].get("ransac_threshold", M.RANSAC_THRESHOLD),
                    "seed": M.RANSAC_SEED, "max_iters": 10000, "confidence": 0.9999},
         "datasets": [str(d) for d in datasets], "demo": demo, "methods": list(methods),
         "max_keypoints": max_keypoints, "overrides": list(overrides or []),
@@ -254,7 +258,7 @@ def run(
                 if seq.names[k] not in done:
                     continue
                 fk = read_features(feature_path, seq.names[k])
-                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_model, estimator)
+                r = evaluate_pair(f1, fk, seq.homographies[k - 1], matcher_model, estimator, protocol)
                 records[(seq.key, k + 1)] = (f1["keypoints"], fk["keypoints"], r.pop("_matches"), r.pop("_errors"))
                 per_pair[f"{seq.key}/1-{k + 1}"] = {"kind": seq.kind, **r}
                 if f"{seq.key}/1-{k + 1}" in empty_common_region:

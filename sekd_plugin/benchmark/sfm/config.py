@@ -186,10 +186,11 @@ def check_checkpoint(cfg: dict[str, Any]) -> None:
     from ...extractors.base import get_extractor
 
     model = extraction_conf(cfg)["model"]
-    merged = {**get_extractor(model["name"]).default_conf, **model}
+    cls = get_extractor(model["name"])
+    merged = {**cls.default_conf, **model}
     if "checkpoint" in merged and merged.get("weights") is None:
         try:
-            load_manifest(merged["checkpoint"])
+            load_manifest(cls.checkpoint_name(merged))  # e.g. alike: named after its size
         except AssetError as error:
             raise ConfigError(f"extractor_options.{cfg['extractor']}.checkpoint: {error}") from None
 
