@@ -269,6 +269,7 @@ def _cli(*args, env=None):
                           text=True, env={**os.environ, **(env or {})}, timeout=120)
 
 
+@pytest.mark.integration
 def test_cli_verify_and_errors(tmp_path):
     weights = shared_file("weights/sekd.pth")
     out = _cli("verify", str(weights))

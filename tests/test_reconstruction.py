@@ -180,3 +180,18 @@ def test_two_image_scene_explains_the_rejected_initial_pair(fountain3, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no model could be reconstructed" in err[0]
     assert "initial image pair" in err[0] and "init_min_tri_angle" in err[0] and "60" in err[0]
+
+
+def test_a_folder_without_a_model_is_replaced_not_defended(fountain3, tmp_path, capsys):
+    """Issue 33: a run that ended without a model (here: one that left only its own files) does not
+    make the corrected command need --overwrite."""
+    f = fountain3
+    sfm = tmp_path / "failed"
+    (sfm / "models").mkdir(parents=True)
+    (sfm / "stats.json").write_text("{}")
+    (sfm / "database.db").write_bytes(b"")
+    (f["out"] / "list.txt").write_text("\n".join(f["names"]) + "\n")
+    argv = ["--sfm-dir", str(sfm), "--images", str(f["images"]), "--pairs", str(f["pairs"]), "--features",
+            str(f["features"]), "--matches", str(f["matches"]), "--image-list", str(f["out"] / "list.txt"),
+            "--camera-mode", "SINGLE"]
+    assert R.cli(argv) == 0 and (sfm / "images.bin").exists()

@@ -64,7 +64,9 @@ def prepare_sfm_dir(sfm_dir: Path, overwrite: bool) -> None:
     existing = [name for name in (*OWN_FILES, "models") if (sfm_dir / name).exists()]
     # a run that ended without a model (COLMAP found no initial pair, an interruption) is
     # replaced, not defended: the corrected command just works
-    finished = models.is_dir() and any(p.is_dir() and any(p.iterdir()) for p in models.iterdir())
+    finished = (any((sfm_dir / name).exists() for name in MODEL_FILES)
+                or (models.exists() and (not models.is_dir()
+                                         or any(not p.is_dir() or any(p.iterdir()) for p in models.iterdir()))))
     if existing and finished and not overwrite:
         raise ReconstructionError(
             f"{sfm_dir} already holds a reconstruction ({', '.join(existing)}); pass --overwrite "

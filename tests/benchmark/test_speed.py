@@ -23,6 +23,7 @@ def test_backends_are_checked_and_a_missing_one_is_explained(monkeypatch):
     assert backends == ["torch"] and "onnxruntime skipped" in notes[0] and ".[onnx]" in notes[0]
 
 
+@pytest.mark.integration
 def test_breakdown_has_every_stage(sekd_weights):
     from sekd_plugin.extractors.sekd import SEKD
 

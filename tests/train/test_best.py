@@ -60,6 +60,7 @@ def test_dev_veto_a_model_worse_than_the_start_on_real_sequences(tmp_path):
     assert _select(t, 1)["round"] == 1  # better than the start on both: eligible
 
 
+@pytest.mark.integration
 def test_a_run_that_only_hurts_keeps_the_starting_model_and_says_so(tmp_path, image_dir, caplog):
     """End to end: an absurd learning rate ruins the network; best.pth is the starting model."""
     torch.manual_seed(1)

@@ -49,6 +49,7 @@ def test_torchrun_two_processes(image_dir, tmp_path, monkeypatch, capsys):
     assert changes[-1]["from"] == 2 and changes[-1]["to"] == 1
 
 
+@pytest.mark.integration
 def test_training_uses_the_gathered_labels_in_memory(image_dir, tmp_path, monkeypatch):
     """An uninterrupted run never re-reads its label files (no shared filesystem needed)."""
 

@@ -46,6 +46,7 @@ def _agreement(p: torch.Tensor, q: torch.Tensor, px: float = 1.0) -> float:
     return 0.5 * float((d.min(1).values <= px).float().mean() + (d.min(0).values <= px).float().mean())
 
 
+@pytest.mark.integration
 def test_fast_labels_agree_with_the_exact_ones_on_a_real_photo():
     """Same references, fast vs exact, agree at least as well as two exact draws with other
     references agree with each other (README: 0.50 vs 0.31 at 8 references)."""

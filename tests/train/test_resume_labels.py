@@ -2,6 +2,7 @@
 interruption followed by ``--resume`` continues at the first unfinished image, and the labels
 (and the step's statistics) equal those of an uninterrupted run."""
 
+import pytest
 import json
 
 import h5py
@@ -29,6 +30,7 @@ def _read(path):
         return {g.attrs["name"]: (g["keypoints"][()], g["scores"][()]) for g in f["images"].values()}
 
 
+@pytest.mark.integration
 def test_interrupted_label_step_resumes_at_the_first_unfinished_image(image_dir, tmp_path, monkeypatch, capsys):
     ref = tmp_path / "reference"
     assert cli(_args(image_dir, ref)) == 0

@@ -46,6 +46,7 @@ def one_round(with_tiny_images, tmp_path_factory):
     return out
 
 
+@pytest.mark.integration
 def test_tiny_images_are_skipped_at_indexing(one_round, with_tiny_images, capsys):
     m = json.loads((one_round / "metrics.json").read_text())
     assert m["status"] == "complete" and m["data"]["skipped_too_small"] == 2 and m["data"]["train_images"] == 6
@@ -127,6 +128,7 @@ def test_corrupt_run_config_and_text_init_weights(one_round, with_tiny_images, t
     assert len(err.splitlines()) == 1 and "weights.pth" in err and "weights_only" not in err, err
 
 
+@pytest.mark.integration
 def test_resume_auto_starts_then_continues(with_tiny_images, tmp_path):
     out = tmp_path / "auto"
     assert cli(_args(with_tiny_images, out, "--resume", "auto")) == 0

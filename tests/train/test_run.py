@@ -26,6 +26,7 @@ def tiny_run(image_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.integration
 def test_end_to_end_outputs(tiny_run):
     for name in ("model.pth", "best.pth", "state.pth", "config.yaml", "report.md", "metrics.json", "losses.png", "keypoints.png", "validation.png"):
         assert (tiny_run / name).is_file(), name
@@ -138,6 +139,7 @@ def test_only_unreadable_images_is_an_error(tmp_path, capsys):
     assert "no readable training image" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_a_step_without_epochs_computes_no_labels(image_dir, tmp_path):
     """A descriptor-only schedule (``schedule.epochs_detector=0``) skips step 3's labels and step 4."""
     out = tmp_path / "descriptor-only"

@@ -1,8 +1,10 @@
 """``python -m sekd_plugin.benchmark train-speed`` on tiny sizes (seconds)."""
 
+import pytest
 from sekd_plugin.benchmark.__main__ import main
 
 
+@pytest.mark.integration
 def test_train_speed_prints_every_number(capsys, tmp_path):
     import json
 

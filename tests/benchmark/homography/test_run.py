@@ -135,6 +135,7 @@ def test_labelled_methods_and_weights_invalidate_the_cache(dataset, tmp_path, se
     assert h5.stat().st_mtime_ns != mtime  # another conf under the same label: re-extracted
 
 
+@pytest.mark.integration
 def test_failed_image_leaves_its_pairs_out_and_the_report_is_written(dataset, tmp_path):
     tiny = dataset / "i_toy" / "4.ppm"
     cv2.imwrite(str(tiny), np.full((6, 6, 3), 128, np.uint8))  # SEKD rejects < 8 px
