@@ -155,7 +155,9 @@ def markdown_report(results: dict[str, Any], output: Path | None = None) -> str:
     for split, title in SPLITS:
         out += [f"## {title} ({split})", "", markdown_table(results, split), ""]
     out += core.outcome_lines(results)
-    out += licence_lines(results)
+    licences = licence_lines(results)
+    if licences:
+        out += ["", "Licences to know:", *licences]
     empty = st.get("empty_common_region") or {}
     if empty.get("count"):
         out.append(f"- {empty['count']} pair(s) without a common region (the homography maps image 1 entirely "
