@@ -73,6 +73,23 @@ def pareto_front(times, scores) -> list[int]:
     return sorted(keep, key=lambda i: (t[i], -s[i]))
 
 
+def _labels(ax, points) -> None:
+    """Name every point, each label moved up or down (in steps of its height) until it overprints no
+    other label: a greedy placement in display pixels, with a character width estimated for 8 pt."""
+    fig = ax.figure
+    fig.canvas.draw()  # fixes the axes' transform
+    taken: list[tuple[float, float, float, float]] = []
+    for name, t, y in sorted(points, key=lambda p: (p[1], p[2])):
+        px, py = ax.transData.transform((t, y))
+        w, h = 5.2 * len(name), 10.0
+        for dy in (3, 13, -13, 23, -23, 33, -33, 43, -43):
+            box = (px + 4, py + dy, px + 4 + w, py + dy + h)
+            if not any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3] for o in taken):
+                break
+        taken.append(box)
+        ax.annotate(name, (t, y), textcoords="offset points", xytext=(4, dy * 72 / fig.dpi), fontsize=8)
+
+
 def plot_pareto(results: dict[str, Any], path: Path, split: str = "all") -> None:
     """Accuracy against extraction time, one point per method, the Pareto front drawn: MMA@3 and AUC@3."""
     plt = core.pyplot()
@@ -85,13 +102,12 @@ def plot_pareto(results: dict[str, Any], path: Path, split: str = "all") -> None
         if shown:
             names, ts, vals = zip(*shown)
             ax.scatter(ts, vals, s=30, zorder=3)
-            for m, t, y in shown:
-                ax.annotate(m, (t, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             front = pareto_front(ts, vals)
             ax.step([ts[i] for i in front], [vals[i] for i in front], where="post", color="tab:red", lw=1.2,
                     label="Pareto front", zorder=2)
             ax.set_xscale("log")
             ax.set_ylim(*fitted_limits(vals, pad=0.15))
+            _labels(ax, shown)
             ax.legend(loc="lower right", fontsize=8)
         else:
             ax.text(0.5, 0.5, "no method with a time", ha="center", va="center", transform=ax.transAxes)
