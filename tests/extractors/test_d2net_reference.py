@@ -61,7 +61,8 @@ def test_extractor_matches_official(run, multiscale, reference, weights):
     _check(out, reference, run)
 
 
-@pytest.mark.parametrize("run,conf_name", [("ss", "d2net-ss"), ("ms", "d2net-ms")])
+@pytest.mark.parametrize("run,conf_name", [("ss", "d2net-ss"),
+                                           pytest.param("ms", "d2net-ms", marks=pytest.mark.integration)])
 def test_extract_features_matches_official(run, conf_name, reference, weights, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -181,6 +181,7 @@ for i in range(4):
 """
 
 
+@pytest.mark.integration
 def test_d1_concurrent_readers_of_a_file_a_killed_writer_left_never_change_it(tmp_path):
     path = tmp_path / "f.h5"
     for i in range(3):
