@@ -37,7 +37,9 @@ def fetch_dataset(name: str, dest_dir=None, url: str | None = None, force: bool 
         if not asset.extract_dir:
             return archive
         try:
-            folder = assets.extract(asset, archive, dest, force=force)
+            from ..archives import extract
+
+            folder = extract(asset, archive, dest, force=force)
         except assets.AssetError:  # refused (unsafe member, wrong layout): it is not kept
             if not had_archive:
                 archive.unlink(missing_ok=True)
