@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+
+
+def load_reference(path: Path) -> dict:
+    """Every array of an official code's ``.npz`` fixture."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def rgb_image(reference: dict) -> torch.Tensor:
+    """The fixture's ``image_rgb`` (H x W x 3 uint8) as a 1 x 3 x H x W tensor in [0, 1]."""
+    return torch.from_numpy(reference["image_rgb"]).permute(2, 0, 1)[None].float() / 255.0
 
 
 def nearest(ours: np.ndarray, ref: np.ndarray, ours_s: np.ndarray, ref_s: np.ndarray) -> np.ndarray:

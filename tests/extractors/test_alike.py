@@ -15,7 +15,7 @@ from sekd_plugin.extractors.confs import get_conf
 from sekd_plugin.models.alike import ALIKE_CONFIGS, ALNet, alike_size_of
 from sekd_plugin.models.checkpoint import CheckpointError
 from tests.conftest import shared_file
-from tests.extractors.parity import assert_parity, parity
+from tests.extractors.parity import assert_parity, load_reference, parity, rgb_image
 
 SIZES = ("t", "s", "n", "l")
 RUNS = {"top1000": {"top_k": 1000, "scores_th": 0.5, "n_limit": 5000},
@@ -24,13 +24,12 @@ RUNS = {"top1000": {"top_k": 1000, "scores_th": 0.5, "n_limit": 5000},
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
-    with np.load(shared_file("weights/alike_reference.npz")) as f:
-        return {k: f[k] for k in f.files}
+    return load_reference(shared_file("weights/alike_reference.npz"))
 
 
 @pytest.fixture(scope="module")
 def image(reference) -> torch.Tensor:
-    return torch.from_numpy(reference["image_rgb"]).permute(2, 0, 1)[None].float() / 255.0
+    return rgb_image(reference)
 
 
 @pytest.fixture()

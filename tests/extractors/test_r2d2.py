@@ -16,7 +16,7 @@ from sekd_plugin.extractors.r2d2 import R2D2
 from sekd_plugin.models.checkpoint import CheckpointError
 from sekd_plugin.models.r2d2 import QuadL2NetConfCFS, architecture_name, load_r2d2_weights
 from tests.conftest import shared_file
-from tests.extractors.parity import assert_parity, parity
+from tests.extractors.parity import assert_parity, load_reference, parity, rgb_image
 
 LICENSE = "R2D2 weights are CC BY-NC-SA 3.0: non-commercial use only"
 
@@ -31,13 +31,12 @@ def r2d2_shared(rel: str):
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
-    with np.load(r2d2_shared("weights/r2d2_reference.npz")) as f:
-        return {k: f[k] for k in f.files}
+    return load_reference(r2d2_shared("weights/r2d2_reference.npz"))
 
 
 @pytest.fixture(scope="module")
 def image(reference) -> torch.Tensor:
-    return torch.from_numpy(reference["image_rgb"]).permute(2, 0, 1)[None].float() / 255.0
+    return rgb_image(reference)
 
 
 @pytest.fixture()
