@@ -31,22 +31,14 @@ from .common import EXIT_FAILED, EXIT_OK, run_cli, sigterm_as_interrupt
 from .common.cli import non_negative_int, positive_int
 from .common.errors import ConfigError, DiskFullError, InputError
 from .common.files import ensure_free_space
-from .extractors.base import get_extractor, load_extractor, weights_fingerprint
+from .common.conf_layers import parse_dotlist
+from .extractors.base import get_extractor, load_extractor, override_conf, weights_fingerprint
 from .extractors.confs import confs, get_conf
 from .io.h5 import (H5FileError, PartWriter, check_name, conf_differences, entry_name, features_entry, list_names,
                     read_conf)
-from .io.images import (
-    IMAGE_EXTENSIONS,
-    ImageDataset,
-    NoImagesError,
-    check_names_inside,
-    check_preprocessing,
-    list_images,
-    normalise_names,
-    parse_image_list,
-    resized_size,
-)
-from .sharded import ShardedFile
+from .io.images import (IMAGE_EXTENSIONS, ImageDataset, NoImagesError, check_names_inside, check_preprocessing,
+                        list_images, normalise_names, parse_image_list, resized_size)
+from .infra.sharded import ShardedFile
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +210,7 @@ def extract(
     extractor supports it (``extract_batch``; SEKD does), with identical features. Under
     ``torchrun`` the images are split across the ranks (balanced by pixel count); each rank
     writes parts ``<output>.parts/*.h5`` and rank 0 publishes them into the output atomically
-    (alone, the process does; see :mod:`sekd_plugin.sharded`). Every rank returns the totals.
+    (alone, the process does; see :mod:`sekd_plugin.infra.sharded`). Every rank returns the totals.
     """
     image_dir = Path(image_dir)
     if "model" not in conf or "name" not in conf["model"]:
@@ -420,6 +412,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["torch", "onnxruntime"],
                         help="SEKD network backend (default: the conf's, torch); onnxruntime is the CPU fast path")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="conf options, e.g. model.max_keypoints=2000 "
+                        "preprocessing.resize_max=1024 (the trainer's dotlist syntax; unknown keys are refused)")
     args = parser.parse_args(argv)
 
     conf = get_conf(args.conf)
@@ -436,7 +430,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
             _print_summary(result)
         return EXIT_FAILED if result.failed else EXIT_OK
 
-    return run_cli(extract, conf=conf, image_dir=args.images, export_dir=args.export_dir,
+    def with_overrides(**kwargs):  # inside run_cli: a bad override is one line and exit 2
+        return extract(conf=override_conf(conf, parse_dotlist(args.overrides), "the overrides"), **kwargs)
+
+    return run_cli(with_overrides, image_dir=args.images, export_dir=args.export_dir,
                    as_half=not args.full_precision, image_list=args.image_list, feature_path=args.output,
                    overwrite=args.overwrite, device=args.device, allow_outside=args.allow_outside_images,
                    batch_size=args.batch_size, num_workers=args.num_workers, on_success=summary,

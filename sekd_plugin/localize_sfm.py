@@ -37,7 +37,7 @@ from .common.cli import finite_positive_float
 from .common.errors import InputError
 from .io.colmap_model import ModelError, make_camera, read_model
 from .io.matched_features import MatchedFeatures
-from .pairs import read_pairs
+from .io.pairs_file import read_pairs
 
 
 class LocalizationError(InputError):

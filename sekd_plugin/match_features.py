@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import distributed
+from .infra import distributed
 from .common import ConfigError, run_cli
 from .common.errors import DiskFullError, InputError
 from .common.files import ensure_free_space
@@ -50,8 +50,8 @@ from .io.matches import find_pair
 from .matchers import load_matcher
 from .matchers.nearest_neighbor import pad_descriptors
 from .matchers.confs import confs, get_conf  # noqa: F401  (hloc's names: match_features.confs[...])
-from .pairs import read_pairs, unique_pairs
-from .sharded import ShardedFile
+from .io.pairs_file import read_pairs, unique_pairs
+from .infra.sharded import ShardedFile
 
 logger = logging.getLogger(__name__)
 
@@ -299,6 +299,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conf", default="NN-mutual", choices=sorted(confs), help="matcher (default: NN-mutual)")
     parser.add_argument("--overwrite", action="store_true",
                         help="re-match pairs already in the output (rebuild it when it holds another matcher's)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="matcher options, e.g. "
+                        "model.ratio_threshold=0.8 (the trainer's dotlist syntax; unknown keys are refused)")
     args = parser.parse_args(argv)
 
     def summary(counts: dict[str, int]) -> None:
@@ -309,7 +311,14 @@ def cli(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"{counts['matched']} pairs matched, {counts['skipped']} already done -> {args.output}")
 
-    return run_cli(match_from_paths, conf=get_conf(args.conf), pairs_path=args.pairs, match_path=args.output,
+    def with_overrides(**kwargs):  # inside run_cli: a bad override is one line and exit 2
+        from .common.conf_layers import parse_dotlist
+        from .matchers.base import override_conf
+
+        conf = override_conf(get_conf(args.conf), parse_dotlist(args.overrides), "the overrides")
+        return match_from_paths(conf=conf, **kwargs)
+
+    return run_cli(with_overrides, pairs_path=args.pairs, match_path=args.output,
                    feature_path_q=args.features, feature_path_ref=args.features_ref or args.features,
                    overwrite=args.overwrite, on_success=summary,
                    resume_hint="the pairs written so far are kept; run the same command again to resume")

@@ -22,16 +22,12 @@ Modes (``main(..., mode=...)``):
   ``poses`` (``model``: a COLMAP model or a Strecha GT camera folder): the ``num`` nearest
   cameras whose viewing direction is within ``max_angle`` deg; ``gps``: the ``num`` nearest by
   EXIF GPS (images without it named in one warning); ``sequential`` with ``quadratic``: also
-  the images ``2^k`` ahead (COLMAP's quadratic overlap). See :mod:`sekd_plugin.pairing`.
+  the images ``2^k`` ahead (COLMAP's quadratic overlap). See :mod:`sekd_plugin.pair_selection`.
 
 Every output has no self-pair and no pair listed twice, in either order (the first
 occurrence is kept, with its order), like hloc's ``find_unique_new_pairs``.
 
-File format: hloc's ``name0 name1`` per line for plain names. A name that hloc's
-whitespace split cannot carry (it holds whitespace, or starts with ``"`` or ``#``) is
-written as a JSON string, e.g. ``"my photo.jpg" b.jpg``; such a line starts with ``"`` or
-has ``"`` after the first token and is read back exactly. Plain lines stay readable by
-hloc and any reader that splits on whitespace.
+File format: :mod:`sekd_plugin.io.pairs_file` (hloc's, with quoted names where needed).
 """
 
 from __future__ import annotations
@@ -47,16 +43,13 @@ from .common import run_cli, write_atomic
 from .common.cli import number, positive_int
 from .common.errors import InputError
 from .io.images import list_images, parse_image_list
-from .pairing import unique_pairs  # noqa: F401 - re-exported: the step's public name
+# the pairs file: its reader and writer are the step's public names too (hloc style)
+from .io.pairs_file import PairsError, format_name, read_pairs, unique_pairs, write_pairs  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 MODES = ("exhaustive", "sequential", "from_list", "covisibility", "poses", "gps")
 Pair = tuple[str, str]
-
-
-class PairsError(InputError):
-    """Invalid pairs input (bad file line, unknown name, empty set of images...)."""
 
 
 # --------------------------------------------------------------------------- generation
@@ -92,65 +85,6 @@ def sequential_pairs(names: Sequence[str], window: int, loop: bool = False, sort
                 j %= n
             pairs.append((names[i], names[j]))  # self-pairs and repeats dropped below
     return unique_pairs(pairs)
-
-
-# --------------------------------------------------------------------------- files
-
-
-def _needs_quotes(name: str) -> bool:
-    return not name or name[0] in '"#' or any(c.isspace() for c in name)
-
-
-def format_name(name: str) -> str:
-    """A name as written in a pairs file: as is when plain, else as a JSON string."""
-    return json.dumps(name, ensure_ascii=False) if _needs_quotes(name) else name
-
-
-def _parse_line(line: str) -> list[str]:
-    """The names of one line: whitespace-separated tokens, JSON strings where quoted."""
-    decoder, names, i = json.JSONDecoder(), [], 0
-    while True:
-        while i < len(line) and line[i].isspace():
-            i += 1
-        if i >= len(line):
-            return names
-        if line[i] == '"':
-            name, i = decoder.raw_decode(line, i)
-        else:
-            j = i
-            while j < len(line) and not line[j].isspace():
-                j += 1
-            name, i = line[i:j], j
-        names.append(name)
-
-
-def read_pairs(path: str | os.PathLike) -> list[Pair]:
-    """Pairs of a pairs file as written (first two names of each line; ``#`` comments and
-    blank lines skipped). A line with fewer than two names is an error naming the line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise PairsError(f"{path} is not a text pairs file (not UTF-8 at byte {error.start})") from None
-    except OSError as error:
-        raise FileNotFoundError(f"cannot read pairs file {path}: {error}") from None
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            names = _parse_line(line)
-        except json.JSONDecodeError as error:
-            raise PairsError(f"{path}:{number}: bad quoted name ({error.msg}) in {line!r}") from None
-        if len(names) < 2:
-            raise PairsError(f"{path}:{number}: expected 'name0 name1', got {line!r}")
-        pairs.append((names[0], names[1]))
-    return pairs
-
-
-def write_pairs(path: str | os.PathLike, pairs: Iterable[Sequence[str]]) -> Path:
-    """Write one pair per line (atomically); names that need it are quoted (see module doc)."""
-    return write_atomic(path, "".join(f"{format_name(a)} {format_name(b)}\n" for a, b in pairs))
 
 
 def _names(image_list=None, features=None, image_dir=None) -> list[str]:
@@ -192,7 +126,7 @@ def main(
     if mode not in MODES:
         raise PairsError(f"unknown pairs mode '{mode}'; valid: {list(MODES)}")
     if mode in ("covisibility", "poses", "gps"):
-        from . import pairing
+        from . import pair_selection as pairing
 
         if mode == "gps":
             if image_dir is None:
@@ -228,7 +162,7 @@ def main(
             if ref_list is not None or ref_features is not None:
                 raise PairsError("reference lists are only supported in exhaustive mode")
             if quadratic:
-                from .pairing import quadratic_pairs
+                from .pair_selection import quadratic_pairs
 
                 pairs = quadratic_pairs(names, window, loop)
             else:

@@ -41,7 +41,7 @@ from .common.cli import finite_float, finite_positive_float
 from .common.errors import InputError
 from .io.colmap_model import ModelError, read_model
 from .io.matched_features import MatchedFeatures
-from .pairs import read_pairs, unique_pairs, write_pairs
+from .io.pairs_file import read_pairs, unique_pairs, write_pairs
 from .reconstruction.mapping import colmap_output, reconstruction_stats
 from .reconstruction.options import pipeline_options, verification_options
 

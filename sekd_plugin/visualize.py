@@ -33,7 +33,7 @@ from .common.errors import InputError
 from .io.colmap_model import read_model
 from .io.matched_features import MatchedFeatures
 from .io.images import read_image
-from .pairs import read_pairs
+from .io.pairs_file import read_pairs
 
 GREEN, RED, BLUE, GREY, KEYPOINT = (0, 200, 0), (0, 0, 255), (255, 128, 0), (160, 160, 160), (0, 220, 255)  # BGR
 COLOR_BY = ("track_length", "visibility")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sekd_plugin import assets
-from sekd_plugin.assets import Asset, AssetNotFoundError, ChecksumError, DownloadError
+from sekd_plugin.infra import assets
+from sekd_plugin.infra.assets import Asset, AssetNotFoundError, ChecksumError, DownloadError
 
 from .conftest import shared_file
 

@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-from sekd_plugin import distributed
+from sekd_plugin.infra import distributed
 from sekd_plugin import extract_features as ef
-from sekd_plugin.distributed import balanced_split
+from sekd_plugin.infra.distributed import balanced_split
 from sekd_plugin.extractors.confs import get_conf
 from sekd_plugin.io.h5 import list_names
 from tests.helpers import texture  # noqa: E402
@@ -171,7 +171,7 @@ def _feats(value: float) -> dict:
 
 def test_two_rank_parts_are_merged_by_rank_0(tmp_path):
     from sekd_plugin.io.h5 import features_entry, read_conf, read_features
-    from sekd_plugin.sharded import ShardedFile
+    from sekd_plugin.infra.sharded import ShardedFile
 
     out, conf = tmp_path / "f.h5", {"model": {"name": "fake"}}
     ranks = [ShardedFile(out, "features", _Rank(r, 2)) for r in range(2)]
@@ -190,7 +190,7 @@ def test_two_rank_parts_are_merged_by_rank_0(tmp_path):
 
 def test_parts_of_an_interrupted_run_are_checked_then_merged_before_reading(tmp_path):
     from sekd_plugin.io.h5 import write_features
-    from sekd_plugin.sharded import ShardedFile
+    from sekd_plugin.infra.sharded import ShardedFile
 
     out = tmp_path / "f.h5"
     write_features(out, "a", _feats(0))
@@ -211,7 +211,7 @@ def test_parts_of_an_interrupted_run_are_checked_then_merged_before_reading(tmp_
 
 def test_an_error_of_rank_0_is_raised_on_every_rank(tmp_path):
     from sekd_plugin.common.errors import InputError
-    from sekd_plugin.sharded import ShardedFile
+    from sekd_plugin.infra.sharded import ShardedFile
 
     def refuse(path):
         raise InputError(f"{path.name} holds another conf")

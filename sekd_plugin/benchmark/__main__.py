@@ -65,7 +65,8 @@ def _speed(args) -> int:
     if args.runs < 1:
         raise ConfigError(f"--runs must be at least 1, got {args.runs}")
     results = run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads,
-                  args.backends.split(",") if args.backends else None, args.breakdown, args.matching, args.output)
+                  args.backends.split(",") if args.backends else None, args.breakdown, args.matching, args.output,
+                  args.overrides)
     return exit_code(results)
 
 
@@ -117,6 +118,10 @@ def _localization(args) -> int:
                               query_intrinsics=args.query_intrinsics))
 
 
+METHOD_OPTIONS_HELP = ("method options: model.KEY=VALUE for every method, LABEL.model.KEY=VALUE for one "
+                       "(e.g. sekd.model.multi_scale=true); unknown keys are refused")
+SCENE_OVERRIDES_HELP = ("scene config overrides (e.g. intrinsics=gt resize_max=1024) and method options: "
+                        "[LABEL.]model.KEY=VALUE (extractor), [LABEL.]matcher.KEY=VALUE (matcher)")
 SCENE_HELP = "reconstruct one scene config: extract, pair, match, SfM, GT evaluation (CONFIG [KEY=VALUE ...])"
 
 
@@ -150,9 +155,7 @@ def main(argv=None) -> int:
                     help="the same keypoint budget for every method (default: the protocol's, 500 for sekd)")
     hp.add_argument("--budgets", type=budget_list, metavar="N,N,...",
                     help="a sweep: one run per budget, one table each, MMA@3 against the budget (budgets.png)")
-    hp.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                    help="method options: model.KEY=VALUE for every method, LABEL.model.KEY=VALUE for one "
-                         "(e.g. sekd.model.multi_scale=true)")
+    hp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=METHOD_OPTIONS_HELP)
     hp.set_defaults(func=_hpatches)
     sp = sub.add_parser("speed", help="ms per 640x480 image for each extractor")
     sp.add_argument("--methods", type=comma_list, help="comma-separated confs (default: sekd,sift,...)")
@@ -164,6 +167,7 @@ def main(argv=None) -> int:
     sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
     sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
     sp.add_argument("--output", default="outputs/speed", help="folder of results.json / results.md (default: outputs/speed)")
+    sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=METHOD_OPTIONS_HELP)
     sp.set_defaults(func=_speed)
     ts = sub.add_parser("train-speed", help="trainer throughput: training views/s (fp32, bf16), step-1/3 label ms per image")
     ts.add_argument("--config", help="training config (default: benchmark_configs/train/gpu-short.yaml)")
@@ -185,8 +189,7 @@ def main(argv=None) -> int:
     rc.add_argument("--extractors", type=comma_list, help="the same as --methods (older name)")
     rc.add_argument("--output", default="outputs/reconstruction_benchmark", help="output folder")
     rc.add_argument("--work", help="folder of the per-run caches (features, matches, models); default: --output")
-    rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                    help="config overrides applied to every config (e.g. intrinsics=gt resize_max=1024)")
+    rc.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=SCENE_OVERRIDES_HELP)
     rc.set_defaults(func=_reconstruction)
     po = sub.add_parser("pose", help="relative-pose AUC@5/10/20 on scene configs with GT cameras")
     po.add_argument("--config", action="append", required=True,
@@ -197,7 +200,7 @@ def main(argv=None) -> int:
     po.add_argument("--threshold", type=finite_positive_float, default=1.0, help="RANSAC inlier threshold in pixels (default 1.0)")
     po.add_argument("--output", default="outputs/pose", help="output folder")
     po.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
-    po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides (e.g. resize_max=1024)")
+    po.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=SCENE_OVERRIDES_HELP)
     po.add_argument("--estimator", default="pycolmap",
                     help="robust relative-pose estimator: pycolmap (LO-RANSAC, default) | opencv | magsac | poselib")
     po.set_defaults(func=_pose)
@@ -209,7 +212,7 @@ def main(argv=None) -> int:
     tr.add_argument("--max-error", type=finite_positive_float, default=4.0, help="poses: Sampson distance threshold in px (default 4)")
     tr.add_argument("--output", default="outputs/triangulation", help="output folder")
     tr.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
-    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides")
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=SCENE_OVERRIDES_HELP)
     tr.set_defaults(func=_triangulation)
     lo = sub.add_parser("localization", help="leave-one-out localization in the GT-pose triangulation of the others")
     lo.add_argument("--config", action="append", required=True, help="scene config YAML with gt_cameras (repeatable)")
@@ -219,7 +222,7 @@ def main(argv=None) -> int:
     lo.add_argument("--query-intrinsics", default="gt", help="gt (fixed GT K) | exif (EXIF / image size, focal refined)")
     lo.add_argument("--output", default="outputs/localization", help="output folder")
     lo.add_argument("--work", help="folder of the per-method caches (features, matches); default: --output")
-    lo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="scene config overrides")
+    lo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=SCENE_OVERRIDES_HELP)
     lo.set_defaults(func=_localization)
     args = parser.parse_args(argv)
     # speed and train-speed keep nothing between runs: their hint says only how to measure again

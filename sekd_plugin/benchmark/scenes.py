@@ -10,14 +10,17 @@ the scene named, and what it finished is kept.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..common.errors import ConfigError
 from ..common.locks import FolderLockedError
 from . import core
-from .methods import method_entry
+from .methods import COLMAP, method_entry, parse_method
 from .sfm.config import load_config
+from .sfm.confs import extraction_conf, matcher_conf
 from .sfm.pipelines import PIPELINES, pipeline_of
 
 logger = logging.getLogger(__name__)
@@ -34,10 +37,45 @@ def settings(configs: Sequence[str | Path], methods: Sequence[str], overrides: S
             "overrides": [o for o in overrides if not o.startswith(PER_METHOD_KEYS)], **more}
 
 
+def split_method_overrides(overrides: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(scene config overrides, method overrides)``: ``[LABEL.]model.KEY=VALUE`` (extractor
+    options) and ``[LABEL.]matcher.KEY=VALUE`` (matcher options) are a method's, the rest the scene's."""
+    prefixes = tuple(f"{p}{s}." for p in ("", *(f"{label}." for label in labels)) for s in ("model", "matcher"))
+    method = [o for o in overrides if o.startswith(prefixes)]
+    return [o for o in overrides if o not in method], method
+
+
+def _as_scene_overrides(label: str, entry: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """A method's ``{"model": {...}, "matcher": {...}}`` as scene config keys
+    (``extractor_options.<conf>.KEY``, ``matcher_options.KEY``); values as JSON (YAML-readable)."""
+    from ..common.conf import check_keys
+
+    check_keys(options, ("model", "matcher"), "method override", where=f"method {label}")
+    if not options:
+        return []
+    if entry["pipeline"] == COLMAP:
+        raise ConfigError(f"method {label}: COLMAP's own pipeline has no model / matcher options here "
+                          "(set colmap_extraction.* / colmap_matching.*)")
+    out = []
+    for section, key in (("model", f"extractor_options.{entry['extractor']}"), ("matcher", "matcher_options")):
+        values = options.get(section) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"method {label}: {section}={values!r}: write {section}.KEY=VALUE")
+        out += [f"{key}.{k}={json.dumps(v)}" for k, v in values.items()]
+    return out
+
+
 def plan(configs: Sequence[str | Path], methods: Sequence[str], work: Path, overrides: Sequence[str]) -> list[Plan]:
     """``(scene, method, config)`` of every run, each validated (before any work starts); the
-    features, matches and models of a run go to ``work/<scene>/<method>``."""
+    features, matches and models of a run go to ``work/<scene>/<method>``. ``overrides`` are scene
+    config keys and method options (``[LABEL.]model.KEY=VALUE``, ``[LABEL.]matcher.KEY=VALUE``;
+    the ones without a label apply to every method of our pipeline)."""
+    from ..common.conf_layers import parse_dotlist, split_by_label
+
     overrides = [o for o in overrides if not o.startswith(PER_METHOD_KEYS)]
+    labels = {method: parse_method(method)[0] for method in methods}
+    overrides, method_items = split_method_overrides(overrides, list(labels.values()))
+    by_label = split_by_label(parse_dotlist(method_items, "the method overrides"), list(labels.values()))
     user_matcher = any(o.startswith("matcher=") for o in overrides)
     plans = []
     for config in configs:
@@ -46,9 +84,21 @@ def plan(configs: Sequence[str | Path], methods: Sequence[str], work: Path, over
         for method in methods:
             entry = method_entry(method)
             pipeline = PIPELINES[entry["pipeline"]]
-            extra = [f"output={work / scene / method}", *pipeline.method_overrides(entry, user_matcher)]
+            mine = by_label[labels[method]]
+            if entry["pipeline"] == COLMAP and not any(o.startswith(f"{labels[method]}.") for o in method_items):
+                mine = {}  # options given for every method apply to our pipeline's methods
+            extra = [f"output={work / scene / method}", *pipeline.method_overrides(entry, user_matcher),
+                     *_as_scene_overrides(labels[method], entry, mine)]
             plans.append((scene, method, load_config(config, [*overrides, *extra])))
     return plans
+
+
+def effective_confs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What a run's results record of its method: the extractor and matcher confs in effect
+    (named conf + options), or COLMAP's own option overrides."""
+    if cfg["pipeline"] == COLMAP:
+        return {"colmap_extraction": cfg["colmap_extraction"], "colmap_matching": cfg["colmap_matching"]}
+    return {"extractor": extraction_conf(cfg), "matcher": matcher_conf(cfg)}
 
 
 def skip_reason(method: str, cfg: dict[str, Any]) -> str | None:
@@ -70,11 +120,12 @@ def run(
         by_method.setdefault(method, []).append((scene, cfg))
 
     def evaluate(method: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        entry: dict[str, Any] = {"scenes": {}}
+        entry: dict[str, Any] = {"scenes": {}, "confs": {}}
         rows: list[dict[str, Any]] = []
         errors = []
         for scene, cfg in by_method[method]:
             logger.warning("%s benchmark: %s / %s", results["protocol"], scene, method)
+            entry["confs"][scene] = effective_confs(cfg)
             try:
                 summary, scene_rows = evaluate_scene(scene, method, cfg)
             except (KeyboardInterrupt, FolderLockedError):

@@ -177,11 +177,13 @@ def matching(runs: int, device: torch.device, images: int = 6, keypoints: int = 
 
 def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None,
         backends=None, show_breakdown: bool = False, show_matching: bool = False,
-        output: str | Path | None = "outputs/speed") -> dict:
+        output: str | Path | None = "outputs/speed", overrides: list[str] | None = None) -> dict:
     """Time every method; returns :mod:`.core`'s envelope (one row per method and backend, the
     matching modes and the stage split as rows too) and writes it with ``results.md`` into
-    ``output`` (``None``: print only). A method that fails is recorded and the others go on."""
-    from ..extractors.base import missing_weights_reason
+    ``output`` (``None``: print only). A method that fails is recorded and the others go on.
+    ``overrides``: ``model.KEY=VALUE`` for every method, ``METHOD.model.KEY=VALUE`` for one."""
+    from ..common.conf_layers import parse_dotlist, split_by_label
+    from ..extractors.base import missing_weights_reason, override_conf
 
     if threads:
         torch.set_num_threads(threads)
@@ -190,10 +192,12 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
     for note in notes:
         print(note)
     methods = list(methods or DEFAULT_METHODS)
-    confs = {m: get_conf(m) for m in methods}  # an unknown name is an error listing the known ones
+    per_method = split_by_label(parse_dotlist(overrides or [], "the overrides"), methods)
+    confs = {m: override_conf(get_conf(m), per_method[m], f"method {m}")  # an unknown name or key: one line
+             for m in methods}
     settings = {"benchmark": "speed", "image_size": list(SIZE), "runs": runs, "warmup": 2, "backends": backends,
                 "backend_notes": notes, "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-                "methods": methods}
+                "methods": methods, "overrides": list(overrides or []), "confs": confs}
     results = core.new_results("speed", settings, device=str(dev))
 
     def evaluate(method: str) -> tuple[dict, list[dict]]:

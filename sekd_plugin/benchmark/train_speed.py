@@ -24,7 +24,17 @@ from ..common import pick_device
 from ..models.sekd import SEKDNet
 from . import core
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "benchmark_configs" / "train" / "gpu-short.yaml"
+# the default config, ``benchmark_configs/train/gpu-short.yaml``, as overrides of the trainer's
+# defaults: the installed package carries it (tests/benchmark/test_train_speed_config.py keeps
+# the two equal)
+DEFAULT_CONFIG_NAME = "gpu-short.yaml"
+DEFAULT_CONFIG = {
+    "data": {"max_side": 320, "crop_size": 256, "sub_set": 2, "val_images": 16, "cache": True},
+    "detect": {"num_refs": 8, "ref_border": 20},
+    "reliability": {"num_refs": 8, "ref_chunk": 8},
+    "optim": {"lr": 3.0e-4, "batch_size": 8},
+    "schedule": {"rounds": 4, "epochs_descriptor": 3, "epochs_detector": 3},
+}
 
 
 class _SyntheticImages:
@@ -152,17 +162,20 @@ def run(config: str | None = None, device: str | None = None, iters: int = 5, re
     dev = pick_device(device)
     if threads:
         torch.set_num_threads(threads)
-    conf = config_mod.load_config(config or DEFAULT_CONFIG, list(overrides or []))
+    from omegaconf import OmegaConf
+
+    base = None if config else OmegaConf.merge(OmegaConf.structured(config_mod.TrainConfig), DEFAULT_CONFIG)
+    conf = config_mod.load_config(config, list(overrides or []), base=base)
     skip = set(skip or [])
     size = int(conf.data.crop_size)
-    settings = {"benchmark": "train-speed", "config": str(config or DEFAULT_CONFIG.name), "overrides": list(overrides or []),
+    settings = {"benchmark": "train-speed", "config": str(config or DEFAULT_CONFIG_NAME), "overrides": list(overrides or []),
                 "crop_size": size, "batch_size": int(conf.optim.batch_size), "num_workers": int(conf.data.num_workers),
                 "label_size": [320, 240], "detect_refs": int(conf.detect.num_refs),
                 "reliability_refs": int(conf.reliability.num_refs), "desc_mode": str(conf.reliability.desc_mode),
                 "neighbours": str(conf.reliability.neighbours), "iters": iters, "reps": reps,
                 "threads": torch.get_num_threads() if dev.type == "cpu" else None}
     results = core.new_results("train-speed", settings, device=str(dev))
-    print(f"train-speed on {dev} ({torch.get_num_threads()} CPU threads), config {config or DEFAULT_CONFIG.name}: "
+    print(f"train-speed on {dev} ({torch.get_num_threads()} CPU threads), config {config or DEFAULT_CONFIG_NAME}: "
           f"crops {size} x {size}, batch {conf.optim.batch_size}, {conf.data.num_workers} workers, "
           f"labels on 320 x 240 with {conf.detect.num_refs} / {conf.reliability.num_refs} references "
           f"({conf.reliability.desc_mode} descriptor term, {conf.reliability.neighbours} neighbours)")

@@ -3,7 +3,7 @@
     python -m sekd_plugin.datasets fetch hpatches [--dest DIR] [--url URL] [--force] [--keep-archive]
     python -m sekd_plugin.datasets demo [--output DIR] [--seed N]
 
-``fetch`` downloads the archive with :func:`sekd_plugin.assets.fetch` and unpacks it safely into
+``fetch`` downloads the archive with :func:`sekd_plugin.infra.assets.fetch` and unpacks it safely into
 ``DIR/<folder>`` (default: the cache, ``$SEKD_PLUGIN_CACHE``); ``demo`` builds the offline demo
 set of :mod:`sekd_plugin.datasets.demo` (photos, HPatches-style sequences, and a rendered
 multi-view 3D scene with ground-truth cameras for the SfM walk-through). Errors print one line
@@ -17,10 +17,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from .. import assets
+from ..infra import assets
 from ..common import run_cli
 from ..common.cli import non_negative_int
-from ..weights import add_commands, run
+from ..infra.weights import add_commands, run
 
 
 def fetch_dataset(name: str, dest_dir=None, url: str | None = None, force: bool = False,
@@ -37,7 +37,7 @@ def fetch_dataset(name: str, dest_dir=None, url: str | None = None, force: bool 
         if not asset.extract_dir:
             return archive
         try:
-            from ..archives import extract
+            from ..infra.archives import extract
 
             folder = extract(asset, archive, dest, force=force)
         except assets.AssetError:  # refused (unsafe member, wrong layout): it is not kept

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..assets import default_permissions
+from ..infra.assets import default_permissions
 from ..common import write_atomic, write_json
 
 GENERATOR_VERSION = 1

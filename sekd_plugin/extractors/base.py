@@ -49,7 +49,7 @@ class BaseExtractor(BaseModel):
         ``loader(net, path, map_location="cpu")`` defaults to the safe strict loader of
         :mod:`sekd_plugin.models.checkpoint`. Returns the file that was loaded.
         """
-        from .. import assets
+        from ..infra import assets
         from ..models.checkpoint import load_weights
 
         located = assets.locate(self.checkpoint_name(self.conf), self.conf.get("weights"))
@@ -112,7 +112,7 @@ def gray_batch_of_one(image: torch.Tensor, who: str) -> torch.Tensor:
 # --------------------------------------------------------------------------- weights lookup
 
 def locate_weights(model_conf: dict[str, Any]):
-    """Where the weights of ``model_conf`` are (an :class:`sekd_plugin.assets.Located`), or
+    """Where the weights of ``model_conf`` are (an :class:`sekd_plugin.infra.assets.Located`), or
     None for extractors without weights (SIFT, ORB, ...). Never downloads. An unknown
     extractor or asset name raises (a configuration error, not a missing file)."""
     if "name" not in model_conf:
@@ -121,7 +121,7 @@ def locate_weights(model_conf: dict[str, Any]):
     conf = {**cls.default_conf, **model_conf}
     if "checkpoint" not in conf:
         return None
-    from .. import assets
+    from ..infra import assets
 
     return assets.locate(cls.checkpoint_name(conf), conf.get("weights"))
 
@@ -150,3 +150,16 @@ def weights_fingerprint(model_conf: dict[str, Any]) -> str | None:
     if located is None or not located.found:
         return None
     return file_sha256(located.path)
+
+
+def override_conf(conf: dict[str, Any], overrides: dict[str, Any], where: str,
+                  sections: tuple[str, ...] = ("model", "preprocessing")) -> dict[str, Any]:
+    """A copy of the extraction ``conf`` with command-line ``overrides`` (``{"model": {...},
+    "preprocessing": {...}}``, from ``model.max_keypoints=2000``) merged in; an option the
+    extractor does not have is one line naming it and every valid one."""
+    from ..common.conf_layers import apply_overrides
+    from ..io.images import DEFAULT_PREPROCESSING
+
+    valid = {"model": ("name", *get_extractor(conf["model"]["name"]).default_conf),
+             "preprocessing": tuple(DEFAULT_PREPROCESSING)}
+    return apply_overrides(conf, overrides, {k: valid[k] for k in sections}, where)

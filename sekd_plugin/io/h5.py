@@ -50,9 +50,9 @@ from .h5_open import (
     entry_name,
     open_h5,
 )
-from .h5_parts import PartWriter, finished_parts, publish
+from .h5_parts import PartWriter, finished_parts, publish, record_conf
 from .matches import get_matches, has_matches, matches_entry, names_to_pair, names_to_pair_old, write_matches
-from .provenance import CONF_ATTR, conf_differences, features_fingerprint, file_sha256, read_conf, record_conf
+from .provenance import CONF_ATTR, conf_differences, features_fingerprint, file_sha256, read_conf
 
 __all__ = [
     "COMPLETE_ATTR", "CONF_ATTR", "DEFAULT_LOCK_TIMEOUT", "FORMAT_ATTR", "LIBVER", "LOCK_TIMEOUT_ENV", "H5FileError",

@@ -238,3 +238,9 @@ class PartWriter:
     def _raise(self) -> None:
         if self.error is not None:
             raise self.error
+
+
+def record_conf(path: str | os.PathLike, conf: dict[str, Any], kind: str = "features") -> None:
+    """Store ``conf`` (JSON-serialisable) as the file's provenance (creating the file), by an
+    atomic publish like every write."""
+    publish(path, kind, conf, force=True)

@@ -23,7 +23,7 @@ _SHA256: dict[tuple[str, int, int], str] = {}  # (real path, size, mtime_ns) -> 
 
 
 def read_conf(path: str | os.PathLike, kind: str = "features") -> dict[str, Any] | None:
-    """The conf recorded in ``path`` by :func:`record_conf`, or None (none recorded / no file)."""
+    """The conf recorded in ``path`` by :func:`~sekd_plugin.io.h5_parts.record_conf`, or None (none recorded / no file)."""
     if not Path(path).exists():
         return None
     with open_h5(path, "r", kind) as fd:
@@ -31,14 +31,6 @@ def read_conf(path: str | os.PathLike, kind: str = "features") -> dict[str, Any]
     if text is None:
         return None
     return json.loads(text.decode() if isinstance(text, bytes) else text)
-
-
-def record_conf(path: str | os.PathLike, conf: dict[str, Any], kind: str = "features") -> None:
-    """Store ``conf`` (JSON-serialisable) as the file's provenance (creating the file), by an
-    atomic publish like every write (:mod:`sekd_plugin.io.h5_parts`)."""
-    from .h5_parts import publish  # it builds on this module
-
-    publish(path, kind, conf, force=True)
 
 
 def conf_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

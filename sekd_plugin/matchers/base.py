@@ -44,3 +44,12 @@ def get_matcher(name: str) -> type[BaseMatcher]:
 def load_matcher(model_conf: dict[str, Any], device: str | torch.device = "cpu") -> BaseMatcher:
     """Build the matcher named by ``model_conf["name"]`` in eval mode on ``device``."""
     return MATCHERS.load(model_conf, device)
+
+
+def override_conf(conf: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """A copy of the matcher ``conf`` with command-line ``overrides`` (``{"model": {...}}``, from
+    ``model.ratio_threshold=0.8``) merged in; an unknown option is one line naming every valid one."""
+    from ..common.conf_layers import apply_overrides
+
+    valid = {"model": ("name", *get_matcher(conf["model"]["name"]).default_conf)}
+    return apply_overrides(conf, overrides, valid, where)

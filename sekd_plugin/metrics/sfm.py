@@ -25,13 +25,10 @@ Result keys: ``registered_images``, ``total_images``, ``median_center_error_m``,
 
 from __future__ import annotations
 
-import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import pycolmap
-
-from ..datasets.strecha import StrechaCamera, load_gt_cameras
 
 __all__ = ["THRESHOLDS_M", "FAIL_CENTER_FRACTION", "FAIL_MIN_INLIER_FRACTION", "similarity", "robust_similarity",
            "rotation_angle_deg", "scene_extent", "evaluate_poses", "reconstruction_poses",
@@ -103,11 +100,13 @@ def scene_extent(centers: np.ndarray) -> float:
 
 def evaluate_poses(
     poses: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    gt: Mapping[str, StrechaCamera],
+    gt: Mapping[str, Any],
     threshold: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Compare SfM poses ``name -> (R_cw 3x3, t_cw 3)`` (world-to-camera) with GT cameras.
+    """Compare SfM poses ``name -> (R_cw 3x3, t_cw 3)`` (world-to-camera) with GT cameras
+    (``name -> camera`` with ``R_cw`` 3x3 world-to-camera and ``C`` 3 centre, e.g. the
+    :class:`~sekd_plugin.datasets.strecha.StrechaCamera` read by the benchmark).
 
     Only names present in ``gt`` count; ``total_images`` is ``len(gt)``. See the module
     docstring for the metrics and the failure rule.
@@ -189,12 +188,10 @@ def reconstruction_poses(reconstruction) -> dict[str, tuple[np.ndarray, np.ndarr
 
 def evaluate_reconstruction(
     reconstruction,
-    gt_dir: str | os.PathLike,
-    names: Sequence[str],
+    gt: Mapping[str, Any],
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_poses` of a ``pycolmap.Reconstruction`` (or None: nothing registered)
-    against the GT cameras of ``names`` in ``gt_dir``."""
-    gt = load_gt_cameras(gt_dir, names)
+    against the GT cameras ``gt`` (read by the caller: metrics load no files)."""
     poses = reconstruction_poses(reconstruction) if reconstruction is not None else {}
     return evaluate_poses(poses, gt, threshold)

@@ -61,7 +61,7 @@ def state_fingerprint(net: nn.Module, length: int = 16) -> str:
 def export_path(net: nn.Module, cache: str | os.PathLike | None = None, stem: str = "sekd") -> Path:
     """Cache path of the ONNX export of ``net``: ``<cache>/onnx/<stem>-<fingerprint>-<version>.onnx``."""
     if cache is None:
-        from ..assets import cache_dir  # late import: assets pulls in the manifests
+        from ..infra.assets import cache_dir  # late import: assets pulls in the manifests
 
         cache = cache_dir()
     return Path(cache) / "onnx" / f"{stem}-{state_fingerprint(net)}-{EXPORT_VERSION}.onnx"

@@ -48,7 +48,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pycolmap
-from omegaconf import OmegaConf
 
 from ..common import PartialFailure, run_cli
 from ..common.cli import finite_float
@@ -164,15 +163,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
 
 
 def _cli_main(args: argparse.Namespace) -> pycolmap.Reconstruction:
-    from omegaconf.errors import OmegaConfBaseException
+    from ..common.conf_layers import parse_dotlist
 
-    bad = [o for o in args.mapper_option if "=" not in o]
-    if bad:
-        raise ReconstructionError(f"--mapper-option expects KEY=VALUE, got {bad}")
-    try:
-        mapper = OmegaConf.to_container(OmegaConf.from_dotlist(args.mapper_option)) if args.mapper_option else None
-    except OmegaConfBaseException as error:
-        raise ReconstructionError(f"--mapper-option {args.mapper_option}: {error}") from None
+    mapper = parse_dotlist(args.mapper_option, "--mapper-option") if args.mapper_option else None
     fixed = None
     if args.gt_intrinsics is not None:
         from ..datasets.strecha import intrinsics_from_gt, load_gt_cameras

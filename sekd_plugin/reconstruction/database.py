@@ -16,7 +16,7 @@ import pycolmap
 
 from ..io.matched_features import MatchedFeatures
 from ..io.images import list_images, parse_image_list
-from ..pairs import read_pairs, unique_pairs, write_pairs
+from ..io.pairs_file import read_pairs, unique_pairs, write_pairs
 from .mapping import colmap_output
 from .options import ReconstructionError, camera_mode
 

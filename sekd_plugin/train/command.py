@@ -116,7 +116,7 @@ def resolve_init_weights(value: str) -> Path:
     """``--init-weights``: a checkpoint file, or an asset name resolved like extractor
     checkpoints (``sekd``, ``sekd_selftrained``, ...: ``$SEKD_PLUGIN_WEIGHTS_DIR``, the cache,
     the copies shipped with the package). A missing asset is the same one line as for extractors."""
-    from .. import assets
+    from ..infra import assets
 
     p = Path(value).expanduser()
     if p.is_file():

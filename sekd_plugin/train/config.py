@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from ..common.conf import check_keys
+from ..common.conf_layers import flat_keys, merge, read_layers, resolve
 
 
 # the schema lives in .schema; its names are part of this module's interface
@@ -26,21 +26,8 @@ from .schema import (VAL_GROUPS, WARP_PRESETS, DataConf, DetectConf, DistConf, L
 RESUME_MUTABLE = {"device", "data.num_workers", "data.cache", "data.pin_memory", "optim.compile", "val.dev_datasets", "val.official_weights"}
 
 
-def _flat_keys(node: Any, prefix: str = "") -> list[str]:
-    keys = []
-    if isinstance(node, DictConfig):
-        items = node.items_ex(resolve=False) if hasattr(node, "items_ex") else node.items()
-        for k, v in items:
-            name = f"{prefix}{k}"
-            if isinstance(v, DictConfig):
-                keys.extend(_flat_keys(v, name + "."))
-            else:
-                keys.append(name)
-    return keys
-
-
 def valid_keys() -> list[str]:
-    return _flat_keys(OmegaConf.structured(TrainConfig))
+    return flat_keys(OmegaConf.structured(TrainConfig))
 
 
 def _check_keys(keys: list[str], source: str) -> None:
@@ -52,52 +39,19 @@ def _check_keys(keys: list[str], source: str) -> None:
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None, base: DictConfig | None = None
 ) -> DictConfig:
-    """Defaults (or ``base``) < YAML file < dotlist overrides.
-
-    Unknown keys and ill-typed values raise :class:`TrainConfigError`.
-    """
+    """Defaults (or ``base``) < YAML file < dotlist overrides, read by the package's one loader
+    (:mod:`sekd_plugin.common.conf_layers`). Unknown keys and ill-typed values raise
+    :class:`TrainConfigError`. Interpolations (``${oc.env:...}`` included) are resolved once, here:
+    the run config records values, not the environment it was started in."""
     conf = OmegaConf.structured(TrainConfig) if base is None else base.copy()
-    layers = []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise TrainConfigError(f"config file not found: {path}")
-        try:
-            file_conf = OmegaConf.load(path)
-        except Exception as e:  # noqa: BLE001 - YAML errors of any kind
-            raise TrainConfigError(f"{path}: not a readable YAML config ({e})") from None
-        _check_keys(_flat_keys(file_conf), str(path))
-        layers.append(file_conf)
-    overrides = list(overrides or [])
-    for item in overrides:
-        if "=" not in item:
-            raise TrainConfigError(f"override '{item}' is not of the form key=value")
-    if overrides:
-        _check_keys([o.split("=", 1)[0].strip() for o in overrides], "overrides")
-        try:
-            layers.append(OmegaConf.from_dotlist(overrides))
-        except OmegaConfBaseException as e:
-            raise TrainConfigError(f"bad override: {e}") from None
-    try:
-        conf = OmegaConf.merge(conf, *layers)
-    except OmegaConfBaseException as e:
-        raise TrainConfigError(f"invalid config value: {str(e).splitlines()[0]}") from None
-    resolve(conf)
+    layers = read_layers(path, list(overrides or []), resolvers=True, error=TrainConfigError)
+    for layer, where in layers:
+        _check_keys(flat_keys(layer), where)
+    conf = merge(conf, layers, error=TrainConfigError)
+    resolve(conf, layers, error=TrainConfigError, in_place=True)
     apply_presets(conf)
     validate(conf)
     return conf
-
-
-def resolve(conf: DictConfig) -> None:
-    """Resolve every ``${...}`` interpolation in place (the run config records values, not the
-    environment it was started in); a missing variable or key is one line naming the key."""
-    try:
-        OmegaConf.resolve(conf)
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None)
-        raise TrainConfigError(f"{key + ': ' if key else ''}cannot resolve the value ({str(e).splitlines()[0]})") from None
-    except RecursionError:
-        raise TrainConfigError("config interpolation nested too deeply (a key refers to itself?)") from None
 
 
 def apply_presets(conf: DictConfig) -> None:
@@ -221,7 +175,7 @@ def from_yaml(text: str, source: str = "config.yaml") -> DictConfig:
         data = OmegaConf.create(text)
         if not isinstance(data, DictConfig):
             raise TrainConfigError(f"{source}: not a mapping of config keys")
-        _check_keys(_flat_keys(data), source)
+        _check_keys(flat_keys(data), source)
         conf = OmegaConf.merge(OmegaConf.structured(TrainConfig), data)
         if "val" in data and "conf" not in data.val:
             # saved by the trainer before val.conf existed: it measured the paper's setting only
@@ -230,7 +184,7 @@ def from_yaml(text: str, source: str = "config.yaml") -> DictConfig:
         raise
     except Exception as e:  # noqa: BLE001 - YAML / schema errors of any kind
         raise TrainConfigError(f"{source}: not a readable run config ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    resolve(conf)
+    resolve(conf, [(data, source)], error=TrainConfigError, in_place=True)
     apply_presets(conf)
     validate(conf)
     return conf

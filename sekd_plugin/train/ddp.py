@@ -1,5 +1,5 @@
-"""The trainer's process group: torchrun's environment read once by :mod:`sekd_plugin.distributed`
-(its :class:`~sekd_plugin.distributed.Context` carries rank, barriers and collectives), with
+"""The trainer's process group: torchrun's environment read once by :mod:`sekd_plugin.infra.distributed`
+(its :class:`~sekd_plugin.infra.distributed.Context` carries rank, barriers and collectives), with
 NCCL on CUDA and Gloo on CPU. A single process is the default; every collective is then the
 identity."""
 
@@ -10,7 +10,7 @@ import os
 import torch
 
 from ..common.device import pick_device
-from ..distributed import Context, context
+from ..infra.distributed import Context, context
 
 
 def setup(device_pref: str = "auto") -> tuple[Context, torch.device]:

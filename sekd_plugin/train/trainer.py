@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..distributed import Context
+from ..infra.distributed import Context
 from ..common.errors import CheckpointError
 from ..common.text import first_line
 from ..models.checkpoint import load_weights

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sekd_plugin import assets
+from sekd_plugin.infra import assets
 from sekd_plugin.benchmark.methods import method_entry
 from sekd_plugin.extractors.base import load_extractor, missing_weights_reason
 from sekd_plugin.extractors.confs import get_conf

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sekd_plugin import extract_features
-from sekd_plugin.assets import AssetNotFoundError
+from sekd_plugin.infra.assets import AssetNotFoundError
 from sekd_plugin.extractors.base import ConfigError, get_extractor
 from sekd_plugin.extractors.confs import get_conf
 from sekd_plugin.extractors.d2net import D2Net

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sekd_plugin import assets
+from sekd_plugin.infra import assets
 from sekd_plugin.benchmark.methods import method_entry
 from sekd_plugin.extractors.base import load_extractor
 from sekd_plugin.extractors.r2d2 import R2D2

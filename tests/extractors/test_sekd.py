@@ -113,7 +113,7 @@ def test_no_keypoints_gives_empty_arrays(make):
 
 
 def test_missing_weights_is_one_clear_message(tmp_path, monkeypatch):
-    from sekd_plugin.assets import AssetNotFoundError
+    from sekd_plugin.infra.assets import AssetNotFoundError
 
     with pytest.raises(AssetNotFoundError, match="does not exist") as e:
         SEKD({"weights": str(tmp_path / "nope.pth")})
@@ -135,7 +135,7 @@ def test_shipped_models_run_from_their_conf(name):
     from sekd_plugin.extractors.base import load_extractor
     from sekd_plugin.extractors.confs import get_conf
 
-    from sekd_plugin.assets import locate
+    from sekd_plugin.infra.assets import locate
 
     conf = get_conf(name)
     assert "weights" not in conf["model"]  # named by asset, not by an absolute path

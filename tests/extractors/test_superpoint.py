@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sekd_plugin import extract_features
-from sekd_plugin.assets import AssetNotFoundError
+from sekd_plugin.infra.assets import AssetNotFoundError
 from sekd_plugin.extractors.base import ConfigError, get_extractor, load_extractor
 from sekd_plugin.extractors.confs import get_conf
 from sekd_plugin.extractors.base import missing_weights_reason

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sekd_plugin import assets
+from sekd_plugin.infra import assets
 from sekd_plugin.datasets.hpatches import load_dataset
 from tests.conftest import shared_file
 from tests.helpers import texture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sekd_plugin.distributed import Context
+from sekd_plugin.infra.distributed import Context
 from sekd_plugin.models.sekd import SEKDNet
 from sekd_plugin.train import command as train_cli, config, evaluation, trainer
 from sekd_plugin.train.data import context_size, fit_crop_to_photos

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from sekd_plugin.distributed import Context
+from sekd_plugin.infra.distributed import Context
 from sekd_plugin.extractors.sekd import SEKD
 from sekd_plugin.models.sekd import SEKDNet
 from sekd_plugin.train import config, evaluation, validate

@@ -45,7 +45,7 @@ def method_conf(method: str, protocol: str, weights: str | Path | None = None, m
     same images for everyone (no further resizing), the protocol's keypoint cap (or
     ``max_keypoints``, one budget for every method) and fixed options, then ``overrides``
     (``{"model": {...}}`` from the command line), and optionally another checkpoint."""
-    from ...common.conf import check_keys
+    from ...extractors.base import override_conf
 
     label, name = parse_method(method)
     conf = get_conf(name)
@@ -56,29 +56,18 @@ def method_conf(method: str, protocol: str, weights: str | Path | None = None, m
     if "max_keypoints" in defaults:
         model["max_keypoints"] = p["max_keypoints"] if max_keypoints is None else int(max_keypoints)
     model.update(p["model_overrides"].get(model["name"], {}))
-    overrides = overrides or {}
-    check_keys(overrides, ("model",), "override", where=f"method {label}")
-    check_keys(overrides.get("model", {}), ("name", *defaults), f"{model['name']} option", where=f"method {label}")
-    if overrides.get("model", {}).get("name", model["name"]) != model["name"]:
-        raise ConfigError(f"method {label}: an override cannot change the extractor ({model['name']})")
-    model.update(overrides.get("model", {}))
+    conf = override_conf(conf, overrides or {}, f"method {label}", sections=("model",))
     if weights is not None:
-        model["weights"] = str(weights)
+        conf["model"]["weights"] = str(weights)
     return conf
 
 
 def split_overrides(items: list[str] | None, labels: list[str]) -> dict[str, dict[str, Any]]:
     """``KEY=VALUE`` overrides by method: ``model.K=V`` for every method, ``LABEL.model.K=V`` for one
     (the trainer's dotlist syntax); ``{label: {"model": {...}}}``."""
-    from ...common.conf import parse_dotlist
+    from ...common.conf_layers import parse_dotlist, split_by_label
 
-    parsed = parse_dotlist(items or [], "hpatches overrides")
-    every = {k: v for k, v in parsed.items() if k not in labels}
-    out = {}
-    for label in labels:
-        mine = parsed.get(label, {})
-        out[label] = {k: {**every.get(k, {}), **mine.get(k, {})} for k in {*every, *mine}}
-    return out
+    return split_by_label(parse_dotlist(items or [], "the overrides"), labels)
 
 
 def extract_method(method, conf, image_root, names, feature_path, overwrite, device) -> dict[str, float]:

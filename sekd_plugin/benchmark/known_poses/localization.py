@@ -26,7 +26,7 @@ import pycolmap
 from ... import localize_sfm as L
 from ... import triangulation as T
 from ...common import ConfigError
-from ...pairs import write_pairs
+from ...io.pairs_file import write_pairs
 from .. import core, scenes
 from .common import Timer, gt_camera, method_files, plan_scenes
 from ...metrics.localization import THRESHOLDS, pose_errors, summarize

@@ -76,7 +76,7 @@ def estimate_pose(kp0: np.ndarray, kp1: np.ndarray, cam0: StrechaCamera, cam1: S
 
 def read_pair_list(path: str | Path, names: Sequence[str]) -> list[tuple[str, str]]:
     """Pairs of a ``name0 name1`` file restricted to ``names`` (an unknown name is an error)."""
-    from ...pairs import read_pairs, unique_pairs
+    from ...io.pairs_file import read_pairs, unique_pairs
 
     path = Path(path)
     if not path.is_file():

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pycolmap
 
-from ...pairs import write_pairs
+from ...io.pairs_file import write_pairs
 from ...reconstruction import mapping
 from ...reconstruction.database import set_fixed_intrinsics
 from ...reconstruction.mapping import colmap_output

@@ -5,27 +5,30 @@ A scene config (``benchmark_configs/reconstruction/*.yaml``) and ``key=value`` o
 in struct mode); an unknown key (the ``mapper.*``, ``verification.*`` and ``extractor_options.*``
 keys included), a value of the wrong type or a YAML syntax error is one error line naming the
 file and key, before any work starts. Paths of ``images``, ``gt_cameras`` and ``image_list`` are
-relative to ``data_root`` (default: ``$SEKD_PLUGIN_SCENES``, else ``../shared/scenes`` next to the
-repository). The pipeline's own options are checked by its :mod:`.pipelines` entry.
+relative to ``data_root``: a ``data_root=`` override (relative to the working folder), else
+``$SEKD_PLUGIN_SCENES``, else the config file's ``data_root`` (relative to the file's folder: the
+shipped configs name the scenes of the checkout); none of them is one error line. The
+extractor's and matcher's options are ``extractor_options.<conf>.<key>`` and
+``matcher_options.<key>`` (the benchmarks' ``[LABEL.]model.KEY=VALUE`` / ``[LABEL.]matcher.KEY=VALUE``
+become these). The pipeline's own options are checked by its :mod:`.pipelines` entry.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-import yaml
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
 from ...common import ConfigError, InputError
-from ...common.conf_layers import check_layer, load_text_guarded, resolve
-from ..methods import COLMAP, default_matcher
+from ...common.conf import check_keys
+from ...common.conf_layers import merge, read_layers, resolve
+from ..methods import COLMAP
+from .confs import (Scene, check_checkpoint, extraction_conf, matcher_conf,  # noqa: F401 (the config's names)
+                    matcher_name, read_json)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 SCENES_ENV = "SEKD_PLUGIN_SCENES"
 INTRINSICS = ("self-calibrated", "gt")
 PAIR_MODES = ("exhaustive", "sequential")
@@ -34,7 +37,7 @@ PIPELINES = ("hloc", COLMAP)
 @dataclass
 class SceneConfig:
     scene: Optional[str] = None  # name, used for the default output folder
-    data_root: Optional[str] = None  # default: $SEKD_PLUGIN_SCENES, else <repo>/../shared/scenes
+    data_root: Optional[str] = None  # an override, else $SEKD_PLUGIN_SCENES, else the file's (relative to it)
     images: Optional[str] = None  # image folder, relative to data_root (or absolute); required
     gt_cameras: Optional[str] = None  # folder of Strecha .camera files, relative to data_root, or null
     image_list: Optional[str] = None  # optional text file of image names (relative to data_root)
@@ -44,6 +47,7 @@ class SceneConfig:
     pipeline: str = "hloc"  # hloc (our extraction + matching) | colmap (COLMAP's SIFT + matching)
     extractor: str = "sekd"  # any name of sekd_plugin.extractors.confs
     extractor_options: Dict[str, Any] = field(default_factory=dict)  # per conf name: {sekd: {max_keypoints: 2000}}
+    matcher_options: Dict[str, Any] = field(default_factory=dict)  # the matcher's model options: {ratio_threshold: 0.8}
     resize_max: Optional[int] = None  # override of the conf's preprocessing.resize_max
     as_half: bool = False  # store float16 features (loses keypoint precision: off for SfM)
     matcher: Optional[str] = None  # NN-mutual | NN-ratio | NN-superpoint; null: the extractor's
@@ -70,60 +74,19 @@ KEYS = tuple(SceneConfig.__dataclass_fields__)
 # --------------------------------------------------------------------------- config
 
 
-def _check_keys(cfg: DictConfig, where: str) -> None:
-    unknown = sorted(set(cfg) - set(KEYS))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {unknown} in {where}; valid keys: {sorted(KEYS)}")
-
-
-def _load_yaml(path: Path) -> DictConfig:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        cfg = load_text_guarded(lambda: OmegaConf.load(path), str(path))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read config {path}: {error}") from None
-    if not isinstance(cfg, DictConfig):
-        raise ConfigError(f"{path} must hold a mapping of config keys")
-    return cfg
-
-
-def _shown(overrides: Sequence[str], width: int = 80) -> list[str]:
-    """The overrides as named in an error line (each cut to ``width`` characters)."""
-    return [o if len(o) <= width else o[: width - 3] + "..." for o in overrides]
-
-
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """SceneConfig <- YAML file <- ``key=value`` overrides, validated; returns a plain dict."""
-    cfg = OmegaConf.structured(SceneConfig)
-    layers: list[tuple[DictConfig, str]] = []
-    if path is not None:
-        path = Path(path)
-        layers.append((_load_yaml(path), str(path)))
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"overrides must be key=value, got {bad}")
-    try:
-        layers.append((load_text_guarded(lambda: OmegaConf.from_dotlist(list(overrides)), "the overrides"),
-                       "the overrides"))
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"invalid override in {_shown(overrides)}: {error.msg.splitlines()[0]}") from None
-    except yaml.YAMLError as error:  # a value OmegaConf parses as YAML
-        raise ConfigError(f"invalid override value in {_shown(overrides)}: {str(error).splitlines()[0]}") from None
+    """SceneConfig <- YAML file <- ``key=value`` overrides (the one loader of
+    :mod:`sekd_plugin.common.conf_layers`), validated; returns a plain dict. A relative
+    ``data_root`` of the file is relative to the file's folder (see :func:`data_root`)."""
+    layers = read_layers(path, [str(o) for o in overrides])
     for layer, where in layers:
-        _check_keys(layer, where)
-        check_layer(layer, where)  # depth and resolvers (no ${oc.env:...} value into the results)
-        try:
-            cfg = OmegaConf.merge(cfg, layer)
-        except OmegaConfBaseException as error:
-            key = getattr(error, "full_key", None) or ""
-            raise ConfigError(f"{where}: invalid value for key '{key}': {error.msg.splitlines()[0]}") from None
-    plain = resolve(cfg, [(layer, where) for layer, where in layers if len(layer)])  # a missing or circular interpolation: one line naming the key
+        check_keys(layer, KEYS, "config", where=where)
+    plain = resolve(merge(OmegaConf.structured(SceneConfig), layers), layers)
+    by_override = any("data_root" in layer for layer, where in layers if where == "the overrides")
+    if not by_override and os.environ.get(SCENES_ENV):
+        plain["data_root"] = os.environ[SCENES_ENV]
+    elif not by_override and plain["data_root"] and path is not None:
+        plain["data_root"] = str((Path(path).parent / Path(plain["data_root"]).expanduser()).resolve())
     validate(plain)
     return plain
 
@@ -156,22 +119,15 @@ def validate(cfg: dict[str, Any]) -> None:
         from ...common import pick_device
 
         pick_device(cfg["device"])  # 'cuda' without CUDA: a config error now, not a crash later
-    conf = get_conf(cfg["extractor"])
+    get_conf(cfg["extractor"])
     if cfg["matcher"] is not None:
         get_matcher_conf(cfg["matcher"])
     for name, options in cfg["extractor_options"].items():
         if not isinstance(options, dict):
             raise ConfigError(f"extractor_options.{name} must be a mapping of model options, got {options!r} "
                               f"(write extractor_options.{name}.<option>=<value>)")
-    options = cfg["extractor_options"].get(cfg["extractor"], {})
-    if options:
-        from ...extractors.base import get_extractor
-
-        valid = set(get_extractor(conf["model"]["name"]).default_conf)
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} in extractor_options.{cfg['extractor']}; "
-                              f"valid: {sorted(valid)}")
+    extraction_conf(cfg)  # an option the extractor / matcher lacks: one line naming the valid ones
+    matcher_conf(cfg)
     try:
         R.mapping_options(cfg["mapper"], fixed=cfg["intrinsics"] == "gt", seed=None)
         pipeline_of(cfg).validate(cfg)
@@ -180,34 +136,15 @@ def validate(cfg: dict[str, Any]) -> None:
                           .replace("unknown verification option '", "unknown config key 'verification.")) from None
 
 
-def check_checkpoint(cfg: dict[str, Any]) -> None:
-    """An unknown checkpoint asset name is a config error (missing weights are checked by run)."""
-    from ...assets import AssetError, load_manifest
-    from ...extractors.base import get_extractor
-
-    model = extraction_conf(cfg)["model"]
-    cls = get_extractor(model["name"])
-    merged = {**cls.default_conf, **model}
-    if "checkpoint" in merged and merged.get("weights") is None:
-        try:
-            load_manifest(cls.checkpoint_name(merged))  # e.g. alike: named after its size
-        except AssetError as error:
-            raise ConfigError(f"extractor_options.{cfg['extractor']}.checkpoint: {error}") from None
-
-
-def matcher_name(cfg: dict[str, Any]) -> str:
-    """The matcher conf of a config: ``matcher``, else the extractor's default."""
-    return cfg["matcher"] or default_matcher(cfg["extractor"])
-
-
 def data_root(cfg: dict[str, Any]) -> Path:
-    """``data_root``, else ``$SEKD_PLUGIN_SCENES``, else ``<repo>/../shared/scenes``; must exist."""
+    """The scenes folder: ``data_root`` (as :func:`load_config` chose it), else
+    ``$SEKD_PLUGIN_SCENES``; it must exist. Nothing outside the config and the environment is guessed."""
     if cfg.get("data_root"):
         root, origin = Path(cfg["data_root"]).expanduser(), "data_root"
     elif os.environ.get(SCENES_ENV):
         root, origin = Path(os.environ[SCENES_ENV]).expanduser(), f"${SCENES_ENV}"
     else:
-        root, origin = (REPO_ROOT / ".." / "shared" / "scenes").resolve(), "the default"
+        raise InputError(f"no scenes folder: set data_root=DIR (or data_root in the config file) or ${SCENES_ENV}")
     if not root.is_dir():
         raise InputError(f"scenes folder not found: {root} (from {origin}); set data_root=... or ${SCENES_ENV}")
     return root
@@ -224,36 +161,6 @@ def resolve_path(root: Path, rel: str | None, what: str, must_be_dir: bool = Tru
     if not must_be_dir and not path.is_file():
         raise InputError(f"{what} not found: {path}")
     return path
-
-
-def extraction_conf(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The extractor's named conf with the config's model options and resize override."""
-    from ...extractors.confs import get_conf
-
-    conf = get_conf(cfg["extractor"])
-    conf["model"].update(cfg["extractor_options"].get(cfg["extractor"], {}))
-    if cfg["resize_max"] is not None:
-        conf.setdefault("preprocessing", {})["resize_max"] = cfg["resize_max"]
-    return conf
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A cache's metadata, or ``{}`` when absent or unreadable (the stage then runs again)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-@dataclass
-class Scene:
-    """The resolved inputs of a config."""
-
-    name: str
-    image_dir: Path
-    gt_dir: Path | None
-    names: list[str]
-    output: Path
 
 
 def resolve_scene(cfg: dict[str, Any], label: str | None = None) -> Scene:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...common import InputError, write_json
 from ..methods import COLMAP
-from .config import Scene, extraction_conf, matcher_name, read_json
+from .confs import Scene, extraction_conf, matcher_conf, matcher_name, read_json
 
 COLMAP_MATCHER = "COLMAP SIFT matcher (ratio 0.8, distance 0.7, cross-check)"
 
@@ -63,11 +63,11 @@ def extract_and_match(cfg: dict[str, Any], scene: Scene, names: Sequence[str],
         timings["extract_s"] = feat_meta.get("extract_s", elapsed)
     pairs_path = make_pairs([n for n in names if n not in result.failed])
     mname = matcher_name(cfg)
-    mconf = match_features.get_conf(mname)
+    mconf = matcher_conf(cfg)
     matches = output / f"{mconf['output']}-{features.stem}-{pairs_path.stem}.h5"
     match_meta_path = matches.with_suffix(".json")
-    if overwrite or result.extracted:  # new features invalidate old matches
-        matches.unlink(missing_ok=True)
+    if overwrite or result.extracted or read_json(match_meta_path).get("conf", mconf) != mconf:
+        matches.unlink(missing_ok=True)  # new features, or other matcher options, invalidate old matches
     match_meta = read_json(match_meta_path) if matches.exists() else {}
     start = time.perf_counter()
     counts = match_features.match_from_paths(mconf, pairs_path, matches, features, features, device=cfg["device"])
@@ -145,7 +145,7 @@ class HlocPipeline(Pipeline):
 
     def validate(self, cfg: dict[str, Any]) -> None:
         from ...reconstruction import verification_options
-        from .config import check_checkpoint
+        from .confs import check_checkpoint
 
         verification_options(cfg["verification"])
         check_checkpoint(cfg)
@@ -188,7 +188,7 @@ class HlocPipeline(Pipeline):
 
     def pair_matches(self, cfg: dict[str, Any], scene: Scene, pairs: list[tuple[str, str]]):
         from ...io.matched_features import MatchedFeatures
-        from ...pairs import write_pairs
+        from ...io.pairs_file import write_pairs
 
         every = len(pairs) == len(scene.names) * (len(scene.names) - 1) // 2  # shares the SfM run's matches
         stem = "pairs-exhaustive" if every else f"pairs-pose-{len(pairs)}"
@@ -226,7 +226,7 @@ class ColmapPipeline(Pipeline):
         return "colmap-sift"
 
     def reconstruct(self, cfg: dict[str, Any], scene: Scene, fixed_intrinsics: Any = None):
-        from ...pairs import read_pairs
+        from ...io.pairs_file import read_pairs
         from . import colmap
 
         output = scene.output
@@ -256,7 +256,7 @@ class ColmapPipeline(Pipeline):
         """COLMAP's SIFT and matcher (unverified matches), written into hloc's layout once
         (``colmap-feats.h5``, ``colmap-matches.h5``)."""
         from ...io.h5 import PartWriter, features_entry, get_keypoints, list_names, matches_entry, publish
-        from ...pairs import write_pairs
+        from ...io.pairs_file import write_pairs
         from . import colmap
 
         out = scene.output

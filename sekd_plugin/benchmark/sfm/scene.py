@@ -76,7 +76,7 @@ def _run(cfg: dict[str, Any], label: str | None, scene) -> dict[str, Any]:
         "config": cfg,
     }
     if gt is not None:
-        stats["gt"] = evaluate_reconstruction(rec, scene.gt_dir, all_names)
+        stats["gt"] = evaluate_reconstruction(rec, gt)
     write_json(scene.output / "stats.json", stats)
     return stats
 

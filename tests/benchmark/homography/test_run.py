@@ -157,7 +157,7 @@ def test_too_small_for_protocol_is_a_clear_error(dataset, tmp_path):
 def test_replaced_checkpoint_file_invalidates_the_cache(dataset, tmp_path, sekd_weights):
     import shutil
 
-    from sekd_plugin.assets import resolve
+    from sekd_plugin.infra.assets import resolve
 
     ckpt = tmp_path / "model.pth"
     shutil.copy(sekd_weights, ckpt)

@@ -40,7 +40,7 @@ def test_config_errors(tmp_path, monkeypatch):
     assert C.extraction_conf(cfg)["model"]["max_keypoints"] == 7
     cfg["extractor"] = "sift-n4096"  # options of other extractors are ignored
     assert C.extraction_conf(cfg)["model"]["max_keypoints"] == 4096
-    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['bogus'\] in extractor_options.sekd"):
+    with pytest.raises(ConfigError, match=r"unknown sekd option key\(s\) \['bogus'\] in extractor_options.sekd"):
         C.load_config(CONFIG, ["extractor=sekd", "extractor_options.sekd.bogus=1"])
     with pytest.raises(ConfigError, match="must be a mapping"):
         C.load_config(CONFIG, ["extractor_options.max_keypoints=1"])

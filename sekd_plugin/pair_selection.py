@@ -12,30 +12,14 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .common.errors import InputError
+from .io.pairs_file import Pair, unique_pairs
 
 logger = logging.getLogger(__name__)
-
-Pair = tuple[str, str]
-
-
-def unique_pairs(pairs: Iterable[Sequence[str]]) -> list[Pair]:
-    """Drop self-pairs and repeated pairs (in either order), keeping the first occurrence."""
-    seen: set[frozenset] = set()
-    out: list[Pair] = []
-    for name0, name1 in pairs:
-        if name0 == name1:
-            continue
-        key = frozenset((name0, name1))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append((name0, name1))
-    return out
 
 
 EARTH_RADIUS_M = 6_371_000.0

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import distributed
-from .common.errors import DiskFullError
-from .io.h5 import PartWriter, finished_parts, publish
+from ..common.errors import DiskFullError
+from ..io.h5 import PartWriter, finished_parts, publish
 
 logger = logging.getLogger(__name__)
 

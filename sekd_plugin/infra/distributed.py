@@ -99,7 +99,7 @@ class Context:
 
     def device(self, requested: str | torch.device | None) -> torch.device:
         """The device of this rank: ``cuda:LOCAL_RANK`` when CUDA is used, else the request."""
-        from .common.device import pick_device
+        from ..common.device import pick_device
 
         device = pick_device(requested)
         if self.active and device.type == "cuda" and device.index is None:

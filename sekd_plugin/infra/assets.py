@@ -29,8 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-from .common.errors import UserError
-from .common.files import write_atomic
+from ..common.errors import UserError
+from ..common.files import write_atomic
 
 try:
     import tomllib
@@ -38,7 +38,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 # sekd_plugin/third_party links to the top-level third_party/, so wheels carry the manifests
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # sekd_plugin/
 MANIFEST_DIR = PACKAGE_DIR / "third_party"
 CACHE_ENV = "SEKD_PLUGIN_CACHE"
 DIR_ENV = {"weights": "SEKD_PLUGIN_WEIGHTS_DIR", "dataset": "SEKD_PLUGIN_DATA_DIR"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sekd_plugin import pairing, pairs as P, triangulation as T
+from sekd_plugin import pair_selection as pairing, pairs as P, triangulation as T
 
 from .fountain_small import fountain_small
 from .helpers import rotation, write_strecha_camera
