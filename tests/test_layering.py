@@ -1,5 +1,6 @@
-"""The package's layers, read from the code (AST): lower layers never import the benchmarks,
-and no module reaches into another module's ``_private`` names."""
+"""The package's layers, read from the code (AST): the floor order of CONTRIBUTING.md's layout
+(a unit imports only units of lower floors), no import circle between modules, lower layers never
+import the benchmarks, and no module reaches into another module's ``_private`` names."""
 
 import ast
 from pathlib import Path
@@ -8,6 +9,23 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sekd_plugin"
 LOWER = ("train", "extractors", "matchers", "io", "ops", "models", "metrics", "common", "geometry")
+# CONTRIBUTING.md's floors, bottom first: a unit (a subpackage or a top-level module of
+# sekd_plugin) imports only units of lower floors. ``__main__`` files are program entries that
+# no module imports (``train/__main__`` runs the top-level ``training`` command): they are exempt.
+FLOORS = (
+    ("__init__",),  # the package's face: __version__
+    ("common",),
+    ("ops", "geometry", "io"),
+    ("infra",),
+    ("models", "matchers", "metrics", "datasets"),
+    ("extractors",),
+    ("extract_features", "match_features", "pair_selection", "reconstruction", "localize_sfm", "visualize",
+     "integrations", "train", "weights"),
+    ("pairs", "triangulation"),
+    ("benchmark",),
+    ("training",),
+)
+FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
 
 
 def _modules():
@@ -71,3 +89,101 @@ def test_the_checker_sees_a_violation(tmp_path):
     found = list(_imports(f, ["sekd_plugin", "train", "m"]))
     assert ("sekd_plugin.benchmark.core", ["new_results"]) in found
     assert ("sekd_plugin.io.h5", ["list_entries"]) in found
+
+
+def _unit(parts: list[str]) -> str:
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _targets(module: str, names: list[str]) -> list[str]:
+    """The modules an import names: ``from sekd_plugin import pairs`` names ``sekd_plugin.pairs``."""
+    if module == "sekd_plugin" or module.endswith(".__init__"):
+        return [f"sekd_plugin.{n}" if (PACKAGE / n).exists() or (PACKAGE / f"{n}.py").exists() else module
+                for n in names] or [module]
+    return [module]
+
+
+def _unit_edges():
+    for path, parts in _modules():
+        if path.name == "__main__.py":
+            continue
+        for module, names in _imports(path, parts):
+            if module.split(".")[0] != "sekd_plugin":
+                continue
+            for target in _targets(module, names):
+                yield path, _unit(parts), _unit(target.split("."))
+
+
+def test_every_unit_has_a_floor():
+    units = {_unit(parts) for _, parts in _modules()}
+    assert units - set(FLOOR) == set(), f"add {sorted(units - set(FLOOR))} to FLOORS (and to CONTRIBUTING.md)"
+    assert set(FLOOR) - units == set(), f"FLOORS names units that do not exist: {sorted(set(FLOOR) - units)}"
+
+
+def test_the_floor_order():
+    bad = sorted({f"{path.relative_to(PACKAGE.parent)} ({unit}, floor {FLOOR[unit]}) imports {target} "
+                  f"(floor {FLOOR.get(target)})" for path, unit, target in _unit_edges()
+                  if target != unit and FLOOR.get(target, 99) >= FLOOR.get(unit, -1)})
+    assert not bad, "\n".join(bad)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    names = {".".join(parts): path for path, parts in _modules()}
+    graph: dict[str, set[str]] = {m: set() for m in names}
+    for path, parts in _modules():
+        if path.name == "__main__.py":
+            continue
+        me = ".".join(parts)
+        for module, imported in _imports(path, parts):
+            for target in [module, *(f"{module}.{n}" for n in imported)]:
+                if target in names and target != me and not me.startswith(target + "."):
+                    graph[me].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index, low, on, stack, out, counter = {}, {}, set(), [], [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]; counter[0] += 1; stack.append(root); on.add(root)  # noqa: E702
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter[0]; counter[0] += 1  # noqa: E702
+                    stack.append(child); on.add(child)  # noqa: E702
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    m = stack.pop(); on.discard(m); component.append(m)  # noqa: E702
+                    if m == node:
+                        break
+                if len(component) > 1:
+                    out.append(sorted(component))
+    return out
+
+
+def test_no_import_circle_between_modules():
+    """Function-level imports count too (``benchmark/sfm/config`` <-> ``pipelines`` was one);
+    a package's ``__init__`` importing its own modules is not a circle."""
+    graph = _module_graph()
+    for m in graph:  # an __init__ re-exporting its children, and children importing the package face
+        graph[m] = {t for t in graph[m] if not t.startswith(m + ".")}
+    assert _cycles(graph) == []
+
+
+def test_the_floor_checker_sees_a_violation_and_a_circle():
+    assert FLOOR["io"] < FLOOR["extractors"] < FLOOR["benchmark"] < FLOOR["training"]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
