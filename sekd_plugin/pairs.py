@@ -33,15 +33,13 @@ File format: :mod:`sekd_plugin.io.pairs_file` (hloc's, with quoted names where n
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from .common import run_cli, write_atomic
+from .common import run_cli
 from .common.cli import number, positive_int
-from .common.errors import InputError
 from .io.images import list_images, parse_image_list
 # the pairs file: its reader and writer are the step's public names too (hloc style)
 from .io.pairs_file import PairsError, format_name, read_pairs, unique_pairs, write_pairs  # noqa: F401
@@ -188,7 +186,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--covisibility", type=Path, metavar="MODEL", help="top --num images by shared 3D points")
     parser.add_argument("--poses", type=Path, metavar="MODEL",
                         help="nearest --num cameras (COLMAP model or Strecha GT camera folder)")
-    parser.add_argument("--max-angle", type=number(float, low=0, high=180), default=30.0, help="--poses: max viewing-angle difference (deg)")
+    parser.add_argument("--max-angle", type=number(float, low=0, high=180), default=30.0,
+                        help="--poses: max viewing-angle difference (deg)")
     parser.add_argument("--gps", action="store_true", help="nearest --num images by EXIF GPS (needs --images)")
     parser.add_argument("--num", type=positive_int, default=10, help="partners per image for --covisibility/--poses/--gps")
     args = parser.parse_args(argv)

@@ -196,7 +196,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--color-by", default="visibility", help="model views: visibility | track_length")
     parser.add_argument("--max-pairs", type=positive_int, help="draw at most this many pairs / model images")
     parser.add_argument("--resize-max", type=number(int, low=16), default=1024, help="scale images to at most this many px a side")
-    parser.add_argument("--max-matches", type=non_negative_int, default=500, help="pairs: draw a random subset of at most N matches (0: all)")
+    parser.add_argument("--max-matches", type=non_negative_int, default=500,
+                        help="pairs: draw a random subset of at most N matches (0: all)")
     args = parser.parse_args(argv)
     return run_cli(_cli_main, args=args, on_success=lambda n: print(f"{n} PNG file(s) -> {args.output}"))
 

@@ -183,7 +183,8 @@ def main(argv=None) -> int:
     rc = sub.add_parser("reconstruction", help="SfM benchmark on scene configs (optionally with GT cameras)")
     rc.add_argument("--config", action="append", required=True,
                     help="scene config YAML (repeatable), e.g. benchmark_configs/reconstruction/fountain-P11.yaml")
-    rc.add_argument("--methods", type=comma_list, help="comma-separated methods (colmap-sift, sift (COLMAP's extraction settings), sift-hloc, sekd-best, "
+    rc.add_argument("--methods", type=comma_list,
+                    help="comma-separated methods (colmap-sift, sift (COLMAP's extraction settings), sift-hloc, sekd-best, "
                     "sekd-sfm, superpoint, d2net or any extractor conf; default: "
                     "colmap-sift,sift,sekd-best,sekd-sfm,sekd-selftrained-sfm,superpoint,d2net)")
     rc.add_argument("--extractors", type=comma_list, help="the same as --methods (older name)")

@@ -34,7 +34,7 @@ class ShardedFile:
         """Publish; a full disk says how many entries were written (kept in the parts)."""
         try:
             publish(self.path, self.kind, conf, drop=drop)
-        except DiskFullError as error:
+        except DiskFullError:
             raise DiskFullError(self.path, written=self.written, unit=self.unit) from None
 
     def parts(self) -> list[Path]:

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 TILE_ELEMENTS = 1 << 20  # elements of one tile of ``a`` (~4 MB of float32: L2/L3-resident)
 
 
-def shifted_max_dot(a: torch.Tensor, b: torch.Tensor, offsets: list[tuple[int, int]] | torch.Tensor, tile_rows: int | None = None) -> torch.Tensor:
+def shifted_max_dot(a: torch.Tensor, b: torch.Tensor, offsets: list[tuple[int, int]] | torch.Tensor,
+                    tile_rows: int | None = None) -> torch.Tensor:
     """``max_o <a[..., y, x], b[..., y + oy, x + ox]>`` over the channel dimension.
 
     Args:

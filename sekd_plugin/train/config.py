@@ -23,7 +23,8 @@ from .schema import (VAL_GROUPS, WARP_PRESETS, DataConf, DetectConf, DistConf, L
 
 
 # keys that may differ when a run is resumed (they do not change the schedule)
-RESUME_MUTABLE = {"device", "data.num_workers", "data.cache", "data.pin_memory", "optim.compile", "val.dev_datasets", "val.official_weights"}
+RESUME_MUTABLE = {"device", "data.num_workers", "data.cache", "data.pin_memory", "optim.compile", "val.dev_datasets",
+                  "val.official_weights"}
 
 
 def valid_keys() -> list[str]:

@@ -303,7 +303,8 @@ class PairDataset(Dataset):
         if float(wc.strong_fraction) > 0 and float(torch.rand((), generator=gen)) < float(wc.strong_fraction):
             wc = _strong(wc)
         if int(wc.warped_views) == 1:  # the release: an image and its warped copy
-            H = torch.cat([warps.identity_warps(1, (c, c), (self.crop, self.crop)), warps.random_warp_from_conf(1, (c, c), (self.crop, self.crop), wc, gen)])
+            H = torch.cat([warps.identity_warps(1, (c, c), (self.crop, self.crop)),
+                           warps.random_warp_from_conf(1, (c, c), (self.crop, self.crop), wc, gen)])
         else:
             H = warps.random_warp_from_conf(2, (c, c), (self.crop, self.crop), wc, gen)
         if self.margin:  # the warps were drawn for the C x C context: shift them onto the larger window

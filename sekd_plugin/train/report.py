@@ -59,7 +59,8 @@ def render_markdown(history: dict) -> str:
         f"Extraction setting: `{_measured_conf(history)}` (the one that selects `best.pth`)."
         + (" The other settings are below." if _setting_names(history) else ""),
         "",
-        "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches | keypoints > 0.55 (at most 500) | NMS peaks > 0.55 | median top-500 score |",
+        "| after | MMA@3 | homography acc.@3 | repeatability@3 | keypoints | matches | keypoints > 0.55 (at most 500) "
+        "| NMS peaks > 0.55 | median top-500 score |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     off = history.get("official")
@@ -204,7 +205,8 @@ def plot_curves(out: Path, history: dict) -> None:
     xs = [v["round"] for v in val]
     for ax, g in zip(axes[0], panels):
         for name, color in (("mma@3", "C0"), ("homography_accuracy@3", "C1"), ("repeatability@3", "C2")):
-            get = (lambda v, g=g, n=name: v.get("groups", {}).get(g, {}).get("top500", {}).get(n)) if groups else (lambda v, n=name: _val_key(v, n))
+            get = ((lambda v, g=g, n=name: v.get("groups", {}).get(g, {}).get("top500", {}).get(n)) if groups
+                   else (lambda v, n=name: _val_key(v, n)))
             ys = [get(v) for v in val]
             if xs:
                 ax.plot(xs, [math.nan if y is None else y for y in ys], marker="o", color=color, label=name)

@@ -121,7 +121,8 @@ def make_pair(img: np.ndarray, group: str, conf, rng: np.random.Generator) -> tu
     return im0, im1, H
 
 
-def make_pairs(images: list[np.ndarray], conf, group: str = "mild", count: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def make_pairs(images: list[np.ndarray], conf, group: str = "mild",
+               count: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``count`` (default ``val.pairs_per_group``) pairs of ``group`` from gray or RGB images, deterministic."""
     count = int(conf.pairs_per_group if count is None else count)
     gray = [rgb_to_gray_u8(im) for im in images]

@@ -5,9 +5,7 @@ COLMAP stage, two runs in one work folder."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -22,7 +20,7 @@ pycolmap = pytest.importorskip("pycolmap")
 from sekd_plugin import reconstruction as R  # noqa: E402
 from sekd_plugin.datasets import strecha as S  # noqa: E402
 from sekd_plugin.io.h5 import write_features, write_matches  # noqa: E402
-from tests.conftest import SHARED, shared_file  # noqa: E402
+from tests.conftest import shared_file  # noqa: E402
 from tests.helpers import rotation, texture, write_strecha_camera  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -130,8 +130,8 @@ def test_strong_pairs_are_rotation_and_zoom_without_shear():
 
 
 def test_no_validation_images_means_no_best_and_says_so(tmp_path, image_dir, caplog):
-    over = [o for o in TINY if not o.startswith(("schedule.rounds", "data.val_images"))] + ["schedule.rounds=1", "data.val_images=0",
-                                                                                           "schedule.epochs_descriptor=0", "schedule.epochs_detector=0"]
+    over = [o for o in TINY if not o.startswith(("schedule.rounds", "data.val_images"))] + [
+        "schedule.rounds=1", "data.val_images=0", "schedule.epochs_descriptor=0", "schedule.epochs_detector=0"]
     with caplog.at_level("INFO"):
         assert train_cli.cli(["--images", str(image_dir), "--output", str(tmp_path / "run"), "--no-progress", *over]) == 0
     assert not (tmp_path / "run" / "best.pth").exists()

@@ -100,7 +100,8 @@ def test_native_descriptor_term_has_neighbours_two_cells_apart():
     gen = torch.Generator().manual_seed(0)
     native = labels.reliability_score(_Periodic(), img, config.load_config(overrides=TINY + IDENTITY), gen)
     up = labels.reliability_score(
-        _Periodic(), img, config.load_config(overrides=TINY + IDENTITY + ["reliability.desc_mode=upsampled"]), torch.Generator().manual_seed(0)
+        _Periodic(), img, config.load_config(overrides=TINY + IDENTITY + ["reliability.desc_mode=upsampled"]),
+        torch.Generator().manual_seed(0)
     )
     interior = (slice(24, 40), slice(24, 40))
     print("native max", float(native[interior].max()), "upsampled mean", float(up[interior].mean()))

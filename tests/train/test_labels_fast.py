@@ -3,7 +3,6 @@ neighbourhood evaluated in the references' frames, against the exact computation
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -80,7 +79,8 @@ def test_fast_reliability_is_close_to_exact_on_a_smooth_warp():
     ident = ["ref_warp.degrees=0", "ref_warp.scale=[1,1]", "ref_warp.shear=0", "ref_warp.translate=0",
              "ref_warp.brightness=[1,1]", "ref_warp.contrast=[1,1]", "ref_warp.saturation=[1,1]", "ref_warp.hue=0",
              "reliability.num_refs=2", "reliability.border=4"]
-    a = labels.reliability_score(net, img, config.load_config(overrides=ident + ["reliability.fast=false"]), torch.Generator().manual_seed(0))
+    a = labels.reliability_score(net, img, config.load_config(overrides=ident + ["reliability.fast=false"]),
+                                 torch.Generator().manual_seed(0))
     b = labels.reliability_score(net, img, config.load_config(overrides=ident), torch.Generator().manual_seed(0))
     assert float(a.abs().max()) > 1.0
     torch.testing.assert_close(b, a, atol=2e-3 * float(a.abs().max()), rtol=0)

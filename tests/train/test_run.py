@@ -28,7 +28,8 @@ def tiny_run(image_dir, tmp_path_factory):
 
 @pytest.mark.integration
 def test_end_to_end_outputs(tiny_run):
-    for name in ("model.pth", "best.pth", "state.pth", "config.yaml", "report.md", "metrics.json", "losses.png", "keypoints.png", "validation.png"):
+    for name in ("model.pth", "best.pth", "state.pth", "config.yaml", "report.md", "metrics.json", "losses.png",
+                 "keypoints.png", "validation.png"):
         assert (tiny_run / name).is_file(), name
     assert lock_is_free(tiny_run)  # released at exit
     for r in range(2):

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ...datasets.hpatches import Sequence, load_dataset
-from ...common import ConfigError, pick_device, write_json
+from ...common import pick_device, write_json
 from ...extractors.base import get_extractor, missing_weights_reason
 from ...extractors.confs import RECOMMENDED, get_conf
 from ...io.h5 import list_names, read_features

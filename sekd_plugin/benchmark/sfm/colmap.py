@@ -4,7 +4,8 @@
 COLMAP's matching (``match_exhaustive``, or ``match_image_pairs`` for a pair list) with its
 default SIFT matching options (ratio 0.8, angular distance 0.7, cross check) and its default
 two-view verification, all on CPU; then the same mapping, stats and failure hint
-(:func:`sekd_plugin.reconstruction.mapping.reconstruct`) and GT evaluation as every other method. ``extraction`` / ``matching`` / ``verification``
+(:func:`sekd_plugin.reconstruction.mapping.reconstruct`) and GT evaluation as every other method.
+``extraction`` / ``matching`` / ``verification``
 override COLMAP's ``FeatureExtractionOptions`` / ``FeatureMatchingOptions`` /
 ``TwoViewGeometryOptions`` keys; :data:`EXTRACTION_DEFAULTS` only fixes the image size cap
 (1600 px, as COLMAP's GUI default) and the CPU.

@@ -33,7 +33,8 @@ from .partial import PartialLabels, network_fingerprint
 from .reliability import reliability_keypoints, reliability_score
 from .selection import budget, select_labels
 
-__all__ = ["LABEL_FORMAT", "STEP_IDS", "LabelFileError", "LabelNet", "Labels", "PartialLabels", "budget", "network_fingerprint", "compute_labels",
+__all__ = ["LABEL_FORMAT", "STEP_IDS", "LabelFileError", "LabelNet", "Labels", "PartialLabels", "budget",
+           "network_fingerprint", "compute_labels",
            "detect_keypoints", "detector_score", "label_network", "label_stats", "maxima_stats", "random_keypoints",
            "read_labels", "read_labels_with_sizes", "reliability_keypoints", "reliability_score", "select_labels",
            "write_labels"]

@@ -32,7 +32,8 @@ def _sample(maps: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(maps, g.to(maps.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def _ratio_reference(target: torch.Tensor, ref: torch.Tensor, grid: torch.Tensor, offsets: torch.Tensor, eps: float, chunk: int) -> torch.Tensor:
+def _ratio_reference(target: torch.Tensor, ref: torch.Tensor, grid: torch.Tensor, offsets: torch.Tensor, eps: float,
+                     chunk: int) -> torch.Tensor:
     """distinctiveness / (repeatability + eps) with the neighbourhood on the reference's grid (the release).
 
     Args:
@@ -192,7 +193,8 @@ def reliability_score(net, image: torch.Tensor, conf, gen: torch.Generator) -> t
             grid = (q - (scale - 1) / 2.0) / scale
             ok = (warps.inside(grid, feat.shape[-2:], float(rc.radius * rc.stride)) & cmask[None]).float()
             if rc.neighbours == "target":
-                ok = ok * warps.inside(warps.pixel_grid(tgt.shape[-2:], device=dev), tgt.shape[-2:], float(rc.radius * rc.stride)).float()[None]
+                pixels = warps.pixel_grid(tgt.shape[-2:], device=dev)
+                ok = ok * warps.inside(pixels, tgt.shape[-2:], float(rc.radius * rc.stride)).float()[None]
                 ratio = _ratio_target(tgt, feat, grid, offsets, rc.eps)
             elif rc.fast:
                 ratio = _ratio_in_reference(tgt, feat, grid, Hinv[s:e], scale, offsets, rc.eps)

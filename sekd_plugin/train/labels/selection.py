@@ -55,7 +55,9 @@ def select_labels(
         q = torch.quantile(vals.float(), vals.new_tensor([0.1, 0.5, 0.9], dtype=torch.float32))
     else:
         q = torch.full((3,), float("nan"), device=score.device)
-    stats = torch.cat([torch.stack([vals.new_tensor(vals.numel(), dtype=torch.float32), vals.new_tensor(idx.numel(), dtype=torch.float32)]), q, n_above.float()[None]])
+    counts = torch.stack([vals.new_tensor(vals.numel(), dtype=torch.float32),
+                          vals.new_tensor(idx.numel(), dtype=torch.float32)])
+    stats = torch.cat([counts, q, n_above.float()[None]])
     ww = score.shape[-1]
     return torch.stack([idx // ww, idx % ww], dim=-1), sc, stats
 

@@ -19,11 +19,14 @@ CONFIG = str(REPO / "benchmark_configs/reconstruction/fountain-P11.yaml")
 
 
 def test_method_entries_and_plan(tmp_path):
-    assert Mth.method_entry("sift") == {"label": "sift", "pipeline": "hloc", "extractor": "sift-colmap", "matcher": "NN-ratio", "weights": None}
+    assert Mth.method_entry("sift") == {"label": "sift", "pipeline": "hloc", "extractor": "sift-colmap",
+                                        "matcher": "NN-ratio", "weights": None}
     assert Mth.method_entry("superpoint")["matcher"] == "NN-superpoint"
     assert Mth.method_entry("sekd-sfm")["extractor"] == "sekd-sfm"
-    assert Mth.method_entry("sift-colmap") == {"label": "sift-colmap", "pipeline": "hloc", "extractor": "sift-colmap", "matcher": "NN-ratio", "weights": None}
-    assert Mth.method_entry("ours=sekd", "w.pth") == {"label": "ours", "pipeline": "hloc", "extractor": "sekd", "matcher": "NN-mutual", "weights": "w.pth"}
+    assert Mth.method_entry("sift-colmap") == {"label": "sift-colmap", "pipeline": "hloc", "extractor": "sift-colmap",
+                                               "matcher": "NN-ratio", "weights": None}
+    assert Mth.method_entry("ours=sekd", "w.pth") == {"label": "ours", "pipeline": "hloc", "extractor": "sekd",
+                                                      "matcher": "NN-mutual", "weights": "w.pth"}
     assert Mth.method_entry("colmap-sift")["pipeline"] == "colmap"
     assert Mth.method_entry("sift-n4096")["matcher"] == "NN-ratio"  # any conf: its model's matcher
     assert Mth.method_entry("orb")["matcher"] == "NN-mutual"
