@@ -125,7 +125,6 @@ def run(
         errors = []
         for scene, cfg in by_method[method]:
             logger.warning("%s benchmark: %s / %s", results["protocol"], scene, method)
-            entry["confs"][scene] = effective_confs(cfg)
             try:
                 summary, scene_rows = evaluate_scene(scene, method, cfg)
             except (KeyboardInterrupt, FolderLockedError):
@@ -135,6 +134,7 @@ def run(
                 logger.error("%s / %s failed: %s", scene, method, errors[-1])
                 continue
             entry["scenes"][scene] = summary
+            entry["confs"][scene] = effective_confs(cfg)  # what ran: the confs with the command's options
             rows += [{"scene": scene, **r} for r in scene_rows]
         if entry["scenes"] and finish:
             finish(entry, rows)

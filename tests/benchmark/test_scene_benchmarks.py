@@ -92,7 +92,8 @@ def test_a_failing_scene_keeps_the_methods_other_scenes(monkeypatch):
     """Two scenes, the second fails: the method is in ``failed`` naming the scene, and the first
     scene's summary and rows are kept."""
     monkeypatch.setattr(scenes, "skip_reason", lambda method, cfg: None)
-    plans = [("a", "m", {}), ("b", "m", {})]
+    monkeypatch.setattr(scenes, "effective_confs", lambda cfg: {"extractor": cfg})
+    plans = [("a", "m", {"x": 1}), ("b", "m", {"x": 2})]
 
     def evaluate(scene, method, cfg):
         if scene == "b":
@@ -101,7 +102,7 @@ def test_a_failing_scene_keeps_the_methods_other_scenes(monkeypatch):
 
     results = scenes.run(core.new_results("test", {}), plans, evaluate, save=lambda r: None)
     assert results["failed"] == {"m": "b: ValueError: bad scene"}
-    assert results["methods"] == {"m": {"scenes": {"a": {"score": 1}}}}
+    assert results["methods"] == {"m": {"scenes": {"a": {"score": 1}}, "confs": {"a": {"extractor": {"x": 1}}}}}
     assert results["rows"] == [{"method": "m", "scene": "a", "item": 1}, {"method": "m", "scene": "a", "item": 2}]
 
 
