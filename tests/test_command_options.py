@@ -126,3 +126,16 @@ def test_a_scene_benchmark_records_the_confs_in_effect(tmp_path, monkeypatch):
     assert confs["extractor"]["model"] == {"name": "sift", **confs["extractor"]["model"], "max_keypoints": 777}
     assert confs["matcher"]["model"]["ratio_threshold"] == 0.7
     assert "sift.model.max_keypoints=777" in results["settings"]["overrides"]
+
+
+def test_the_scene_command_takes_model_and_matcher_options(tmp_path, monkeypatch):
+    """``benchmark scene CONFIG model.KEY=VALUE matcher.KEY=VALUE``: the config the run gets."""
+    from sekd_plugin.benchmark.sfm import scene
+
+    seen = {}
+    monkeypatch.setattr(scene, "run", lambda cfg, label=None: seen.setdefault("cfg", cfg))
+    scene.main(CONFIG, [*_tiny(tmp_path), "extractor=sift", "model.max_keypoints=500", "matcher.ratio_threshold=0.75"])
+    assert seen["cfg"]["extractor_options"] == {"sift": {"max_keypoints": 500}}
+    assert seen["cfg"]["matcher_options"] == {"ratio_threshold": 0.75}
+    with pytest.raises(ConfigError, match=r"unknown sift option key\(s\) \['max_keypoint'\]"):
+        scene.main(CONFIG, [*_tiny(tmp_path), "extractor=sift", "model.max_keypoint=500"])

@@ -45,7 +45,7 @@ def split_method_overrides(overrides: Sequence[str], labels: Sequence[str]) -> t
     return [o for o in overrides if o not in method], method
 
 
-def _as_scene_overrides(label: str, entry: dict[str, Any], options: dict[str, Any]) -> list[str]:
+def as_scene_overrides(label: str, entry: dict[str, Any], options: dict[str, Any]) -> list[str]:
     """A method's ``{"model": {...}, "matcher": {...}}`` as scene config keys
     (``extractor_options.<conf>.KEY``, ``matcher_options.KEY``); values as JSON (YAML-readable)."""
     from ..common.conf import check_keys
@@ -88,7 +88,7 @@ def plan(configs: Sequence[str | Path], methods: Sequence[str], work: Path, over
             if entry["pipeline"] == COLMAP and not any(o.startswith(f"{labels[method]}.") for o in method_items):
                 mine = {}  # options given for every method apply to our pipeline's methods
             extra = [f"output={work / scene / method}", *pipeline.method_overrides(entry, user_matcher),
-                     *_as_scene_overrides(labels[method], entry, mine)]
+                     *as_scene_overrides(labels[method], entry, mine)]
             plans.append((scene, method, load_config(config, [*overrides, *extra])))
     return plans
 

@@ -7,7 +7,9 @@
 The YAML file and the ``key=value`` overrides (OmegaConf dot-list syntax) set the keys of
 :class:`~.config.SceneConfig` (:mod:`.config`: an unknown key or a wrong value is one error line
 before any work starts). Paths of ``images``, ``gt_cameras`` and ``image_list`` are relative to
-``data_root`` (default: ``$SEKD_PLUGIN_SCENES``, else ``../shared/scenes`` next to the repository).
+``data_root`` (a ``data_root=`` override, else ``$SEKD_PLUGIN_SCENES``, else the file's own, relative
+to the file). The extractor's and matcher's options: ``model.KEY=VALUE`` and ``matcher.KEY=VALUE``
+(e.g. ``model.max_keypoints=2000``), recorded in ``stats.json`` with the config.
 ``matcher: null`` (the default) takes the extractor's matcher (``NN-ratio`` for SIFT,
 ``NN-superpoint`` for SuperPoint, ``NN-mutual`` for SEKD and D2-Net). ``pipeline=colmap`` runs
 COLMAP's own SIFT extraction and matching instead (``extractor``/``matcher`` unused); both
@@ -121,7 +123,17 @@ def format_summary(stats: dict[str, Any]) -> str:
 
 
 def main(config: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Load, validate and run a scene config (the CLI's body)."""
+    """Load, validate and run a scene config (the CLI's body); ``model.KEY=VALUE`` /
+    ``matcher.KEY=VALUE`` set the extractor's / matcher's options (``extractor_options``,
+    ``matcher_options`` of the config)."""
+    from ...common.conf_layers import parse_dotlist
+    from ..scenes import as_scene_overrides, split_method_overrides
+
+    overrides, method_items = split_method_overrides([str(o) for o in overrides], [])
+    if method_items:
+        cfg = load_config(config, overrides)
+        options = parse_dotlist(method_items, "the overrides")
+        overrides = [*overrides, *as_scene_overrides(cfg["extractor"], cfg, options)]
     return run(load_config(config, overrides))
 
 
