@@ -187,3 +187,37 @@ def test_the_floor_checker_sees_a_violation_and_a_circle():
     assert FLOOR["io"] < FLOOR["extractors"] < FLOOR["benchmark"] < FLOOR["training"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_package_file_over_450_lines():
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long
+
+
+def _reaches_outside(path: Path, text: str) -> list[str]:
+    """``Path(__file__)...parents[k]`` above ``sekd_plugin/``, or a ``../shared`` path, in ``text``."""
+    import re
+
+    depth = len(path.relative_to(PACKAGE).parts) - 1  # parents[depth] is sekd_plugin/ itself
+    bad = [f"parents[{k}]" for k in map(int, re.findall(r"__file__\)?(?:\.resolve\(\))?\.parents\[(\d+)\]", text))
+           if k > depth]
+    bad += [f"{'.parent' * k}" for k in (m.count(".parent") for m in re.findall(r"__file__\)?(?:\.resolve\(\))?((?:\.parent)+)", text))
+            if k > depth + 1]
+    tree = ast.parse(text)
+    docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                and id(n) not in docstrings]  # code, not its comments and docstrings
+    return bad + [m for lit in literals for m in re.findall(r"\.\./shared|shared/scenes", lit)]
+
+
+def test_package_code_never_reaches_outside_the_package():
+    """The installed package has no repository around it (tests/test_installed.py runs it so)."""
+    bad = {str(p.relative_to(PACKAGE.parent)): found for p in PACKAGE.rglob("*.py")
+           if (found := _reaches_outside(p, p.read_text()))}
+    assert not bad, bad
+    probe = PACKAGE / "benchmark" / "x.py"
+    assert _reaches_outside(probe, "R = Path(__file__).resolve().parents[2] / 'benchmark_configs'") == ["parents[2]"]
+    assert _reaches_outside(probe, "R = Path(__file__).resolve().parents[1]") == []
+    assert _reaches_outside(probe, "d = REPO / '..' / 'shared/scenes'") == ["shared/scenes"]
+    assert _reaches_outside(probe, '"""Data in ../shared/scenes."""\n# or ../shared\nx = 1') == []
