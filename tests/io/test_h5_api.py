@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from sekd_plugin.io import features, h5, h5_merge, h5_open, matches, provenance
+from sekd_plugin.io import features, h5, h5_merge, h5_open, h5_parts, matches, provenance
 
 
 @pytest.mark.parametrize("module, names", [
     (h5_open, ["H5FileError", "open_h5", "check_name", "entry_name", "FORMAT_ATTR", "COMPLETE_ATTR",
                "LOCK_TIMEOUT_ENV", "DEFAULT_LOCK_TIMEOUT", "LIBVER"]),
-    (provenance, ["read_conf", "record_conf", "conf_differences", "CONF_ATTR", "file_sha256",
-                  "features_fingerprint"]),
+    (provenance, ["read_conf", "conf_differences", "CONF_ATTR", "file_sha256", "features_fingerprint"]),
+    (h5_parts, ["record_conf", "publish", "PartWriter"]),  # record_conf writes: it lives with publish
     (h5_merge, ["merge_files"]),
     (features, ["write_features", "list_names", "read_features", "get_keypoints"]),
     (matches, ["names_to_pair", "names_to_pair_old", "write_matches", "has_matches", "get_matches"]),
