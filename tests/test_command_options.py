@@ -139,3 +139,21 @@ def test_the_scene_command_takes_model_and_matcher_options(tmp_path, monkeypatch
     assert seen["cfg"]["matcher_options"] == {"ratio_threshold": 0.75}
     with pytest.raises(ConfigError, match=r"unknown sift option key\(s\) \['max_keypoint'\]"):
         scene.main(CONFIG, [*_tiny(tmp_path), "extractor=sift", "model.max_keypoint=500"])
+
+
+def test_benchmark_hpatches_takes_extractor_and_matcher_options(tmp_path, capsys):
+    """``LABEL.model.KEY=VALUE`` and ``matcher.KEY=VALUE``: recorded in results.json."""
+    from tests.benchmark.homography.test_run import _write_hpatches_seq
+
+    data = tmp_path / "hp"
+    _write_hpatches_seq(data, "v_toy", warp=True)
+    out = tmp_path / "out"
+    argv = ["hpatches", "--dataset", str(data), "--methods", "orb", "--device", "cpu", "--output", str(out)]
+    assert bench_main([*argv, "orb.model.max_keypoints=64", "matcher.ratio_threshold=0.95"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["orb"]["conf"]["model"]["max_keypoints"] == 64
+    assert results["settings"]["matcher"]["ratio_threshold"] == 0.95
+    assert results["settings"]["overrides"] == ["orb.model.max_keypoints=64", "matcher.ratio_threshold=0.95"]
+    capsys.readouterr()
+    assert bench_main([*argv, "matcher.ratio=0.9"]) == 2
+    assert "unknown nearest_neighbor option key(s) ['ratio'] in the overrides" in only_error_line(capsys)

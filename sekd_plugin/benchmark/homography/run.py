@@ -170,9 +170,12 @@ def run(
     label to a checkpoint (e.g. one our trainer wrote). ``matcher`` is a matcher conf name of
     :mod:`sekd_plugin.matchers.confs` or a matcher model conf (default ``NN-mutual``).
     ``max_keypoints`` gives every method the same keypoint budget (the protocol keeps its other
-    settings); ``overrides`` are ``model.KEY=VALUE`` / ``LABEL.model.KEY=VALUE`` option changes.
+    settings); ``overrides`` are ``model.KEY=VALUE`` / ``LABEL.model.KEY=VALUE`` option changes of
+    the extractors and ``matcher.KEY=VALUE`` of the matcher (e.g. ``matcher.ratio_threshold=0.9``).
     """
+    from ...common.conf_layers import parse_dotlist, split_by_label
     from ...geometry.estimators import check_estimator, describe as describe_estimator
+    from ...matchers.base import override_conf as override_matcher
     from . import plots, report
 
     check_estimator(estimator)
@@ -183,6 +186,9 @@ def run(
     methods = list(methods or DEFAULT_METHODS)
     if matcher is None or isinstance(matcher, str):
         matcher = get_matcher_conf(matcher or DEFAULT_MATCHER)["model"]
+    parsed = parse_dotlist(overrides or [], "the overrides")  # matcher.KEY=VALUE: the one matcher's options
+    if "matcher" in parsed:
+        matcher = override_matcher({"model": matcher}, {"model": parsed.pop("matcher")}, "the overrides")["model"]
     matcher_model = load_matcher(matcher)
     matcher_conf = {"name": matcher["name"], **matcher_model.conf}
 
@@ -223,7 +229,7 @@ def run(
     match_records = {}
     weights = weights or {}
     specs = {parse_method(spec)[0]: spec for spec in methods}
-    per_method = split_overrides(overrides, list(specs))
+    per_method = split_by_label(parsed, list(specs))
     confs = {label: method_conf(spec, protocol, weights.get(label), max_keypoints, per_method[label])
              for label, spec in specs.items()}
 
