@@ -75,7 +75,7 @@ def test_confs_shape():
         assert conf["model"]["name"] in EXTRACTOR_MODULES, name
         assert {"grayscale", "resize_max"} <= set(conf["preprocessing"]), name
     sekd_keys = {"name", "confidence_threshold", "nms_radius", "max_keypoints", "multi_scale",
-                 "sub_pixel", "sampling", "remove_borders", "weights", "checkpoint", "precision"}
+                 "sub_pixel", "sampling", "remove_borders", "weights", "checkpoint", "precision", "backend"}
     for conf in confs.values():
         if conf["model"]["name"] == "sekd":
             assert set(conf["model"]) <= sekd_keys

@@ -30,6 +30,20 @@ confs: dict[str, dict[str, Any]] = {
         "model": {"name": "sekd"},
         "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
     },
+    # The fastest CPU settings (docs/results.md, "int8"): the same features computed by the
+    # statically quantised network (int8 where it keeps the keypoints, models/quantize.py) in
+    # OpenVINO (pip install -e ".[openvino]"; without it: onnxruntime, then torch fp32, one line).
+    "sekd-fast": {
+        "output": "feats-sekd-fast-n500-r1600",
+        "model": {"name": "sekd", "backend": "openvino", "precision": "int8"},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
+    "sekd-best-fast": {
+        "output": "feats-sekd-best-fast-n4096-r1600",
+        "model": {"name": "sekd", "checkpoint": "sekd_evolved", "multi_scale": True, "sub_pixel": True,
+                  "max_keypoints": 4096, "confidence_threshold": 0.1, "backend": "openvino", "precision": "int8"},
+        "preprocessing": {"grayscale": True, "resize_max": 1600, "resize_force": False},
+    },
     # SEKD weights trained by sekd_plugin.train on 997 unlabeled photos (shipped, MIT).
     "sekd-selftrained": {
         "output": "feats-sekd-selftrained-n500-r1600",

@@ -12,10 +12,12 @@ single scale, no sub-pixel). Where the release has quirks we offer both behaviou
 * Multi-scale: coordinates are mapped back with the exact per-axis size ratio (the
   release uses the nominal factor 2^k, identical whenever the sizes divide evenly).
 
-Backends (``backend``): ``"torch"`` (default, any device) or ``"onnxruntime"`` (CPU fast path,
+Backends (``backend``): ``"torch"`` (default, any device), ``"onnxruntime"`` (CPU,
 ``pip install -e ".[onnx]"``; the network is exported once per checkpoint fingerprint into the
-cache, see :mod:`sekd_plugin.models.onnx_runtime`). Only the network changes; NMS, selection
-and sampling are the same batched torch functions for both.
+cache, see :mod:`sekd_plugin.models.onnx_runtime`) or ``"openvino"`` (CPU, ``".[openvino]"``,
+the same export). ``precision: "int8"`` runs the statically quantised network on either CPU
+runtime (:mod:`sekd_plugin.models.quantize`). Only the network changes; NMS, selection and
+sampling are the same batched torch functions for all.
 
 Batches: :meth:`SEKD.extract_batch` takes ``B`` images of one size and runs one network pass
 and one pass of every post-processing step over the whole batch (no loop over images); each
@@ -24,6 +26,7 @@ image gets exactly the features it gets alone.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import cv2
@@ -41,8 +44,10 @@ from ..ops import (
 )
 from .base import BaseExtractor, ConfigError, ImageTooSmallError, gray_batch, gray_batch_of_one
 
+logger = logging.getLogger(__name__)
 MIN_SIDE = 8  # smaller images carry no usable structure at the network's 1/4 resolution
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 # (batch M, keypoints M x 2 (x, y), scores M, descriptors 128 x M), grouped by image, strongest first
 Packed = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -62,9 +67,12 @@ class SEKD(BaseExtractor):
         "subpixel_score": "peak",  # or "reread" (the release's quirk)
         "sampling": "official",  # or "centered"
         "channels_last": True,  # ~1.6x faster on CPU; prob differs from NCHW by ~2e-7
-        "backend": "torch",  # or "onnxruntime" (CPU fast path, pip install -e ".[onnx]")
-        "backend_threads": 0,  # onnxruntime intra-op threads; 0 = torch.get_num_threads()
-        "precision": "fp32",  # or "bf16": the network under torch autocast (torch backend; opt-in)
+        "backend": "torch",  # or "onnxruntime" (pip install -e ".[onnx]"), "openvino" (".[openvino]"): CPU paths
+        "backend_threads": 0,  # onnxruntime / openvino threads; 0 = torch.get_num_threads()
+        # "bf16": the network under torch autocast (torch backend; opt-in); "int8": the statically
+        # quantised network (onnxruntime / openvino backends; models/quantize.py)
+        "precision": "fp32",
+        "int8_table": None,  # calibration table of precision int8; None = the shipped one of the network
     }
     required_inputs = ["image"]
     detection_noise = 1.0
@@ -78,22 +86,38 @@ class SEKD(BaseExtractor):
             raise ConfigError(f"sekd: subpixel_score must be 'peak' or 'reread', got '{conf['subpixel_score']}'")
         if conf["backend"] not in BACKENDS:
             raise ConfigError(f"sekd: backend must be one of {BACKENDS}, got '{conf['backend']}'")
-        if conf["precision"] not in ("fp32", "bf16"):
-            raise ConfigError(f"sekd: precision must be 'fp32' or 'bf16', got '{conf['precision']}'")
+        if conf["precision"] not in PRECISIONS:
+            raise ConfigError(f"sekd: precision must be one of {PRECISIONS}, got '{conf['precision']}'")
         if conf["precision"] == "bf16" and conf["backend"] != "torch":
             raise ConfigError("sekd: precision 'bf16' is implemented for backend 'torch' (autocast) only")
+        if conf["precision"] == "int8" and conf["backend"] == "torch":
+            raise ConfigError("sekd: precision 'int8' needs backend 'openvino' or 'onnxruntime'")
         self.net = SEKDNet()
         self.load_checkpoint(self.net)
         self.net.eval()
-        self.runner = None
-        if conf["backend"] == "onnxruntime":
-            from ..models.onnx_runtime import OnnxNetwork, onnx_missing
-
-            if onnx_missing():
-                raise ConfigError(f"sekd: {onnx_missing()}")
-            self.runner = OnnxNetwork(self.net, threads=conf["backend_threads"] or None)
-        elif conf["channels_last"]:
+        self.runner = self._runner(conf)
+        if self.runner is None and conf["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
+
+    def _runner(self, conf: dict[str, Any]):
+        """The network's runner of ``backend`` (None = torch). A backend whose package is missing
+        falls back, with one warning line, to the next that is installed: openvino -> onnxruntime
+        -> torch (fp32: int8 models need onnxruntime's quantiser)."""
+        from ..models.onnx_runtime import OnnxNetwork, onnx_missing
+        from ..models.openvino_runtime import OpenVinoNetwork, openvino_missing
+
+        backend, threads = conf["backend"], conf["backend_threads"] or None
+        options = {"precision": conf["precision"], "int8_table": conf["int8_table"]}
+        if backend == "openvino":
+            if not openvino_missing() and not (conf["precision"] == "int8" and onnx_missing()):
+                return OpenVinoNetwork(self.net, threads=threads, **options)
+            logger.warning("sekd: %s; falling back to backend onnxruntime", openvino_missing() or onnx_missing())
+            backend = "onnxruntime"
+        if backend == "onnxruntime":
+            if not onnx_missing():
+                return OnnxNetwork(self.net, threads=threads, **options)
+            logger.warning("sekd: %s; falling back to backend torch, fp32", onnx_missing())
+        return None
 
     # ------------------------------------------------------------------ forward
     def _forward(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -127,7 +127,7 @@ class OnnxNetwork:
     """
 
     def __init__(self, net: nn.Module, cache: str | os.PathLike | None = None, threads: int | None = None,
-                 optimization: str = "all"):
+                 optimization: str = "all", precision: str = "fp32", int8_table: str | os.PathLike | None = None):
         reason = onnx_missing()
         if reason:
             raise ConfigError(reason)
@@ -136,6 +136,11 @@ class OnnxNetwork:
         self.path = export_path(net, cache)
         if not self.path.exists():
             export_onnx(net, self.path)
+        if precision == "int8":  # the fp32 export is checked below; the int8 model is named after it
+            self._check_stamp(net, ort)
+            from .quantize import int8_model, table_for
+
+            self.path = int8_model(self.path, table_for(state_fingerprint(net), int8_table))
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
@@ -165,6 +170,13 @@ class OnnxNetwork:
             if found != wanted:
                 raise ConfigError(f"{self.path}: the ONNX export records the network {found or '(none)'}, "
                                   f"expected {wanted}; delete it")
+
+    def _check_stamp(self, net: nn.Module, ort) -> None:
+        """The fp32 export at ``self.path`` records ``net``'s fingerprint; else it is exported again."""
+        session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        if recorded_stamp(session) != export_stamp(net):
+            logger.warning("%s records another network; exporting it again", self.path)
+            export_onnx(net, self.path)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if image.device.type != "cpu":
