@@ -107,14 +107,19 @@ def _quantize(fp32: Path, out: Path, table: Path | None, images: Iterable[np.nda
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         model = onnx.load(str(pre))
         exclude = [n.name for n in model.graph.node if n.op_type == "Conv" and n.name.startswith(FP32_PREFIXES)]
-        logging.getLogger("root").setLevel(logging.ERROR)  # the quantiser's per-tensor chatter
-        quantize_static(
-            str(pre), str(out), _reader(images) if images is not None else None,
-            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-            op_types_to_quantize=["Conv"], nodes_to_exclude=exclude,
-            calibration_cache_path=str(table) if table is not None else None,
-        )
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantiser's per-tensor chatter goes to the root logger
+        try:
+            quantize_static(
+                str(pre), str(out), _reader(images) if images is not None else None,
+                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+                op_types_to_quantize=["Conv"], nodes_to_exclude=exclude,
+                calibration_cache_path=str(table) if table is not None else None,
+            )
+        finally:
+            root.setLevel(level)
 
 
 def calibrate(fp32: str | os.PathLike, photos: Sequence[str | os.PathLike], table: str | os.PathLike,
