@@ -1,0 +1,82 @@
+"""Matching speed of the speed command (``--matching``): mutual nearest neighbour on synthetic
+unit descriptors, the paths before and after the blocked matcher timed interleaved.
+
+* :func:`matching`: pairs/s over all pairs of 6 images x ~7,000 keypoints (SIFT-like).
+* :func:`matching_pair`: ms per pair of 4,096 x 4,096 128-D descriptors (an SfM budget), the
+  full-matrix path against the blocked one, and whether their matches are identical.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..matchers.nearest_neighbor import (
+    _match_one_to_many_full,
+    match_nearest_neighbor,
+    match_one_to_many,
+    pad_descriptors,
+    pairwise_distance,
+)
+
+
+def _unit_descriptors(counts: list[int], dim: int, device: torch.device, seed: int = 0) -> list[torch.Tensor]:
+    """``dim x n`` random unit descriptors for every ``n`` in ``counts`` (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.functional.normalize(torch.randn(dim, n, generator=g), dim=0).to(device) for n in counts]
+
+
+def matching(runs: int, device: torch.device, timer: Callable, images: int = 6, keypoints: int = 7000,
+             dim: int = 128) -> list[dict]:
+    """Pairs/s of mutual NN over all pairs of ``images`` synthetic images, per pair vs grouped, the
+    full-matrix paths (before) and the blocked ones (``timer``: the speed command's interleaved timer)."""
+    counts = [keypoints - (keypoints // 200) * i for i in range(images)]  # unequal, as real images
+    descs = _unit_descriptors(counts, dim, device)
+    pairs = [(i, j) for i in range(images) for j in range(i + 1, images)]
+    partners = {i: [j for a, j in pairs if a == i] for i in range(images)}
+    padded = {i: pad_descriptors([descs[j] for j in js]) for i, js in partners.items() if js}
+
+    def distance_matrix_per_pair():  # hloc's formulation: full distance matrix
+        for i, j in pairs:
+            dist = pairwise_distance(descs[i][None], descs[j][None])
+            top = dist.topk(1, dim=-1, largest=False)
+            nn01 = top.indices[..., 0]
+            mutual = dist.argmin(dim=1).gather(1, nn01) == torch.arange(dist.shape[1], device=device)
+            torch.where(mutual, nn01, -1).cpu(), (1 - top.values[..., 0].square() / 4).cpu()
+
+    def per_pair(full: bool):
+        for i, j in pairs:
+            match_nearest_neighbor(descs[i], descs[j], full_matrix=full)[0].cpu()
+
+    def grouped(full: bool):
+        for i, (d1, n1) in padded.items():
+            (_match_one_to_many_full if full else match_one_to_many)(descs[i], d1, n1)[0].cpu()
+
+    modes = {"distance matrix, one pair at a time (before)": distance_matrix_per_pair,
+             "similarity matrix, one pair at a time (before)": lambda: per_pair(True),
+             "similarity matrix, one image vs all its partners (before)": lambda: grouped(True),
+             "blocked, one pair at a time": lambda: per_pair(False),
+             "blocked, one image vs all its partners": lambda: grouped(False)}
+    with torch.inference_mode():
+        ms = timer(modes, runs, device, warmup=1)
+    return [{"mode": k, "device": str(device), "pairs": len(pairs), "keypoints": keypoints,
+             "pairs_per_s": len(pairs) / (v / 1000)} for k, v in ms.items()]
+
+
+def matching_pair(runs: int, device: torch.device, timer: Callable, keypoints: int = 4096,
+                  dim: int = 128) -> list[dict]:
+    """ms per mutual-NN pair of ``keypoints x keypoints`` descriptors: the full-matrix path and the
+    blocked one interleaved, each row with ``identical`` (matches and scores equal bit for bit)."""
+    d0, d1 = _unit_descriptors([keypoints, keypoints], dim, device, seed=1)
+    paths = {"full similarity matrix (before)": True, "blocked": False}
+    with torch.inference_mode():
+        out = {k: match_nearest_neighbor(d0, d1, full_matrix=full) for k, full in paths.items()}
+        ms = timer({k: (lambda f=full: match_nearest_neighbor(d0, d1, full_matrix=f)[0].cpu())
+                    for k, full in paths.items()}, runs, device, warmup=1)
+    ref = out["full similarity matrix (before)"]
+    before = ms["full similarity matrix (before)"]
+    return [{"mode": k, "device": str(device), "keypoints": keypoints, "dim": dim, "ms_per_pair": v,
+             "speedup": before / v, "mutual_matches": int((out[k][0] >= 0).sum()),
+             "identical": bool(torch.equal(out[k][0], ref[0]) and torch.equal(out[k][1], ref[1]))}
+            for k, v in ms.items()]
