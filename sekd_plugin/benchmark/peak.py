@@ -82,6 +82,13 @@ def matmul_peak(dtype: str = "fp32", size: int = 2048, repeats: int = 5, max_sec
             "gflops": gflops_per_s(2 * n ** 3 / 1e9, 1000 * best)}
 
 
+def fp32_product(size: int, device: torch.device | str = "cpu"):
+    """A callable making one ``size``-cube fp32 product (the peak's), to time among other work."""
+    device = torch.device(device)
+    a, b = _operands("fp32", size, device)
+    return lambda: torch.mm(a, b)
+
+
 def matmul_peaks(device: torch.device | str = "cpu", size: int = 2048, repeats: int = 5,
                  dtypes=DTYPES) -> list[dict]:
     """:func:`matmul_peak` of every dtype, each row also naming the torch threads used."""

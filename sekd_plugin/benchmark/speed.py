@@ -50,6 +50,7 @@ DEFAULT_METHODS = ("sekd-best", "sekd", "sekd-ms", "sift-best", "superpoint-demo
 # SEKD network backends, timed side by side; every one but torch runs through onnxruntime
 BACKENDS = ("torch", "onnxruntime")
 SIZE = (640, 480)  # (W, H)
+PEAK_KEY = "fp32 peak product"  # timed among a method's backends
 
 
 def test_photo() -> np.ndarray:
@@ -155,11 +156,12 @@ def matching_pair(runs: int, device: torch.device, **kwargs) -> list[dict]:
     return speed_matching.matching_pair(runs, device, _time_interleaved, **kwargs)
 
 
-def with_rates(row: dict, fp32_peak: float | None) -> dict:
-    """``row`` plus achieved GFLOP/s (end to end, network only) and their fractions of the fp32 peak."""
+def with_rates(fp32_peak: float | None, row: dict) -> dict:
+    """``row`` plus achieved GFLOP/s (end to end, network only) and their fractions of ``fp32_peak``
+    (GFLOP/s of the fp32 product timed in the same interleaved runs as the row)."""
     e2e, net = peak.gflops_per_s(row.get("gflop"), row.get("ms_end_to_end")), peak.gflops_per_s(
         row.get("gflop"), row.get("ms_network"))
-    return {**row, "gflops_end_to_end": e2e, "gflops_network": net,
+    return {**row, "gflops_end_to_end": e2e, "gflops_network": net, "fp32_peak_same_load": fp32_peak,
             "fraction_fp32_peak_end_to_end": peak.fraction_of(e2e, fp32_peak),
             "fraction_fp32_peak_network": peak.fraction_of(net, fp32_peak)}
 
@@ -186,7 +188,8 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
     results = core.new_results("speed", settings, device=str(dev))
     # the limit, measured now (same load, same threads): fp32 / bf16 / int8 matrix products
     peaks = peak.matmul_peaks(dev)
-    fp32_peak = next((p.get("gflops") for p in peaks if p["dtype"] == "fp32"), None)
+    size = next(p.get("size") or 256 for p in peaks if p["dtype"] == "fp32")
+    peak_product, peak_gflop = peak.fp32_product(size, dev), 2 * size ** 3 / 1e9
 
     def evaluate(method: str) -> tuple[dict, list[dict]]:
         conf = confs[method]
@@ -200,7 +203,9 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
             model_conf = dict(conf["model"], backend=backend) if backend else conf["model"]
             models[backend] = load_extractor(model_conf, dev)
         with torch.inference_mode():
-            total = _time_interleaved({b: (lambda m=m: m({"image": image})) for b, m in models.items()}, runs, dev)
+            # the fp32 product of the peak timed in the same loop: the peak under the same load
+            fns = {b: (lambda m=m: m({"image": image})) for b, m in models.items()}
+            total = _time_interleaved({**fns, PEAK_KEY: peak_product}, runs, dev)
             net = {}
             if is_sekd:  # the network alone, to show the post-processing cost
                 gray = image[:, 0] if image.shape[1] == 1 else image.mean(1)
@@ -208,15 +213,16 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
         # the operations of the network (the same for every backend): counted on the torch one
         counted = models.get("torch", next(iter(models.values())))
         ops = model_gflops(counted, {"image": image})
+        peak_now = peak.gflops_per_s(peak_gflop, total[PEAK_KEY])
         rows = []
         for backend, model in models.items():
             with torch.inference_mode():
                 n = model({"image": image})["keypoints"].shape[1]
-            rows.append(with_rates({
+            rows.append(with_rates(peak_now, {
                 "kind": "extraction", "backend": backend or "-", "ms_end_to_end": total[backend],
                 "ms_network": net.get(backend), "keypoints": n,
                 "gflop": ops["gflop"] if ops else None, "gmac": ops["gmac"] if ops else None,
-                "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None}, fp32_peak))
+                "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None}))
             if show_breakdown and is_sekd:
                 rows.append({"kind": "stages", "backend": backend, "ms": breakdown(model, runs, dev)})
         summary = {r["backend"]: {k: v for k, v in r.items() if k not in ("kind", "backend")} for r in rows
@@ -259,17 +265,20 @@ def markdown(results: dict) -> str:
     ext = [r for r in rows if r["kind"] == "extraction"]
     out.append(core.markdown_table(
         ("method", "backend", "ms/img (end to end)", "ms/img (network only)", "end to end vs torch", "#kp",
-         "GFLOP/img", "GMAC/img", "GFLOP/s (end to end)", "GFLOP/s (network)", "% of fp32 peak (end to end / network)"),
+         "GFLOP/img", "GMAC/img", "GFLOP/s (end to end)", "GFLOP/s (network)", "fp32 peak, same load (GFLOP/s)",
+         "% of fp32 peak (end to end / network)"),
         [(r["method"], r["backend"], core.fmt(r["ms_end_to_end"], ".1f"), core.fmt(r["ms_network"], ".1f"),
           "-" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}x", r["keypoints"],
           core.fmt(r.get("gflop"), ".2f"), core.fmt(r.get("gmac"), ".2f"),
           core.fmt(r.get("gflops_end_to_end"), ".1f"), core.fmt(r.get("gflops_network"), ".1f"),
+          core.fmt(r.get("fp32_peak_same_load"), ".1f"),
           f"{_pct(r.get('fraction_fp32_peak_end_to_end'))} / {_pct(r.get('fraction_fp32_peak_network'))}")
          for r in ext]))
     out += ["", "GFLOP: 2 per multiply-add of the convolutions and matrix products run for one image (every scale); "
             "GMAC = multiply-adds (what e.g. ALIKE's table calls GFLOPs); '-' for methods without learned layers. "
-            "GFLOP/s = GFLOP / seconds per image; % of fp32 peak = that rate / the fp32 torch.mm peak above "
-            "(onnxruntime rows: the same FLOP, another library's kernels)."]
+            "GFLOP/s = GFLOP / seconds per image. fp32 peak, same load: the fp32 torch.mm product of the peak "
+            "line, timed in the same interleaved runs as the method (median), so that a busy machine slows both; "
+            "% of fp32 peak = GFLOP/s / that peak (onnxruntime rows: the same FLOP, another library's kernels)."]
     stages = {f"{r['method']} [{r['backend']}]": r["ms"] for r in rows if r["kind"] == "stages"}
     if stages:
         names = list(stages)

@@ -16,6 +16,7 @@ The matcher's tests pin this on random, near-tie and duplicated descriptors.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 BLOCK_ROWS = 1024  # 1,024 x 4,096 fp32 = 16 MB: few parallel regions, and no 64 MB matrix
@@ -24,12 +25,14 @@ CHUNK = 64  # entries per chunk of first_max: chunk maxima vectorise, the index 
 
 
 def first_max(x: torch.Tensor, dim: int, chunk: int = CHUNK, second: bool = False):
-    """Maximum of a 2-D ``x`` along ``dim`` (0 or 1) and the FIRST index reaching it (``torch.max``'s).
+    """Maximum of a 2-D CPU ``x`` along ``dim`` (0 or 1) and the FIRST index reaching it (``torch.max``'s).
 
     Equal to ``x.max(dim)`` (values and indices, ties included) for NaN-free input, but mostly
-    vectorised: the maxima of chunks of ``chunk`` entries (``amax``), the first chunk reaching the
-    overall maximum, and ``torch.max`` within that chunk only. Returns ``(values, indices)``, two
-    tensors of ``x.shape`` without ``dim``; with ``second``, also the second largest value of
+    vectorised: the maxima of chunks of ``chunk`` entries (one ``amax``, on torch's threads), the
+    first chunk reaching the overall maximum, and the first maximum within that chunk only. The
+    steps on chunk-sized arrays run in numpy, serially: as torch operations each would be a
+    parallel region, which costs a scheduling slice on a busy CPU. Returns ``(values, indices)``,
+    two tensors of ``x.shape`` without ``dim``; with ``second``, also the second largest value of
     each line (the line without the entry at the returned index; equal to the maximum on a tie).
     """
     n = x.shape[dim]
@@ -41,24 +44,22 @@ def first_max(x: torch.Tensor, dim: int, chunk: int = CHUNK, second: bool = Fals
         parts.append(x.narrow(dim, 0, whole).view(shape).amax(dim + 1))
     if whole < n:
         parts.append(x.narrow(dim, whole, n - whole).amax(dim, keepdim=True))
-    chunk_max = torch.cat(parts, dim) if len(parts) > 1 else parts[0]
-    best, which = chunk_max.max(dim)  # the first chunk holding the maximum
-    # few operations on the chunk-sized tensors: each one is a parallel region (costly on a busy CPU)
-    steps = torch.arange(chunk, device=x.device)
-    offsets = (which * chunk).unsqueeze(dim) + (steps if dim == 1 else steps[:, None])
-    if whole < n:  # offsets past the end repeat the last entry after its true place: never first
-        offsets = offsets.clamp_(max=n - 1)
-    values = x.gather(dim, offsets)
-    inner = values.max(dim, keepdim=True).indices
-    index = which * chunk + inner.squeeze(dim)
+    chunk_max = (torch.cat(parts, dim) if len(parts) > 1 else parts[0]).detach().numpy()
+    which = np.expand_dims(chunk_max.argmax(axis=dim), dim)  # the first chunk holding the maximum
+    best = np.take_along_axis(chunk_max, which, dim)
+    steps = np.arange(chunk)
+    offsets = which * chunk + (steps if dim == 1 else steps[:, None])
+    # offsets past the end (a last, short chunk) repeat the last entry after its true place: never first
+    values = np.take_along_axis(x.detach().numpy(), np.minimum(offsets, n - 1), dim)
+    inner = values.argmax(axis=dim)
+    index = torch.from_numpy(which.squeeze(dim) * chunk + inner)
+    best = torch.from_numpy(best.squeeze(dim))
     if not second:
         return best, index
-    if whole < n:
-        values = values.masked_fill((which * chunk).unsqueeze(dim) + (steps if dim == 1 else steps[:, None]) >= n,
-                                    float("-inf"))
-    rest = values.scatter_(dim, inner, float("-inf")).amax(dim)
-    others = chunk_max.scatter(dim, which.unsqueeze(dim), float("-inf")).amax(dim)
-    return best, index, torch.maximum(rest, others)
+    values[offsets >= n] = -np.inf
+    np.put_along_axis(values, np.expand_dims(inner, dim), -np.inf, dim)
+    np.put_along_axis(chunk_max, which, -np.inf, dim)
+    return best, index, torch.from_numpy(np.maximum(values.max(axis=dim), chunk_max.max(axis=dim)))
 
 
 def _full_product(desc0: torch.Tensor, desc1: torch.Tensor) -> torch.Tensor:

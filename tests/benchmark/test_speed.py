@@ -26,10 +26,11 @@ def test_achieved_rate_and_fraction_of_peak_from_known_flop_and_time():
     assert gflops_per_s(3.0, 250.0) == 12.0  # 3 GFLOP in a quarter of a second
     assert gflops_per_s(None, 10.0) is None and gflops_per_s(1.0, None) is None and gflops_per_s(1.0, 0.0) is None
     assert fraction_of(12.0, 48.0) == 0.25 and fraction_of(None, 48.0) is None and fraction_of(1.0, None) is None
-    row = speed.with_rates({"gflop": 2.0, "ms_end_to_end": 500.0, "ms_network": 100.0}, fp32_peak=40.0)
+    row = speed.with_rates(40.0, {"gflop": 2.0, "ms_end_to_end": 500.0, "ms_network": 100.0})
     assert (row["gflops_end_to_end"], row["gflops_network"]) == (4.0, 20.0)
     assert (row["fraction_fp32_peak_end_to_end"], row["fraction_fp32_peak_network"]) == (0.1, 0.5)
-    sift = speed.with_rates({"gflop": None, "ms_end_to_end": 30.0, "ms_network": None}, fp32_peak=40.0)
+    assert row["fp32_peak_same_load"] == 40.0
+    sift = speed.with_rates(40.0, {"gflop": None, "ms_end_to_end": 30.0, "ms_network": None})
     assert sift["gflops_end_to_end"] is None and sift["fraction_fp32_peak_end_to_end"] is None
 
 
@@ -104,6 +105,8 @@ def test_a_failing_method_is_recorded_in_the_envelope_and_exits_1(tmp_path, monk
     assert "| orb |" in text and "% of fp32 peak" in text and "Measured peak" in text
     peaks = {r["dtype"]: r for r in data["rows"] if r["kind"] == "peak"}
     assert set(peaks) == {"fp32", "bf16", "int8"} and peaks["fp32"]["gflops"] > 0
+    orb = data["rows"][0]
+    assert orb["fp32_peak_same_load"] > 0 and orb["gflops_end_to_end"] is None  # no learned layers: no rate
 
 
 def test_every_onnx_backend_falls_back_with_one_line(monkeypatch):
