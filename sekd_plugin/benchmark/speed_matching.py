@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 
 from ..matchers.nearest_neighbor import (
-    _match_one_to_many_full,
     match_nearest_neighbor,
     match_one_to_many,
     pad_descriptors,
@@ -51,7 +50,7 @@ def matching(runs: int, device: torch.device, timer: Callable, images: int = 6, 
 
     def grouped(full: bool):
         for i, (d1, n1) in padded.items():
-            (_match_one_to_many_full if full else match_one_to_many)(descs[i], d1, n1)[0].cpu()
+            match_one_to_many(descs[i], d1, n1, full_matrix=full)[0].cpu()
 
     modes = {"distance matrix, one pair at a time (before)": distance_matrix_per_pair,
              "similarity matrix, one pair at a time (before)": lambda: per_pair(True),

@@ -156,6 +156,7 @@ def match_one_to_many(
     mutual_check: bool = True,
     ratio_threshold: float | None = None,
     distance_threshold: float | None = None,
+    full_matrix: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Match one image against all its partners.
 
@@ -169,7 +170,8 @@ def match_one_to_many(
         desc1: ``P x D x M`` descriptors of its ``P`` partners, zero padded to ``M`` columns
             (see :func:`pad_descriptors`).
         counts1: ``P`` number of valid columns of every partner; None = all ``M``.
-        mutual_check, ratio_threshold, distance_threshold: as :func:`match_nearest_neighbor`.
+        mutual_check, ratio_threshold, distance_threshold, full_matrix: as
+            :func:`match_nearest_neighbor` (``full_matrix``: one ``P x N0 x M`` product).
     Returns:
         ``matches0`` ``P x N0`` (long, index into partner p or -1) and ``scores0`` ``P x N0``.
     """
@@ -177,7 +179,7 @@ def match_one_to_many(
     if n0 == 0 or m == 0:
         return (torch.full((p, n0), -1, dtype=torch.long, device=desc0.device),
                 torch.zeros((p, n0), device=desc0.device))
-    if _blocked(desc0, ratio_threshold):  # partner by partner: the same code as one pair
+    if not full_matrix and _blocked(desc0, ratio_threshold):  # partner by partner: the same code as one pair
         counts = [m] * p if counts1 is None else counts1.tolist()
         out = [match_nearest_neighbor(desc0, desc1[i, :, :c].contiguous(), mutual_check, ratio_threshold,
                                       distance_threshold) for i, c in enumerate(counts)]

@@ -121,13 +121,11 @@ def test_thresholds_behave_on_the_blocked_path():
 
 
 def test_one_to_many_on_cpu_equals_the_grouped_product():
-    from sekd_plugin.matchers.nearest_neighbor import _match_one_to_many_full
-
     g = torch.Generator().manual_seed(6)
     d0 = _unit(g, 64, 1100)
     partners = [F.normalize(d0[:, :n] + 0.5 * torch.randn(64, n, generator=g), dim=0) for n in (1050, 1, 300)]
     padded, counts = pad_descriptors(partners)
     for opts in OPTIONS:
         m, s = match_one_to_many(d0, padded, counts, **opts)
-        mf, sf = _match_one_to_many_full(d0, padded, counts, **opts)
+        mf, sf = match_one_to_many(d0, padded, counts, full_matrix=True, **opts)
         assert torch.equal(m, mf) and torch.allclose(s, sf, atol=1e-6), opts
