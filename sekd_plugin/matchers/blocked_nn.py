@@ -21,7 +21,8 @@ import torch
 
 BLOCK_ROWS = 1024  # 1,024 x 4,096 fp32 = 16 MB: few parallel regions, and no 64 MB matrix
 MIN_BLOCK_ROWS = 256  # products of fewer rows may take another kernel (other bits): never split finer
-CHUNK = 64  # entries per chunk of first_max: chunk maxima vectorise, the index search stays small
+CHUNK = 64  # entries per chunk of first_max along a row: chunk maxima vectorise, the index search stays small
+COL_CHUNK = 16  # along a column: the search reads one chunk per column, scattered rows (measured: 16 < 64)
 
 
 def first_max(x: torch.Tensor, dim: int, chunk: int = CHUNK, second: bool = False):
@@ -50,7 +51,7 @@ def first_max(x: torch.Tensor, dim: int, chunk: int = CHUNK, second: bool = Fals
     steps = np.arange(chunk)
     offsets = which * chunk + (steps if dim == 1 else steps[:, None])
     # offsets past the end (a last, short chunk) repeat the last entry after its true place: never first
-    values = np.take_along_axis(x.detach().numpy(), np.minimum(offsets, n - 1), dim)
+    values = _take(x.detach().numpy(), np.minimum(offsets, n - 1), dim)
     inner = values.argmax(axis=dim)
     index = torch.from_numpy(which.squeeze(dim) * chunk + inner)
     best = torch.from_numpy(best.squeeze(dim))
@@ -60,6 +61,19 @@ def first_max(x: torch.Tensor, dim: int, chunk: int = CHUNK, second: bool = Fals
     np.put_along_axis(values, np.expand_dims(inner, dim), -np.inf, dim)
     np.put_along_axis(chunk_max, which, -np.inf, dim)
     return best, index, torch.from_numpy(np.maximum(values.max(axis=dim), chunk_max.max(axis=dim)))
+
+
+def _take(x: np.ndarray, offsets: np.ndarray, dim: int) -> np.ndarray:
+    """``np.take_along_axis(x, offsets, dim)``; along the rows (``dim == 0``) of a C-contiguous
+    ``x``, read in memory order: each column reads its own winning chunk of rows, which in
+    column order jumps between rows (cache misses); sorting the columns by chunk halves the time."""
+    if dim == 1 or not x.flags.c_contiguous:
+        return np.take_along_axis(x, offsets, dim)
+    order = np.argsort(offsets[0], kind="stable")  # columns by first row read
+    flat = x.reshape(-1)[offsets[:, order] * x.shape[1] + order]
+    values = np.empty_like(flat)
+    values[:, order] = flat
+    return values
 
 
 def _full_product(desc0: torch.Tensor, desc1: torch.Tensor) -> torch.Tensor:
@@ -123,7 +137,7 @@ def nearest_neighbors_blocked(
         else:
             s1[fresh:stop], nn01[fresh:stop] = first_max(block, 1)
         if mutual_check:
-            value, row = first_max(block, 0)
+            value, row = first_max(block, 0, COL_CHUNK)
             # strictly larger only: among equal maxima the earlier block (lower row) stays
             better = (value > col_max) | (value.isnan() & ~col_max.isnan())
             col_max = torch.where(better, value, col_max)
