@@ -65,17 +65,26 @@ def matching(runs: int, device: torch.device, timer: Callable, images: int = 6, 
 
 def matching_pair(runs: int, device: torch.device, timer: Callable, keypoints: int = 4096,
                   dim: int = 128) -> list[dict]:
-    """ms per mutual-NN pair of ``keypoints x keypoints`` descriptors: the full-matrix path and the
-    blocked one interleaved, each row with ``identical`` (matches and scores equal bit for bit)."""
+    """ms per mutual-NN pair of ``keypoints x keypoints`` descriptors, without and with Lowe's ratio
+    test (0.8, ``NN-ratio``): the full-matrix path and the blocked one interleaved, each row with
+    ``identical`` (matches and scores equal bit for bit to the full-matrix path's)."""
     d0, d1 = _unit_descriptors([keypoints, keypoints], dim, device, seed=1)
-    paths = {"full similarity matrix (before)": True, "blocked": False}
+    d1 = torch.nn.functional.normalize(d1 + 0.5 * d0, dim=0)  # some true neighbours: the ratio test keeps some
+    cases = {f"{path}{suffix}": (full, ratio) for suffix, ratio in (("", None), (", ratio 0.8", 0.8))
+             for path, full in (("full similarity matrix (before)", True), ("blocked", False))}
+
+    def run(full: bool, ratio: float | None):
+        return match_nearest_neighbor(d0, d1, ratio_threshold=ratio, full_matrix=full)
+
     with torch.inference_mode():
-        out = {k: match_nearest_neighbor(d0, d1, full_matrix=full) for k, full in paths.items()}
-        ms = timer({k: (lambda f=full: match_nearest_neighbor(d0, d1, full_matrix=f)[0].cpu())
-                    for k, full in paths.items()}, runs, device, warmup=1)
-    ref = out["full similarity matrix (before)"]
-    before = ms["full similarity matrix (before)"]
-    return [{"mode": k, "device": str(device), "keypoints": keypoints, "dim": dim, "ms_per_pair": v,
-             "speedup": before / v, "mutual_matches": int((out[k][0] >= 0).sum()),
-             "identical": bool(torch.equal(out[k][0], ref[0]) and torch.equal(out[k][1], ref[1]))}
-            for k, v in ms.items()]
+        out = {k: run(*c) for k, c in cases.items()}
+        ms = timer({k: (lambda c=c: run(*c)[0].cpu()) for k, c in cases.items()}, runs, device, warmup=1)
+    rows = []
+    for key, (full, ratio) in cases.items():
+        ref_key = next(k for k, c in cases.items() if c == (True, ratio))
+        ref = out[ref_key]
+        rows.append({"mode": key, "device": str(device), "keypoints": keypoints, "dim": dim, "ratio_threshold": ratio,
+                     "ms_per_pair": ms[key], "speedup": ms[ref_key] / ms[key],
+                     "mutual_matches": int((out[key][0] >= 0).sum()),
+                     "identical": bool(torch.equal(out[key][0], ref[0]) and torch.equal(out[key][1], ref[1]))})
+    return rows

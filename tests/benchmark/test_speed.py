@@ -15,9 +15,12 @@ def test_matching_modes_report_pairs_per_second():
 
 def test_matching_pair_times_both_paths_and_checks_they_agree():
     rows = speed.matching_pair(1, torch.device("cpu"), keypoints=1100, dim=32)  # > 1 block of rows
-    assert [r["mode"] for r in rows] == ["full similarity matrix (before)", "blocked"]
+    assert [r["mode"] for r in rows] == ["full similarity matrix (before)", "blocked",
+                                         "full similarity matrix (before), ratio 0.8", "blocked, ratio 0.8"]
     assert all(r["identical"] and r["ms_per_pair"] > 0 and r["mutual_matches"] > 0 for r in rows)
     assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] == rows[0]["ms_per_pair"] / rows[1]["ms_per_pair"]
+    assert rows[3]["speedup"] == rows[2]["ms_per_pair"] / rows[3]["ms_per_pair"]
+    assert rows[2]["mutual_matches"] < rows[0]["mutual_matches"]  # the ratio test removes some
 
 
 def test_achieved_rate_and_fraction_of_peak_from_known_flop_and_time():
