@@ -8,10 +8,11 @@ are taken by :func:`first_max`: vectorised maxima of chunks of 64 entries, then 
 searched inside the winning chunk only.
 
 The decisions equal those of the full-matrix path (one product, ``torch.max`` over rows and
-columns, ties to the lowest index): the first block of the product is the full-matrix einsum
-itself, every further block has as many rows (a short product may take another kernel, hence
-other bits), and :func:`first_max` returns the first index of the maximum, as ``torch.max``.
-The matcher's tests pin this on random, near-tie and duplicated descriptors.
+columns, ties to the lowest index): up to ``block_rows`` rows the one block is the full-matrix
+einsum itself; beyond, every block is a product of exactly ``block_rows`` rows (a short product
+may take another kernel, hence other bits), whose entries the tests pin bitwise equal to the
+full product's; and :func:`first_max` returns the first index of the maximum, as ``torch.max``.
+The matcher's tests pin the matches on random, near-tie and duplicated descriptors.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _blocks(desc0: torch.Tensor, desc1: torch.Tensor, rows: int):
     """
     n0 = desc0.shape[1]
     if n0 <= rows:
-        yield 0, _full_product(desc0, desc1)
+        yield 0, _full_product(desc0, desc1).contiguous()  # first_max views it by chunks
         return
     buf = torch.empty(rows, desc1.shape[1], device=desc0.device)
     done = 0
