@@ -12,9 +12,17 @@
   products that run, every scale included; GMAC = half of it, the unit of e.g. ALIKE's table).
 * ``--breakdown``: the end-to-end path of one image split into its stages (JPEG decoding,
   conversion and resizing, network, NMS, selection, descriptor sampling, h5 writing).
-* ``--matching``: mutual-nearest-neighbour pairs/s on synthetic unit descriptors shaped like
-  SIFT's (6 images x ~7,000 keypoints, all 15 pairs): one pair at a time vs one image
-  against all its partners in one matrix product, on CPU and (when present) on CUDA.
+* Achieved GFLOP/s (GFLOP / seconds, end to end and network only) against the machine's peak,
+  measured in the same run on the same threads (:mod:`.peak`: fp32 / bf16 / int8 matrix
+  products, best of 5), so that the distance to the limit is printed ("% of fp32 peak").
+* ``--matching``: mutual nearest neighbour on synthetic unit descriptors
+  (:mod:`.speed_matching`): ms per 4,096 x 4,096 pair, full-matrix path (before) vs blocked,
+  with a check that their matches are identical; and pairs/s over 6 SIFT-like images
+  (~7,000 keypoints, all 15 pairs), on CPU and (when present) on CUDA.
+
+The default methods: every SEKD setting below, and SIFT, SuperPoint, ALIKE and R2D2 in their
+recommended confs (``extractors.confs.RECOMMENDED``), except R2D2 at a single scale
+(``r2d2-ss``; its multi-scale conf ``r2d2`` takes ~10 s per image here: ``--methods r2d2``).
 """
 
 from __future__ import annotations
@@ -35,11 +43,14 @@ from ..extractors.confs import get_conf
 from ..ops.gray import rgb_to_gray_u8
 from ..extractors.sekd import SEKD
 from ..models.flops import model_gflops
-from . import core
+from . import core, peak, speed_matching
 
-DEFAULT_METHODS = ("sekd-best", "sekd", "sekd-ms", "sift", "superpoint", "d2net-ss", "orb", "akaze", "brisk")
+DEFAULT_METHODS = ("sekd-best", "sekd", "sekd-ms", "sift-best", "superpoint-demo", "alike-s", "r2d2-ss", "d2net-ss",
+                   "orb", "akaze", "brisk")
+# SEKD network backends, timed side by side; every one but torch runs through onnxruntime
 BACKENDS = ("torch", "onnxruntime")
 SIZE = (640, 480)  # (W, H)
+PEAK_KEY = "fp32 peak product"  # timed among a method's backends
 
 
 def test_photo() -> np.ndarray:
@@ -91,9 +102,10 @@ def available_backends(requested=None) -> tuple[list[str], list[str]]:
     if unknown:
         raise ConfigError(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     notes = []
-    if "onnxruntime" in wanted and onnx_missing():
-        notes.append(f"backend onnxruntime skipped: {onnx_missing()}")
-        wanted.remove("onnxruntime")
+    reason = onnx_missing()
+    for backend in [b for b in wanted if b != "torch"] if reason else []:
+        notes.append(f"backend {backend} skipped: {reason}")
+        wanted.remove(backend)
     return wanted, notes
 
 
@@ -134,45 +146,24 @@ def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
             return _time_interleaved(stages, runs, device)
 
 
-def matching(runs: int, device: torch.device, images: int = 6, keypoints: int = 7000, dim: int = 128) -> list[dict]:
-    """Pairs/s of mutual NN over all pairs of ``images`` synthetic images, per pair vs grouped."""
-    from ..matchers.nearest_neighbor import (
-        match_nearest_neighbor,
-        match_one_to_many,
-        pad_descriptors,
-        pairwise_distance,
-    )
+def matching(runs: int, device: torch.device, **kwargs) -> list[dict]:
+    """:func:`.speed_matching.matching` with this module's interleaved timer."""
+    return speed_matching.matching(runs, device, _time_interleaved, **kwargs)
 
-    g = torch.Generator().manual_seed(0)
-    counts = [keypoints - (keypoints // 200) * i for i in range(images)]  # unequal, as real images
-    descs = [torch.nn.functional.normalize(torch.randn(dim, n, generator=g), dim=0).to(device) for n in counts]
-    pairs = [(i, j) for i in range(images) for j in range(i + 1, images)]
-    partners = {i: [j for a, j in pairs if a == i] for i in range(images)}
-    padded = {i: pad_descriptors([descs[j] for j in js]) for i, js in partners.items() if js}
 
-    def distance_matrix_per_pair():  # the formulation before this change (hloc's): full distance matrix
-        for i, j in pairs:
-            dist = pairwise_distance(descs[i][None], descs[j][None])
-            top = dist.topk(1, dim=-1, largest=False)
-            nn01 = top.indices[..., 0]
-            mutual = dist.argmin(dim=1).gather(1, nn01) == torch.arange(dist.shape[1], device=device)
-            torch.where(mutual, nn01, -1).cpu(), (1 - top.values[..., 0].square() / 4).cpu()
+def matching_pair(runs: int, device: torch.device, **kwargs) -> list[dict]:
+    """:func:`.speed_matching.matching_pair` with this module's interleaved timer."""
+    return speed_matching.matching_pair(runs, device, _time_interleaved, **kwargs)
 
-    def per_pair():
-        for i, j in pairs:
-            match_nearest_neighbor(descs[i], descs[j])[0].cpu()
 
-    def grouped():
-        for i, (d1, counts) in padded.items():
-            match_one_to_many(descs[i], d1, counts)[0].cpu()
-
-    modes = {"distance matrix, one pair at a time (before)": distance_matrix_per_pair,
-             "similarity, one pair at a time": per_pair,
-             "similarity, one image vs all its partners": grouped}
-    with torch.inference_mode():
-        ms = _time_interleaved(modes, runs, device, warmup=1)
-    return [{"mode": k, "device": str(device), "pairs": len(pairs), "keypoints": keypoints,
-             "pairs_per_s": len(pairs) / (v / 1000)} for k, v in ms.items()]
+def with_rates(fp32_peak: float | None, row: dict) -> dict:
+    """``row`` plus achieved GFLOP/s (end to end, network only) and their fractions of ``fp32_peak``
+    (GFLOP/s of the fp32 product timed in the same interleaved runs as the row)."""
+    e2e, net = peak.gflops_per_s(row.get("gflop"), row.get("ms_end_to_end")), peak.gflops_per_s(
+        row.get("gflop"), row.get("ms_network"))
+    return {**row, "gflops_end_to_end": e2e, "gflops_network": net, "fp32_peak_same_load": fp32_peak,
+            "fraction_fp32_peak_end_to_end": peak.fraction_of(e2e, fp32_peak),
+            "fraction_fp32_peak_network": peak.fraction_of(net, fp32_peak)}
 
 
 def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None,
@@ -199,6 +190,10 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
                 "backend_notes": notes, "threads": torch.get_num_threads() if dev.type == "cpu" else None,
                 "methods": methods, "overrides": list(overrides or []), "confs": confs}
     results = core.new_results("speed", settings, device=str(dev))
+    # the limit, measured now (same load, same threads): fp32 / bf16 / int8 matrix products
+    peaks = peak.matmul_peaks(dev)
+    size = next(p.get("size") or 256 for p in peaks if p["dtype"] == "fp32")
+    peak_product, peak_gflop = peak.fp32_product(size, dev), 2 * size ** 3 / 1e9
 
     def evaluate(method: str) -> tuple[dict, list[dict]]:
         conf = confs[method]
@@ -212,7 +207,9 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
             model_conf = dict(conf["model"], backend=backend) if backend else conf["model"]
             models[backend] = load_extractor(model_conf, dev)
         with torch.inference_mode():
-            total = _time_interleaved({b: (lambda m=m: m({"image": image})) for b, m in models.items()}, runs, dev)
+            # the fp32 product of the peak timed in the same loop: the peak under the same load
+            fns = {b: (lambda m=m: m({"image": image})) for b, m in models.items()}
+            total = _time_interleaved({**fns, PEAK_KEY: peak_product}, runs, dev)
             net = {}
             if is_sekd:  # the network alone, to show the post-processing cost
                 gray = image[:, 0] if image.shape[1] == 1 else image.mean(1)
@@ -220,14 +217,16 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
         # the operations of the network (the same for every backend): counted on the torch one
         counted = models.get("torch", next(iter(models.values())))
         ops = model_gflops(counted, {"image": image})
+        peak_now = peak.gflops_per_s(peak_gflop, total[PEAK_KEY])
         rows = []
         for backend, model in models.items():
             with torch.inference_mode():
                 n = model({"image": image})["keypoints"].shape[1]
-            rows.append({"kind": "extraction", "backend": backend or "-", "ms_end_to_end": total[backend],
-                         "ms_network": net.get(backend), "keypoints": n,
-                         "gflop": ops["gflop"] if ops else None, "gmac": ops["gmac"] if ops else None,
-                         "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None})
+            rows.append(with_rates(peak_now, {
+                "kind": "extraction", "backend": backend or "-", "ms_end_to_end": total[backend],
+                "ms_network": net.get(backend), "keypoints": n,
+                "gflop": ops["gflop"] if ops else None, "gmac": ops["gmac"] if ops else None,
+                "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None}))
             if show_breakdown and is_sekd:
                 rows.append({"kind": "stages", "backend": backend, "ms": breakdown(model, runs, dev)})
         summary = {r["backend"]: {k: v for k, v in r.items() if k not in ("kind", "backend")} for r in rows
@@ -236,10 +235,14 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
 
     core.run_methods(results, methods, evaluate,
                      skip_reason=lambda m: missing_weights_reason(confs[m]["model"], label=m))
+    results["rows"].extend({"method": "matmul-peak", "kind": "peak", **p} for p in peaks)
     if show_matching:
         devices = [torch.device("cpu")] + ([dev] if dev.type == "cuda" else [])
-        rows = [r for d in devices for r in matching(max(1, min(runs, 2)), d)]
-        results["rows"].extend({"method": "mutual-nn", "kind": "matching", **r} for r in rows)
+        for d in devices:
+            results["rows"].extend({"method": "mutual-nn", "kind": "matching-pair", **r}
+                                   for r in matching_pair(max(3, runs), d))
+            results["rows"].extend({"method": "mutual-nn", "kind": "matching", **r}
+                                   for r in matching(max(1, min(runs, 2)), d))
     text = markdown(results)
     print(text)
     if output is not None:
@@ -247,28 +250,53 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
     return results
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
 def markdown(results: dict) -> str:
-    """The tables of a speed run: extraction, the stage split (``--breakdown``), matching."""
+    """The tables of a speed run: the measured peak, extraction (with achieved GFLOP/s and the
+    fraction of the fp32 peak), the stage split (``--breakdown``), matching (``--matching``)."""
     st, env = results["settings"], results["environment"]
     rows = results["rows"]
     threads = f", {st['threads']} threads" if st.get("threads") else ""
     out = [f"ms per {st['image_size'][0]}x{st['image_size'][1]} image, median of {st['runs']} runs after 2 warm-up runs "
            f"(backends of one method interleaved run by run); device {env.get('device')}{threads}, torch {env['torch']}", ""]
+    peaks = [r for r in rows if r["kind"] == "peak"]
+    if peaks:
+        out += [f"Measured peak of this machine in this run (square matrix products, best of 5{threads}): "
+                f"{peak.describe(peaks)}.", ""]
     ext = [r for r in rows if r["kind"] == "extraction"]
     out.append(core.markdown_table(
         ("method", "backend", "ms/img (end to end)", "ms/img (network only)", "end to end vs torch", "#kp",
-         "GFLOP", "GMAC"),
+         "GFLOP/img", "GMAC/img", "GFLOP/s (end to end)", "GFLOP/s (network)", "fp32 peak, same load (GFLOP/s)",
+         "% of fp32 peak (end to end / network)"),
         [(r["method"], r["backend"], core.fmt(r["ms_end_to_end"], ".1f"), core.fmt(r["ms_network"], ".1f"),
           "-" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}x", r["keypoints"],
-          core.fmt(r.get("gflop"), ".2f"), core.fmt(r.get("gmac"), ".2f")) for r in ext]))
+          core.fmt(r.get("gflop"), ".2f"), core.fmt(r.get("gmac"), ".2f"),
+          core.fmt(r.get("gflops_end_to_end"), ".1f"), core.fmt(r.get("gflops_network"), ".1f"),
+          core.fmt(r.get("fp32_peak_same_load"), ".1f"),
+          f"{_pct(r.get('fraction_fp32_peak_end_to_end'))} / {_pct(r.get('fraction_fp32_peak_network'))}")
+         for r in ext]))
     out += ["", "GFLOP: 2 per multiply-add of the convolutions and matrix products run for one image (every scale); "
-            "GMAC = multiply-adds (what e.g. ALIKE's table calls GFLOPs); '-' for methods without learned layers."]
+            "GMAC = multiply-adds (what e.g. ALIKE's table calls GFLOPs); '-' for methods without learned layers. "
+            "GFLOP/s = GFLOP / seconds per image. fp32 peak, same load: the fp32 torch.mm product of the peak "
+            "line, timed in the same interleaved runs as the method (median), so that a busy machine slows both; "
+            "% of fp32 peak = GFLOP/s / that peak (onnxruntime rows: the same FLOP, another library's kernels)."]
     stages = {f"{r['method']} [{r['backend']}]": r["ms"] for r in rows if r["kind"] == "stages"}
     if stages:
         names = list(stages)
         out += ["", "End-to-end split of one 640x480 JPEG (ms, median; stages timed separately):", ""]
         out.append(core.markdown_table(("stage", *names), [(stage, *(f"{stages[n][stage]:.2f}" for n in names))
                                                            for stage in next(iter(stages.values()))]))
+    pair = [r for r in rows if r["kind"] == "matching-pair"]
+    if pair:
+        out += ["", f"Mutual nearest neighbour of one pair of {pair[0]['keypoints']} x {pair[0]['keypoints']} "
+                f"{pair[0]['dim']}-D unit descriptors (synthetic), the two paths interleaved, median:", ""]
+        out.append(core.markdown_table(
+            ("path", "device", "ms/pair", "speed-up vs before", "mutual matches", "identical to before"),
+            [(r["mode"], r["device"], f"{r['ms_per_pair']:.1f}", f"{r['speedup']:.2f}x", r["mutual_matches"],
+              "yes" if r["identical"] else "NO") for r in pair]))
     match = [r for r in rows if r["kind"] == "matching"]
     if match:
         out += ["", f"Mutual nearest neighbour, {match[0]['pairs']} pairs of ~{match[0]['keypoints']} x 128-D unit "
