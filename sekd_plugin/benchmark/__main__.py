@@ -66,7 +66,7 @@ def _speed(args) -> int:
         raise ConfigError(f"--runs must be at least 1, got {args.runs}")
     results = run(args.methods.split(",") if args.methods else None, args.runs, args.device, args.threads,
                   args.backends.split(",") if args.backends else None, args.breakdown, args.matching, args.output,
-                  args.overrides)
+                  args.overrides, args.authors_code)
     return exit_code(results)
 
 
@@ -162,8 +162,10 @@ def main(argv=None) -> int:
     sp.add_argument("--runs", type=positive_int, default=5)
     sp.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
     sp.add_argument("--device", choices=["cpu", "cuda"])
-    sp.add_argument("--backends", type=comma_list, help="SEKD network backends, comma-separated (default: torch,onnxruntime; "
-                    "onnxruntime only when installed, CPU only)")
+    sp.add_argument("--backends", type=comma_list, help="SEKD network backends, comma-separated (default: "
+                    "torch,onnxruntime,openvino; the last two only when installed, CPU only)")
+    sp.add_argument("--authors-code", metavar="DIR", help="a checkout of the authors' SEKD release "
+                    "(aliyun/Self-Evolving-Keypoint-Demo): timed as a reference in every SEKD method's runs")
     sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
     sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (pairs/s)")
     sp.add_argument("--output", default="outputs/speed", help="folder of results.json / results.md (default: outputs/speed)")

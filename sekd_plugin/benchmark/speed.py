@@ -45,10 +45,11 @@ from ..extractors.sekd import SEKD
 from ..models.flops import model_gflops
 from . import core, peak, speed_matching
 
-DEFAULT_METHODS = ("sekd-best", "sekd", "sekd-ms", "sift-best", "superpoint-demo", "alike-s", "r2d2-ss", "d2net-ss",
-                   "orb", "akaze", "brisk")
-# SEKD network backends, timed side by side; every one but torch runs through onnxruntime
-BACKENDS = ("torch", "onnxruntime")
+DEFAULT_METHODS = ("sekd-best", "sekd-best-fast", "sekd", "sekd-fast", "sekd-ms", "sift-best", "superpoint-demo",
+                   "alike-s", "r2d2-ss", "d2net-ss", "orb", "akaze", "brisk")
+# SEKD network backends, timed side by side (a conf's int8 precision runs on the CPU runtimes only)
+BACKENDS = ("torch", "onnxruntime", "openvino")
+AUTHORS = "authors' code"  # the row of --authors-code, timed in every SEKD method's interleaved runs
 SIZE = (640, 480)  # (W, H)
 PEAK_KEY = "fp32 peak product"  # timed among a method's backends
 
@@ -96,17 +97,27 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], runs: int, device: t
 def available_backends(requested=None) -> tuple[list[str], list[str]]:
     """(backends to run, messages about those skipped)."""
     from ..models.onnx_runtime import onnx_missing
+    from ..models.openvino_runtime import openvino_missing
 
     wanted = list(requested or BACKENDS)
     unknown = sorted(set(wanted) - set(BACKENDS))
     if unknown:
         raise ConfigError(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
     notes = []
-    reason = onnx_missing()
-    for backend in [b for b in wanted if b != "torch"] if reason else []:
-        notes.append(f"backend {backend} skipped: {reason}")
-        wanted.remove(backend)
+    for backend, reason in (("onnxruntime", onnx_missing()), ("openvino", openvino_missing() or onnx_missing())):
+        if backend in wanted and reason:
+            notes.append(f"backend {backend} skipped: {reason}")
+            wanted.remove(backend)
     return wanted, notes
+
+
+def sekd_variants(model_conf: dict, backends: list[str], device: torch.device) -> list[str]:
+    """The backends an SEKD conf is timed on: fp32 on every one (the CPU runtimes on the CPU
+    only), int8 on the CPU runtimes, bf16 on torch."""
+    precision = model_conf.get("precision", "fp32")
+    runs_on = {"fp32": ("torch", "onnxruntime", "openvino"), "int8": ("onnxruntime", "openvino"),
+               "bf16": ("torch",)}[precision]
+    return [b for b in backends if b in runs_on and (device.type == "cpu" or b == "torch")]
 
 
 def breakdown(model: SEKD, runs: int, device: torch.device) -> dict[str, float]:
@@ -168,7 +179,8 @@ def with_rates(fp32_peak: float | None, row: dict) -> dict:
 
 def run(methods=None, runs: int = 5, device: str | None = None, threads: int | None = None,
         backends=None, show_breakdown: bool = False, show_matching: bool = False,
-        output: str | Path | None = "outputs/speed", overrides: list[str] | None = None) -> dict:
+        output: str | Path | None = "outputs/speed", overrides: list[str] | None = None,
+        authors_code: str | Path | None = None) -> dict:
     """Time every method; returns :mod:`.core`'s envelope (one row per method and backend, the
     matching modes and the stage split as rows too) and writes it with ``results.md`` into
     ``output`` (``None``: print only). A method that fails is recorded and the others go on.
@@ -186,9 +198,19 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
     per_method = split_by_label(parse_dotlist(overrides or [], "the overrides"), methods)
     confs = {m: override_conf(get_conf(m), per_method[m], f"method {m}")  # an unknown name or key: one line
              for m in methods}
+    authors = None
+    if authors_code is not None:  # the authors' release, the official weights (never downloaded)
+        from ..infra import assets
+        from . import authors_code as reference
+
+        weights = assets.locate("sekd").path
+        if weights is None:
+            raise ConfigError("--authors-code needs the official weights: python -m sekd_plugin.weights fetch sekd")
+        authors = reference.load(authors_code, weights)
     settings = {"benchmark": "speed", "image_size": list(SIZE), "runs": runs, "warmup": 2, "backends": backends,
                 "backend_notes": notes, "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-                "methods": methods, "overrides": list(overrides or []), "confs": confs}
+                "methods": methods, "overrides": list(overrides or []), "confs": confs,
+                "authors_code": str(authors_code) if authors_code else None}
     results = core.new_results("speed", settings, device=str(dev))
     # the limit, measured now (same load, same threads): fp32 / bf16 / int8 matrix products
     peaks = peak.matmul_peaks(dev)
@@ -199,9 +221,10 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
         conf = confs[method]
         image = test_image(conf.get("preprocessing", {}).get("grayscale", False)).to(dev)
         is_sekd = conf["model"]["name"] == "sekd"
-        # onnxruntime: CPU and fp32 only
-        fp32 = conf["model"].get("precision", "fp32") == "fp32"
-        variants = [b for b in backends if (dev.type == "cpu" and fp32) or b == "torch"] if is_sekd else [None]
+        variants = sekd_variants(conf["model"], backends, dev) if is_sekd else [None]
+        if not variants:
+            raise ConfigError(f"{method}: precision {conf['model'].get('precision')} runs on none of the "
+                              f"backends {backends} here")
         models = {}
         for backend in variants:
             model_conf = dict(conf["model"], backend=backend) if backend else conf["model"]
@@ -209,13 +232,17 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
         with torch.inference_mode():
             # the fp32 product of the peak timed in the same loop: the peak under the same load
             fns = {b: (lambda m=m: m({"image": image})) for b, m in models.items()}
+            if is_sekd and authors is not None:  # the authors' single-scale code, in the same runs
+                gray_np = image[0].mean(0).cpu().numpy()
+                fns[AUTHORS] = lambda: authors(gray_np)
             total = _time_interleaved({**fns, PEAK_KEY: peak_product}, runs, dev)
             net = {}
             if is_sekd:  # the network alone, to show the post-processing cost
                 gray = image[:, 0] if image.shape[1] == 1 else image.mean(1)
                 net = _time_interleaved({b: (lambda m=m: m.network_batch(gray)) for b, m in models.items()}, runs, dev)
-        # the operations of the network (the same for every backend): counted on the torch one
-        counted = models.get("torch", next(iter(models.values())))
+        # the operations of the network (the same for every backend and precision): counted on torch
+        counted = models.get("torch") or (load_extractor(dict(conf["model"], backend="torch", precision="fp32"), dev)
+                                          if is_sekd else models[None])
         ops = model_gflops(counted, {"image": image})
         peak_now = peak.gflops_per_s(peak_gflop, total[PEAK_KEY])
         rows = []
@@ -226,9 +253,17 @@ def run(methods=None, runs: int = 5, device: str | None = None, threads: int | N
                 "kind": "extraction", "backend": backend or "-", "ms_end_to_end": total[backend],
                 "ms_network": net.get(backend), "keypoints": n,
                 "gflop": ops["gflop"] if ops else None, "gmac": ops["gmac"] if ops else None,
-                "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None}))
+                "vs_torch": total[backend] / total["torch"] if is_sekd and "torch" in total else None,
+                "authors_over_this": total[AUTHORS] / total[backend] if AUTHORS in total else None}))
             if show_breakdown and is_sekd:
                 rows.append({"kind": "stages", "backend": backend, "ms": breakdown(model, runs, dev)})
+        if AUTHORS in total:  # its network is the single-scale one: counted on our torch twin
+            single = load_extractor(dict(conf["model"], backend="torch", precision="fp32", multi_scale=False), dev)
+            ops1 = model_gflops(single, {"image": image})
+            rows.append(with_rates(peak_now, {
+                "kind": "extraction", "backend": AUTHORS, "ms_end_to_end": total[AUTHORS], "ms_network": None,
+                "keypoints": int(authors(gray_np)[0].shape[1]), "gflop": ops1["gflop"] if ops1 else None,
+                "gmac": ops1["gmac"] if ops1 else None, "vs_torch": None, "authors_over_this": 1.0}))
         summary = {r["backend"]: {k: v for k, v in r.items() if k not in ("kind", "backend")} for r in rows
                    if r["kind"] == "extraction"}
         return summary, rows
@@ -267,22 +302,26 @@ def markdown(results: dict) -> str:
         out += [f"Measured peak of this machine in this run (square matrix products, best of 5{threads}): "
                 f"{peak.describe(peaks)}.", ""]
     ext = [r for r in rows if r["kind"] == "extraction"]
+    if any(r.get("authors_over_this") for r in ext):
+        out += [f"`{AUTHORS}`: the authors' SEKD release ({st.get('authors_code')}), single scale, timed in the same "
+                "interleaved runs as every SEKD row of its method; 'x authors' code' = its ms / the row's ms.", ""]
     out.append(core.markdown_table(
         ("method", "backend", "ms/img (end to end)", "ms/img (network only)", "end to end vs torch", "#kp",
          "GFLOP/img", "GMAC/img", "GFLOP/s (end to end)", "GFLOP/s (network)", "fp32 peak, same load (GFLOP/s)",
-         "% of fp32 peak (end to end / network)"),
+         "% of fp32 peak (end to end / network)", "x authors' code"),
         [(r["method"], r["backend"], core.fmt(r["ms_end_to_end"], ".1f"), core.fmt(r["ms_network"], ".1f"),
           "-" if r["vs_torch"] is None else f"{r['vs_torch']:.2f}x", r["keypoints"],
           core.fmt(r.get("gflop"), ".2f"), core.fmt(r.get("gmac"), ".2f"),
           core.fmt(r.get("gflops_end_to_end"), ".1f"), core.fmt(r.get("gflops_network"), ".1f"),
           core.fmt(r.get("fp32_peak_same_load"), ".1f"),
-          f"{_pct(r.get('fraction_fp32_peak_end_to_end'))} / {_pct(r.get('fraction_fp32_peak_network'))}")
+          f"{_pct(r.get('fraction_fp32_peak_end_to_end'))} / {_pct(r.get('fraction_fp32_peak_network'))}",
+          "-" if r.get("authors_over_this") is None else f"{r['authors_over_this']:.2f}x")
          for r in ext]))
     out += ["", "GFLOP: 2 per multiply-add of the convolutions and matrix products run for one image (every scale); "
             "GMAC = multiply-adds (what e.g. ALIKE's table calls GFLOPs); '-' for methods without learned layers. "
             "GFLOP/s = GFLOP / seconds per image. fp32 peak, same load: the fp32 torch.mm product of the peak "
             "line, timed in the same interleaved runs as the method (median), so that a busy machine slows both; "
-            "% of fp32 peak = GFLOP/s / that peak (onnxruntime rows: the same FLOP, another library's kernels)."]
+            "% of fp32 peak = GFLOP/s / that peak (onnxruntime / openvino rows: the same FLOP, another library's kernels; int8 rows count the same multiply-adds)."]
     stages = {f"{r['method']} [{r['backend']}]": r["ms"] for r in rows if r["kind"] == "stages"}
     if stages:
         names = list(stages)
