@@ -321,7 +321,8 @@ def markdown(results: dict) -> str:
             "GMAC = multiply-adds (what e.g. ALIKE's table calls GFLOPs); '-' for methods without learned layers. "
             "GFLOP/s = GFLOP / seconds per image. fp32 peak, same load: the fp32 torch.mm product of the peak "
             "line, timed in the same interleaved runs as the method (median), so that a busy machine slows both; "
-            "% of fp32 peak = GFLOP/s / that peak (onnxruntime / openvino rows: the same FLOP, another library's kernels; int8 rows count the same multiply-adds)."]
+            "% of fp32 peak = GFLOP/s / that peak (onnxruntime / openvino rows: the same FLOP, another library's kernels; "
+            "int8 rows count the same multiply-adds)."]
     stages = {f"{r['method']} [{r['backend']}]": r["ms"] for r in rows if r["kind"] == "stages"}
     if stages:
         names = list(stages)
