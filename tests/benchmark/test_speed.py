@@ -112,11 +112,37 @@ def test_a_failing_method_is_recorded_in_the_envelope_and_exits_1(tmp_path, monk
     assert orb["fp32_peak_same_load"] > 0 and orb["gflops_end_to_end"] is None  # no learned layers: no rate
 
 
-def test_every_onnx_backend_falls_back_with_one_line(monkeypatch):
+def test_every_cpu_runtime_is_skipped_with_one_line_when_its_package_is_missing(monkeypatch):
     import sekd_plugin.models.onnx_runtime as onnx_runtime
+    import sekd_plugin.models.openvino_runtime as openvino_runtime
 
-    monkeypatch.setattr(speed, "BACKENDS", ("torch", "onnxruntime", "onnx-int8"))
     monkeypatch.setattr(onnx_runtime, "onnx_missing", lambda: "needs onnxruntime")
+    monkeypatch.setattr(openvino_runtime, "openvino_missing", lambda: None)
     backends, notes = speed.available_backends(None)
+    # openvino needs onnxruntime's quantiser and the export too
     assert backends == ["torch"] and notes == ["backend onnxruntime skipped: needs onnxruntime",
-                                               "backend onnx-int8 skipped: needs onnxruntime"]
+                                               "backend openvino skipped: needs onnxruntime"]
+    monkeypatch.setattr(onnx_runtime, "onnx_missing", lambda: None)
+    monkeypatch.setattr(openvino_runtime, "openvino_missing", lambda: "needs openvino")
+    assert speed.available_backends(None) == (["torch", "onnxruntime"], ["backend openvino skipped: needs openvino"])
+
+
+def test_sekd_variants_follow_the_precision():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    every = ["torch", "onnxruntime", "openvino"]
+    assert speed.sekd_variants({"precision": "fp32"}, every, cpu) == every
+    assert speed.sekd_variants({}, every, cuda) == ["torch"]  # the CPU runtimes only on the CPU
+    assert speed.sekd_variants({"precision": "int8"}, every, cpu) == ["onnxruntime", "openvino"]
+    assert speed.sekd_variants({"precision": "int8"}, ["torch"], cpu) == []
+    assert speed.sekd_variants({"precision": "bf16"}, every, cpu) == ["torch"]
+
+
+def test_authors_code_must_be_a_checkout_and_the_weights_present(tmp_path):
+    from sekd_plugin.benchmark import authors_code
+
+    with pytest.raises(ConfigError, match="nets/sekd.py is missing"):
+        authors_code.load(tmp_path, tmp_path / "sekd.pth")
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "sekd.py").write_text("")
+    with pytest.raises(ConfigError, match="weights fetch sekd"):
+        authors_code.load(tmp_path, tmp_path / "sekd.pth")
