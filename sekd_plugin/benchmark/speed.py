@@ -13,8 +13,9 @@
 * ``--breakdown``: the end-to-end path of one image split into its stages (JPEG decoding,
   conversion and resizing, network, NMS, selection, descriptor sampling, h5 writing).
 * Achieved GFLOP/s (GFLOP / seconds, end to end and network only) against the machine's peak,
-  measured in the same run on the same threads (:mod:`.peak`: fp32 / bf16 / int8 matrix
-  products, best of 5), so that the distance to the limit is printed ("% of fp32 peak").
+  measured in the same run on the same threads (:mod:`.peak`: torch fp32 / bf16 / int8 and
+  onnxruntime fp32 / int8 matrix products, best of 5), so that the distance to the limit is
+  printed ("% of fp32 peak"; the fp32 product is also timed among each method's runs).
 * ``--matching``: mutual nearest neighbour on synthetic unit descriptors
   (:mod:`.speed_matching`): ms per 4,096 x 4,096 pair, full-matrix path (before) vs blocked,
   with a check that their matches are identical; and pairs/s over 6 SIFT-like images

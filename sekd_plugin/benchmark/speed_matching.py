@@ -8,7 +8,7 @@ unit descriptors, the paths before and after the blocked matcher timed interleav
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

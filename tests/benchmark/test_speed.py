@@ -107,7 +107,7 @@ def test_a_failing_method_is_recorded_in_the_envelope_and_exits_1(tmp_path, monk
     text = (out / "results.md").read_text()
     assert "| orb |" in text and "% of fp32 peak" in text and "Measured peak" in text
     peaks = {r["dtype"]: r for r in data["rows"] if r["kind"] == "peak"}
-    assert set(peaks) == {"fp32", "bf16", "int8"} and peaks["fp32"]["gflops"] > 0
+    assert set(peaks) == {"fp32", "bf16", "int8", "ort-fp32", "ort-int8"} and peaks["fp32"]["gflops"] > 0
     orb = data["rows"][0]
     assert orb["fp32_peak_same_load"] > 0 and orb["gflops_end_to_end"] is None  # no learned layers: no rate
 
@@ -146,3 +146,16 @@ def test_authors_code_must_be_a_checkout_and_the_weights_present(tmp_path):
     (tmp_path / "nets" / "sekd.py").write_text("")
     with pytest.raises(ConfigError, match="weights fetch sekd"):
         authors_code.load(tmp_path, tmp_path / "sekd.pth")
+
+
+def test_onnxruntime_peaks_run_or_fall_back_with_one_line(monkeypatch):
+    import sekd_plugin.models.onnx_runtime as onnx_runtime
+    from sekd_plugin.benchmark import peak
+
+    if onnx_runtime.onnx_missing() is None:  # installed: both products run (tiny)
+        for dtype in ("ort-fp32", "ort-int8"):
+            row = peak.matmul_peak(dtype, size=64, repeats=1)
+            assert row["size"] == 64 and row["gflops"] > 0, row
+    monkeypatch.setattr(onnx_runtime, "onnx_missing", lambda: "needs onnxruntime: pip install -e \".[onnx]\"")
+    row = peak.matmul_peak("ort-int8", size=64)
+    assert row["error"] == "RuntimeError: needs onnxruntime: pip install -e \".[onnx]\""

@@ -6,7 +6,11 @@ import torch.nn.functional as F
 
 from sekd_plugin.matchers import blocked_nn
 from sekd_plugin.matchers.blocked_nn import first_max, nearest_neighbors_blocked
-from sekd_plugin.matchers.nearest_neighbor import match_nearest_neighbor, match_one_to_many, pad_descriptors
+from sekd_plugin.matchers.nearest_neighbor import (
+    match_nearest_neighbor,
+    match_one_to_many,
+    pad_descriptors,
+)
 
 OPTIONS = [{}, {"mutual_check": False}, {"ratio_threshold": 0.8}, {"distance_threshold": 0.9},
            {"ratio_threshold": 0.95, "distance_threshold": 1.1}, {"mutual_check": False, "ratio_threshold": 0.9}]
