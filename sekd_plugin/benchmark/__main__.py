@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     sp.add_argument("--authors-code", metavar="DIR", help="a checkout of the authors' SEKD release "
                     "(aliyun/Self-Evolving-Keypoint-Demo): timed as a reference in every SEKD method's runs")
     sp.add_argument("--breakdown", action="store_true", help="also split SEKD's end-to-end time into its stages")
-    sp.add_argument("--matching", action="store_true", help="also time mutual nearest-neighbour matching (ms per 4096x4096 pair, before vs blocked; pairs/s)")
+    sp.add_argument("--matching", action="store_true",
+                    help="also time mutual nearest-neighbour matching (ms per 4096x4096 pair, before vs blocked; pairs/s)")
     sp.add_argument("--output", default="outputs/speed", help="folder of results.json / results.md (default: outputs/speed)")
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=METHOD_OPTIONS_HELP)
     sp.set_defaults(func=_speed)
