@@ -107,15 +107,22 @@ class SEKD(BaseExtractor):
         from ..models.openvino_runtime import OpenVinoNetwork, openvino_missing
 
         backend, threads = conf["backend"], conf["backend_threads"] or None
-        options = {"precision": conf["precision"], "int8_table": conf["int8_table"]}
+
+        def int8_path():
+            if conf["precision"] != "int8":
+                return None
+            from ..models.quantize import int8_export
+
+            return int8_export(self.net, conf["int8_table"])
+
         if backend == "openvino":
             if not openvino_missing() and not (conf["precision"] == "int8" and onnx_missing()):
-                return OpenVinoNetwork(self.net, threads=threads, **options)
+                return OpenVinoNetwork(self.net, threads=threads, model_path=int8_path())
             logger.warning("sekd: %s; falling back to backend onnxruntime", openvino_missing() or onnx_missing())
             backend = "onnxruntime"
         if backend == "onnxruntime":
             if not onnx_missing():
-                return OnnxNetwork(self.net, threads=threads, **options)
+                return OnnxNetwork(self.net, threads=threads, model_path=int8_path())
             logger.warning("sekd: %s; falling back to backend torch, fp32", onnx_missing())
         return None
 

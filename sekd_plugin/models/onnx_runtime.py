@@ -127,20 +127,17 @@ class OnnxNetwork:
     """
 
     def __init__(self, net: nn.Module, cache: str | os.PathLike | None = None, threads: int | None = None,
-                 optimization: str = "all", precision: str = "fp32", int8_table: str | os.PathLike | None = None):
+                 optimization: str = "all", model_path: str | os.PathLike | None = None):
         reason = onnx_missing()
         if reason:
             raise ConfigError(reason)
         import onnxruntime as ort
 
-        self.path = export_path(net, cache)
+        # model_path: a model made from the export (the int8 one, models/quantize.py), never rewritten here
+        self.made = model_path is not None
+        self.path = Path(model_path) if self.made else export_path(net, cache)
         if not self.path.exists():
             export_onnx(net, self.path)
-        if precision == "int8":  # the fp32 export is checked below; the int8 model is named after it
-            self._check_stamp(net, ort)
-            from .quantize import int8_model, table_for
-
-            self.path = int8_model(self.path, table_for(state_fingerprint(net), int8_table))
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
@@ -156,11 +153,16 @@ class OnnxNetwork:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # a damaged cache file: export again once
+            if self.made:
+                raise ConfigError(f"{self.path}: cannot be loaded ({str(error).splitlines()[0] if str(error) else error}); "
+                                  "delete it") from None
             logger.warning("re-exporting %s (%s)", self.path, str(error).splitlines()[0] if str(error) else error)
             export_onnx(net, self.path)
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         wanted = export_stamp(net)
         found = recorded_stamp(self.session)
+        if found != wanted and self.made:
+            raise ConfigError(f"{self.path}: records the network {found or '(none)'}, expected {wanted}; delete it")
         if found != wanted:  # a swapped file, or one of another release: never run the wrong network
             logger.warning("%s records the network %s, not %s; exporting it again", self.path, found or "(none)",
                            wanted)
@@ -170,13 +172,6 @@ class OnnxNetwork:
             if found != wanted:
                 raise ConfigError(f"{self.path}: the ONNX export records the network {found or '(none)'}, "
                                   f"expected {wanted}; delete it")
-
-    def _check_stamp(self, net: nn.Module, ort) -> None:
-        """The fp32 export at ``self.path`` records ``net``'s fingerprint; else it is exported again."""
-        session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        if recorded_stamp(session) != export_stamp(net):
-            logger.warning("%s records another network; exporting it again", self.path)
-            export_onnx(net, self.path)
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if image.device.type != "cpu":

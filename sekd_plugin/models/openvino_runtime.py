@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,21 +38,20 @@ class OpenVinoNetwork:
     """
 
     def __init__(self, net: nn.Module, cache: str | os.PathLike | None = None, threads: int | None = None,
-                 precision: str = "fp32", int8_table: str | os.PathLike | None = None):
+                 model_path: str | os.PathLike | None = None):
         reason = openvino_missing()
         if reason:
             raise ConfigError(reason)
         import openvino as ov
 
-        from .onnx_runtime import export_onnx, export_path, export_stamp, state_fingerprint
+        from .onnx_runtime import export_onnx, export_path, export_stamp
 
-        path = export_path(net, cache)
-        if not path.exists() or _stamp(path) != export_stamp(net):
+        # model_path: a model made from the export (the int8 one, models/quantize.py); else the fp32 export
+        path = Path(model_path) if model_path is not None else export_path(net, cache)
+        if _stamp(path) != export_stamp(net):
+            if model_path is not None:
+                raise ConfigError(f"{path}: does not record this network; delete it")
             export_onnx(net, path)
-        if precision == "int8":
-            from .quantize import int8_model, table_for
-
-            path = int8_model(path, table_for(state_fingerprint(net), int8_table))
         self.path = path
         core = ov.Core()
         # fp32 arithmetic where the model is fp32 (OpenVINO may otherwise pick bf16 on CPUs that have it)
@@ -72,9 +72,12 @@ class OpenVinoNetwork:
 
 
 def _stamp(path: os.PathLike) -> str | None:
+    """The network an ONNX file records (None: no file, or no record)."""
     import onnx
 
     from .onnx_runtime import FINGERPRINT_KEY
 
+    if not Path(path).exists():
+        return None
     model = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}.get(FINGERPRINT_KEY)

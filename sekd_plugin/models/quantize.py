@@ -193,16 +193,41 @@ def int8_model(fp32: str | os.PathLike, table: str | os.PathLike) -> Path:
     return write_atomic(out, write)
 
 
+def int8_export(net: nn.Module, table: str | os.PathLike | None = None,
+                cache: str | os.PathLike | None = None) -> Path:
+    """The int8 model of ``net``: its fp32 export (made or re-made when missing or stale), then
+    :func:`int8_model` with ``table`` (None: the shipped table of the network)."""
+    from .onnx_runtime import export_onnx, export_path, export_stamp, state_fingerprint
+
+    table_path = table_for(state_fingerprint(net), table)
+    fp32 = export_path(net, cache)
+    if not fp32.exists() or _recorded(fp32) != export_stamp(net):
+        export_onnx(net, fp32)
+    return int8_model(fp32, table_path)
+
+
+def _recorded(path: Path) -> str | None:
+    import onnx
+
+    from .onnx_runtime import FINGERPRINT_KEY
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}.get(FINGERPRINT_KEY)
+
+
 def main(weights: str, images: str | os.PathLike, output: str | os.PathLike, num_images: int = 32) -> Path:
     """Write the calibration table of the checkpoint ``weights`` (file or weights name) measured
     on ``num_images`` photos of the folder ``images``."""
-    from ..extractors.sekd import SEKD
+    from ..infra import assets
+    from .checkpoint import load_weights
     from .onnx_runtime import export_onnx, export_path, state_fingerprint
+    from .sekd import SEKDNet
 
     photos = photo_list(images, num_images)
     named = not Path(weights).suffix and not Path(weights).exists()
-    extractor = SEKD({"checkpoint": weights} if named else {"weights": str(weights)})
-    net: nn.Module = extractor.net
+    located = assets.locate(str(weights)) if named else assets.locate("sekd", weights)
+    if not located.found:
+        raise assets.AssetNotFoundError(located.reason)
+    net: nn.Module = load_weights(SEKDNet(), located.path).eval()
     fp32 = export_path(net)
     if not fp32.exists():
         export_onnx(net, fp32)
