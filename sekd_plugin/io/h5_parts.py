@@ -64,7 +64,10 @@ def lock_path(path: str | os.PathLike) -> Path:
 def finished_parts(path: str | os.PathLike) -> list[Path]:
     """The finished parts of ``path`` there are now, in the order they were written per writer."""
     folder = parts_dir(path)
-    return sorted(p for p in folder.glob("*.h5") if not p.name.startswith(".")) if folder.is_dir() else []
+    try:  # another process's publish may remove the folder at any moment: then there are none
+        return sorted(p for p in folder.glob("*.h5") if not p.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _dead(host: str, pid: str) -> bool:
