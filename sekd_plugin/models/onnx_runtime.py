@@ -114,6 +114,15 @@ def export_stamp(net: nn.Module) -> str:
     return f"{state_fingerprint(net)}-{EXPORT_VERSION}"
 
 
+def file_stamp(path: str | os.PathLike) -> str | None:
+    """The stamp an ONNX file records (None: no file, or no record); read without a session."""
+    import onnx
+
+    if not Path(path).exists():
+        return None
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}.get(FINGERPRINT_KEY)
+
+
 def recorded_stamp(session) -> str | None:
     """The stamp recorded in the model an ONNX Runtime ``session`` runs, None if none."""
     return session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY)

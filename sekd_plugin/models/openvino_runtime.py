@@ -44,11 +44,11 @@ class OpenVinoNetwork:
             raise ConfigError(reason)
         import openvino as ov
 
-        from .onnx_runtime import export_onnx, export_path, export_stamp
+        from .onnx_runtime import export_onnx, export_path, export_stamp, file_stamp
 
         # model_path: a model made from the export (the int8 one, models/quantize.py); else the fp32 export
         path = Path(model_path) if model_path is not None else export_path(net, cache)
-        if _stamp(path) != export_stamp(net):
+        if file_stamp(path) != export_stamp(net):
             if model_path is not None:
                 raise ConfigError(f"{path}: does not record this network; delete it")
             export_onnx(net, path)
@@ -69,15 +69,3 @@ class OpenVinoNetwork:
 
     def info(self) -> dict[str, Any]:
         return {"path": str(self.path), "device": "CPU"}
-
-
-def _stamp(path: os.PathLike) -> str | None:
-    """The network an ONNX file records (None: no file, or no record)."""
-    import onnx
-
-    from .onnx_runtime import FINGERPRINT_KEY
-
-    if not Path(path).exists():
-        return None
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}.get(FINGERPRINT_KEY)

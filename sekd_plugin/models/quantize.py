@@ -197,21 +197,13 @@ def int8_export(net: nn.Module, table: str | os.PathLike | None = None,
                 cache: str | os.PathLike | None = None) -> Path:
     """The int8 model of ``net``: its fp32 export (made or re-made when missing or stale), then
     :func:`int8_model` with ``table`` (None: the shipped table of the network)."""
-    from .onnx_runtime import export_onnx, export_path, export_stamp, state_fingerprint
+    from .onnx_runtime import export_onnx, export_path, export_stamp, file_stamp, state_fingerprint
 
     table_path = table_for(state_fingerprint(net), table)
     fp32 = export_path(net, cache)
-    if not fp32.exists() or _recorded(fp32) != export_stamp(net):
+    if file_stamp(fp32) != export_stamp(net):
         export_onnx(net, fp32)
     return int8_model(fp32, table_path)
-
-
-def _recorded(path: Path) -> str | None:
-    import onnx
-
-    from .onnx_runtime import FINGERPRINT_KEY
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}.get(FINGERPRINT_KEY)
 
 
 def main(weights: str, images: str | os.PathLike, output: str | os.PathLike, num_images: int = 32) -> Path:
