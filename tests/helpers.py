@@ -85,3 +85,11 @@ def lock_is_free(run) -> bool:
         return False
     lock.release()
     return True
+
+
+def fake_scene_result() -> dict:
+    """What ``benchmark.sfm.benchmark.run_scene`` returns, for tests that stand in for the SfM run."""
+    return {"registered_images": 3, "total_images": 3, "num_points3D": 10, "mean_track_length": 2.5,
+            "mean_reprojection_error_px": 0.5, "num_verified_pairs": 3, "num_pairs": 3, "matcher": "NN-ratio",
+            "timings": {"extract_s": 1.0, "match_s": 1.0, "import_s": None, "verification_s": 1.0,
+                        "mapping_s": 1.0, "pairs_per_s": 3.0}}

@@ -16,7 +16,7 @@ from sekd_plugin.benchmark import scenes
 from sekd_plugin.benchmark.__main__ import main as bench_main
 from sekd_plugin.common import ConfigError
 from sekd_plugin.io.h5 import read_conf, read_features
-from tests.helpers import only_error_line, texture
+from tests.helpers import fake_scene_result, only_error_line, texture
 
 from .conftest import SHARED, shared_file
 
@@ -112,10 +112,7 @@ def test_a_scene_benchmark_records_the_confs_in_effect(tmp_path, monkeypatch):
     from sekd_plugin.benchmark.sfm import benchmark as B
 
     def fake_run(cfg, label):
-        return {"registered_images": 3, "total_images": 3, "num_points3D": 10, "mean_track_length": 2.5,
-                "mean_reprojection_error_px": 0.5, "num_verified_pairs": 3, "num_pairs": 3, "matcher": "NN-ratio",
-                "timings": {"extract_s": 1.0, "match_s": 1.0, "import_s": None, "verification_s": 1.0,
-                            "mapping_s": 1.0, "pairs_per_s": 3.0}}
+        return fake_scene_result()
 
     monkeypatch.setattr(B, "run_scene", fake_run)
     out = tmp_path / "out"

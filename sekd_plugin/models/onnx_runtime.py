@@ -40,12 +40,15 @@ FINGERPRINT_KEY = "sekd_plugin_fingerprint"  # metadata_props entry: "<fingerpri
 INSTALL_HINT = 'pip install -e ".[onnx]"  (or: pip install onnxruntime onnx)'
 
 
+def packages_missing(what: str, modules: tuple[str, ...], hint: str) -> str | None:
+    """``"<what> needs the package(s) a, b: <hint>"`` for the ``modules`` not installed, or None."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return f"{what} needs the package(s) {', '.join(missing)}: {hint}" if missing else None
+
+
 def onnx_missing() -> str | None:
     """Why the ONNX backend cannot run here, or None when it can."""
-    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"the onnxruntime backend needs the package(s) {', '.join(missing)}: {INSTALL_HINT}"
-    return None
+    return packages_missing("the onnxruntime backend", ("onnxruntime", "onnx"), INSTALL_HINT)
 
 
 def state_fingerprint(net: nn.Module, length: int = 16) -> str:

@@ -9,7 +9,6 @@ Shapes are dynamic (any image size); a missing package is a :class:`ConfigError`
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,9 @@ INSTALL_HINT = 'pip install -e ".[openvino]"  (or: pip install openvino onnxrunt
 
 def openvino_missing() -> str | None:
     """Why the OpenVINO backend cannot run here, or None when it can."""
-    missing = [m for m in ("openvino", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"the openvino backend needs the package(s) {', '.join(missing)}: {INSTALL_HINT}"
-    return None
+    from .onnx_runtime import packages_missing
+
+    return packages_missing("the openvino backend", ("openvino", "onnx"), INSTALL_HINT)
 
 
 class OpenVinoNetwork:

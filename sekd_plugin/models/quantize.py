@@ -50,10 +50,9 @@ QUANT_HINT = 'pip install -e ".[onnx]"  (int8 models are made with onnxruntime\'
 
 def quantizer_missing() -> str | None:
     """Why int8 models cannot be made here, or None."""
-    import importlib.util
+    from .onnx_runtime import packages_missing
 
-    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
-    return f"int8 needs the package(s) {', '.join(missing)}: {QUANT_HINT}" if missing else None
+    return packages_missing("int8", ("onnxruntime", "onnx"), QUANT_HINT)
 
 
 def calibration_image(gray: np.ndarray, size: tuple[int, int] = CALIBRATION_SIZE) -> np.ndarray:

@@ -14,6 +14,7 @@ from sekd_plugin.benchmark import core, scenes
 from sekd_plugin.benchmark.__main__ import main as bench_main
 
 from ..conftest import SHARED, shared_file
+from ..helpers import fake_scene_result
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "benchmark_configs/reconstruction/fountain-P11.yaml")
@@ -75,10 +76,7 @@ def test_one_failing_method_keeps_the_others(tmp_path, monkeypatch):
     def fake_run(cfg, label):
         if label == "sift":
             raise RuntimeError("forced")
-        return {"registered_images": 3, "total_images": 3, "num_points3D": 10, "mean_track_length": 2.5,
-                "mean_reprojection_error_px": 0.5, "num_verified_pairs": 3, "num_pairs": 3, "matcher": "NN-ratio",
-                "timings": {"extract_s": 1.0, "match_s": 1.0, "import_s": None, "verification_s": 1.0,
-                            "mapping_s": 1.0, "pairs_per_s": 3.0}}
+        return fake_scene_result()
 
     monkeypatch.setattr(B, "run_scene", fake_run)
     out = tmp_path / "out"
